@@ -1,0 +1,25 @@
+"""One error type per kind of failure. The library raises these; only the CLI prints them."""
+
+
+class ScreenerError(Exception):
+    """Base class: every error screener raises on purpose."""
+
+
+class VideoError(ScreenerError):
+    """A video file cannot be opened or decoded. The message is the one-line reason."""
+
+
+class ImageError(ScreenerError):
+    """An image file cannot be read."""
+
+
+class ModelError(ScreenerError):
+    """A model file cannot be loaded (missing, corrupt, unsafe or of an unknown kind)."""
+
+
+class StateError(ScreenerError):
+    """The incremental-scan state database is unusable (corrupt, or from another version)."""
+
+
+class StateLocked(StateError):
+    """Another scan holds the lock on the same state database."""

@@ -1,0 +1,87 @@
+"""MesoNet network definitions (Afchar et al. 2018, arXiv 1809.00888) in pure Keras 3.
+
+One place for the architectures: the published-weights loader (`scoring`) and the training
+package both build their models here.
+
+Conventions, stated once:
+- input: uint8 RGB, shape (256, 256, 3); scaling to [0, 1] happens inside the model, so callers
+  never normalise and a saved model cannot be fed the wrong range;
+- output: one sigmoid unit, P(fake). 1 is fake. (The published weights use 1 = real; `scoring`
+  flips them once at load time.)
+
+`activation=None` is the paper: ReLU in the conv blocks, LeakyReLU(0.1) after the 16-unit dense
+layer. "relu", "elu" or "leaky_relu" applies one activation to the whole model (the student
+project's option). `batchnorm` and `dropout` switch the paper's BatchNorm after each conv block
+and its two Dropout layers.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+INPUT_SIZE = 256
+ARCHS = ("meso4", "mesoinception4")
+ACTIVATIONS = (None, "relu", "elu", "leaky_relu")
+
+
+def _act(name: str | None, where: str):
+    """The activation layer for a conv block (`where="conv"`) or the dense layer."""
+    if name is None:
+        name = "relu" if where == "conv" else "leaky_relu"
+    if name == "leaky_relu":
+        return layers.LeakyReLU(negative_slope=0.1)
+    if name in ("relu", "elu"):
+        return layers.Activation(name)
+    raise ValueError(f"unknown activation {name!r}; choose from relu, elu, leaky_relu")
+
+
+def _conv(x, filters, kernel, activation, dilation=1, name=None):
+    x = layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation, name=name)(x)
+    return _act(activation, "conv")(x)
+
+
+def _inception(x, a, b, c, d, activation, name):
+    """MesoInception's module: 1x1, and 1x1 then 3x3 with dilation 1, 2 and 3, concatenated."""
+    x1 = _conv(x, a, 1, activation, name=f"{name}_1x1")
+    x2 = _conv(_conv(x, b, 1, activation, name=f"{name}_b1"), b, 3, activation, name=f"{name}_b3")
+    x3 = _conv(_conv(x, c, 1, activation, name=f"{name}_c1"), c, 3, activation, 2, f"{name}_c3")
+    x4 = _conv(_conv(x, d, 1, activation, name=f"{name}_d1"), d, 3, activation, 3, f"{name}_d3")
+    return layers.Concatenate(axis=-1, name=f"{name}_concat")([x1, x2, x3, x4])
+
+
+def _block_end(x, batchnorm, pool, name):
+    if batchnorm:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.MaxPooling2D(pool_size=pool, padding="same", name=f"{name}_pool")(x)
+
+
+def build(arch: str = "meso4", activation: str | None = None, batchnorm: bool = True,
+          dropout: float = 0.5, name: str | None = None) -> keras.Model:
+    """Build Meso-4 or MesoInception-4: uint8 (N, 256, 256, 3) in, P(fake) (N, 1) out.
+
+    The conv blocks are named block1..block4 (`blockK_pool` ends each), so explanations
+    (Grad-CAM, feature maps) can find them by name in every variant.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from relu, elu, leaky_relu")
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), dtype="uint8", name="image")
+    x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    if arch == "meso4":
+        x = _block_end(_conv(x, 8, 3, activation, name="block1_conv"), batchnorm, 2, "block1")
+        x = _block_end(_conv(x, 8, 5, activation, name="block2_conv"), batchnorm, 2, "block2")
+    else:
+        x = _block_end(_inception(x, 1, 4, 4, 2, activation, "block1"), batchnorm, 2, "block1")
+        x = _block_end(_inception(x, 2, 4, 4, 2, activation, "block2"), batchnorm, 2, "block2")
+    x = _block_end(_conv(x, 16, 5, activation, name="block3_conv"), batchnorm, 2, "block3")
+    x = _block_end(_conv(x, 16, 5, activation, name="block4_conv"), batchnorm, 4, "block4")
+    x = layers.Flatten(name="flatten")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout1")(x)
+    x = layers.Dense(16, name="dense16")(x)
+    x = _act(activation, "dense")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout2")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="p_fake")(x)
+    return keras.Model(inputs, outputs, name=name or arch)
