@@ -85,3 +85,18 @@ def build(arch: str = "meso4", activation: str | None = None, batchnorm: bool = 
         x = layers.Dropout(dropout, name="dropout2")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="p_fake")(x)
     return keras.Model(inputs, outputs, name=name or arch)
+
+
+def weight_layers(model: keras.Model) -> list:
+    """The layers that hold weights, in the order Keras 2's MesoNet code created them: convs,
+    then BatchNorms, then the two Dense layers. Loading published weights relies on this order."""
+    if model.get_layer("block1_pool") is None:
+        raise ValueError("not a model built by nets.build")
+    names = [lay.name for lay in model.layers]
+    branch = ("1x1", "b1", "b3", "c1", "c3", "d1", "d3")
+    if "block1_conv" in names:
+        convs = [f"block{k}_conv" for k in (1, 2, 3, 4)]
+    else:
+        convs = [f"block{k}_{b}" for k in (1, 2) for b in branch] + ["block3_conv", "block4_conv"]
+    bns = [f"block{k}_bn" for k in (1, 2, 3, 4) if f"block{k}_bn" in names]
+    return [model.get_layer(n) for n in convs + bns + ["dense16", "p_fake"]]
