@@ -1,0 +1,141 @@
+"""Turn the PATH arguments of a scan into the list of video files to screen.
+
+A PATH is a file (kept whatever its name: the user asked for it), a folder (walked recursively,
+keeping files with a video extension) or a glob pattern (`*`, `?`, `[`; `**` recurses).
+The order is stable: arguments in the order given, each one expanded in sorted order, and a file
+reached twice is listed once. Folder walks follow symbolic links but visit each real folder once,
+so a link back to a parent (a loop) cannot make the walk run forever.
+"""
+from __future__ import annotations
+
+import errno
+import glob
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Iterable
+
+from .errors import ScreenerError
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
+    ".mts", ".m2ts", ".3gp", ".ogv",
+})
+GLOB_CHARS = frozenset("*?[")
+
+
+class InputError(ScreenerError):
+    """The PATH arguments name nothing to scan: a missing path, or no video found."""
+
+
+def is_video_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def _sort_key(path: str) -> tuple:
+    # Compare path components, so "a/b/c.mp4" sorts with "a/b/" and not between "a/b" and "a/b0".
+    return tuple(Path(path).parts)
+
+
+def walk_folder(folder: str) -> list[str]:
+    """Video files under `folder`, recursively, sorted. Hidden files and folders are skipped
+    (macOS `._x.mp4` companions, editors' and copy tools' temporary files)."""
+    found: list[str] = []
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def on_error(err: OSError) -> None:
+        log.warning("cannot list %s: %s", err.filename, err.strerror or err)
+
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=on_error):
+        try:
+            st = os.stat(root)
+        except OSError as e:
+            log.warning("cannot read folder %s: %s", root, e.strerror or e)
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop or a second link to it
+            log.info("skipping %s: folder already visited (symbolic link)", root)
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(os.path.join(root, f) for f in files
+                     if not f.startswith(".") and is_video_name(f))
+    return sorted(found, key=_sort_key)
+
+
+def _expand(arg: str) -> list[str]:
+    if os.path.isdir(arg):
+        return walk_folder(arg)
+    if os.path.lexists(arg):  # a file, a broken link or a link loop: the scan reports why
+        return [arg]
+    if GLOB_CHARS & set(arg):
+        out: list[str] = []
+        for match in sorted(glob.glob(arg, recursive=True), key=_sort_key):
+            out.extend(walk_folder(match) if os.path.isdir(match) else [match])
+        if not out:
+            raise InputError(f"no file matches {arg!r}")
+        return out
+    raise InputError(f"no such file or folder: {arg!r}")
+
+
+def find_videos(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Expand PATH arguments into video file paths (as strings, relative where given relative).
+
+    Raises InputError naming every argument that does not exist, or when nothing is found.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    missing: list[str] = []
+    args = [os.fspath(p) for p in paths]
+    if not args:
+        raise InputError("no PATH given")
+    for arg in args:
+        try:
+            expanded = _expand(arg)
+        except InputError as e:
+            missing.append(str(e))
+            continue
+        for p in expanded:
+            key = os.path.normpath(os.path.abspath(p))
+            if key not in seen:
+                seen.add(key)
+                out.append(p)
+    if missing:
+        raise InputError("; ".join(missing))
+    if not out:
+        raise InputError(f"no video found in {', '.join(repr(a) for a in args)} "
+                         f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    return out
+
+
+def check_readable(path: str) -> str | None:
+    """A one-line reason why `path` cannot be read as a file, or None when it can.
+
+    Cheap checks that give clearer reasons than a decoder does (which mostly says "cannot open").
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block us
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            return "broken symbolic link"
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return "permission denied"
+        return e.strerror or str(e)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file"
+        if st.st_size == 0:
+            return "empty file (0 bytes)"
+        os.read(fd, 1)  # a permission or I/O problem shows here, not at open, on some filesystems
+    except OSError as e:
+        return e.strerror or str(e)
+    finally:
+        os.close(fd)
+    return None

@@ -1,0 +1,154 @@
+"""Per-video aggregation: P(fake) of each scored face -> one VideoResult with a verdict.
+
+fake_score is the mean P(fake) over the video's scored faces; the verdict is FAKE when it is at
+or above the threshold. A video without a score never gets a verdict: status `no_face` (it was
+read, no face was found) or `error` (it could not be read; `error` says why).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+OK, NO_FACE, ERROR = "ok", "no_face", "error"
+FAKE, REAL = "FAKE", "REAL"
+
+
+@dataclass
+class FaceScore:
+    """One scored face: a row of `--frames-out`. Box and keypoints are in source-frame pixels."""
+    path: str
+    frame_index: int
+    time_s: float
+    box_x: float
+    box_y: float
+    box_w: float
+    box_h: float
+    detector_score: float
+    p_fake: float
+
+
+@dataclass
+class VideoResult:
+    """One report row. The field order is the report's column order (see README "Scanning")."""
+    path: str
+    status: str                          # ok | no_face | error
+    verdict: str = ""                    # FAKE | REAL, "" unless status is ok
+    fake_score: float | None = None      # mean P(fake) over scored faces
+    fake_score_median: float | None = None
+    fake_score_max: float | None = None
+    fake_share: float | None = None      # share of faces with P(fake) >= threshold
+    faces_scored: int = 0
+    frames_sampled: int = 0
+    frames_with_face: int = 0
+    duration_s: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    codec: str = ""
+    model: str = ""
+    threshold: float | None = None
+    error: str = ""                      # why there is no verdict (error or no_face), else ""
+    faces: list[FaceScore] = field(default_factory=list, repr=False)  # not a report column
+
+    def row(self) -> dict:
+        """The report columns, in order, as plain Python values (None where there is no value)."""
+        d = asdict(self)
+        d.pop("faces")
+        return d
+
+
+COLUMNS = tuple(f.name for f in fields(VideoResult) if f.name != "faces")
+FACE_COLUMNS = tuple(f.name for f in fields(FaceScore))
+
+
+@dataclass
+class ScoreStats:
+    mean: float
+    median: float
+    max: float
+    share_at_or_above: float
+
+
+def score_stats(p_fake, threshold: float) -> ScoreStats:
+    """Mean, median, max and share at or above `threshold` of a non-empty array of P(fake)."""
+    p = np.asarray(p_fake, dtype=np.float64).reshape(-1)
+    if p.size == 0:
+        raise ValueError("no scores to aggregate")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("scores contain NaN or infinity")
+    return ScoreStats(mean=float(p.mean()), median=float(np.median(p)), max=float(p.max()),
+                      share_at_or_above=float(np.mean(p >= threshold)))
+
+
+def _video_fields(info) -> dict:
+    if info is None:
+        return {}
+    return dict(duration_s=float(info.duration_s), fps=float(info.fps), width=int(info.width),
+                height=int(info.height), codec=str(info.codec))
+
+
+def error_result(path: str, reason: str, *, info=None, model: str = "",
+                 threshold: float | None = None, frames_sampled: int = 0) -> VideoResult:
+    return VideoResult(path=str(path), status=ERROR, error=_one_line(reason), model=model,
+                       threshold=threshold, frames_sampled=frames_sampled, **_video_fields(info))
+
+
+def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
+    """Build a video's result from its crops (a pipeline.VideoCrops) and their P(fake) scores,
+    one score per crop in the same order."""
+    p = np.asarray(p_fake, dtype=np.float64).reshape(-1)
+    if video.error:
+        return error_result(video.path, video.error, info=video.info, model=model,
+                            threshold=threshold, frames_sampled=video.frames_sampled)
+    if len(p) != len(video.crops):
+        raise ValueError(f"{len(p)} scores for {len(video.crops)} crops of {video.path}")
+    if video.frames_sampled == 0:
+        return error_result(video.path, "no frame could be decoded", info=video.info,
+                            model=model, threshold=threshold)
+    base = dict(path=str(video.path), frames_sampled=video.frames_sampled,
+                frames_with_face=video.frames_with_face, model=model, threshold=threshold,
+                **_video_fields(video.info))
+    if len(p) == 0:
+        reason = f"no face found in {video.frames_sampled} sampled frames"
+        too_small = getattr(video, "faces_too_small", 0)
+        if too_small:
+            reason += f" ({too_small} faces smaller than the minimum face size were skipped)"
+        return VideoResult(status=NO_FACE, error=reason, **base)
+    if not np.all(np.isfinite(p)):  # a failure is never a score
+        return error_result(video.path, "the model returned NaN scores", info=video.info,
+                            model=model, threshold=threshold, frames_sampled=video.frames_sampled)
+    s = score_stats(p, threshold)
+    faces = [FaceScore(path=str(video.path), frame_index=int(c.frame_index), time_s=float(c.time_s),
+                       box_x=float(c.box[0]), box_y=float(c.box[1]), box_w=float(c.box[2]),
+                       box_h=float(c.box[3]), detector_score=float(c.score), p_fake=float(pf))
+             for c, pf in zip(video.crops, p)]
+    return VideoResult(status=OK, verdict=FAKE if s.mean >= threshold else REAL,
+                       fake_score=s.mean, fake_score_median=s.median, fake_score_max=s.max,
+                       fake_share=s.share_at_or_above, faces_scored=len(p), faces=faces, **base)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@dataclass
+class Summary:
+    """Counts over a scan's results, for the final line and the JSON report."""
+    videos: int = 0
+    fake: int = 0
+    real: int = 0
+    no_face: int = 0
+    errors: int = 0
+
+    def add(self, r: VideoResult) -> None:
+        self.videos += 1
+        if r.status == ERROR:
+            self.errors += 1
+        elif r.status == NO_FACE:
+            self.no_face += 1
+        elif r.verdict == FAKE:
+            self.fake += 1
+        else:
+            self.real += 1
