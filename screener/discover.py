@@ -8,11 +8,9 @@ so a link back to a parent (a loop) cannot make the walk run forever.
 """
 from __future__ import annotations
 
-import errno
 import glob
 import logging
 import os
-import stat
 from pathlib import Path
 from typing import Iterable
 
@@ -111,31 +109,3 @@ def find_videos(paths: Iterable[str | os.PathLike]) -> list[str]:
                          f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return out
 
-
-def check_readable(path: str) -> str | None:
-    """A one-line reason why `path` cannot be read as a file, or None when it can.
-
-    Cheap checks that give clearer reasons than a decoder does (which mostly says "cannot open").
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block us
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return "symbolic link loop"
-        if e.errno == errno.ENOENT and os.path.islink(path):
-            return "broken symbolic link"
-        if e.errno in (errno.EACCES, errno.EPERM):
-            return "permission denied"
-        return e.strerror or str(e)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return "not a regular file"
-        if st.st_size == 0:
-            return "empty file (0 bytes)"
-        os.read(fd, 1)  # a permission or I/O problem shows here, not at open, on some filesystems
-    except OSError as e:
-        return e.strerror or str(e)
-    finally:
-        os.close(fd)
-    return None

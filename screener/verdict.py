@@ -19,6 +19,7 @@ class FaceScore:
     """One scored face: a row of `--frames-out`. Box and keypoints are in source-frame pixels."""
     path: str
     frame_index: int
+    face_index: int      # 0 is the largest face of its frame (the only one without --all-faces)
     time_s: float
     box_x: float
     box_y: float
@@ -119,7 +120,8 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
         return error_result(video.path, "the model returned NaN scores", info=video.info,
                             model=model, threshold=threshold, frames_sampled=video.frames_sampled)
     s = score_stats(p, threshold)
-    faces = [FaceScore(path=str(video.path), frame_index=int(c.frame_index), time_s=float(c.time_s),
+    faces = [FaceScore(path=str(video.path), frame_index=int(c.frame_index),
+                       face_index=int(getattr(c, "face_index", 0)), time_s=float(c.time_s),
                        box_x=float(c.box[0]), box_y=float(c.box[1]), box_w=float(c.box[2]),
                        box_h=float(c.box[3]), detector_score=float(c.score), p_fake=float(pf))
              for c, pf in zip(video.crops, p)]

@@ -1,0 +1,85 @@
+"""The simple engine: videos one after another in this process, crops scored in batches.
+
+Crops of consecutive videos are pooled until `batch_size` of them wait (or a video without
+crops arrives while nothing waits), then scored in one call, so many short videos still fill
+the model's batches. Results come out in input order as soon as their scores are known.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .. import pipeline
+from ..verdict import VideoResult, aggregate, error_result
+
+log = logging.getLogger(__name__)
+
+
+class LocalEngine:
+    def __init__(self, scorer, options: "pipeline.SampleOptions | None" = None,
+                 batch_size: int = 256, detector=None):
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.scorer = scorer
+        self.options = options or pipeline.SampleOptions()
+        self.batch_size = batch_size
+        self._detector = detector
+
+    @property
+    def detector(self):
+        # One detector for the whole run: its model load is paid once, not per video.
+        if self._detector is None:
+            from ..faces import FaceDetector
+            self._detector = FaceDetector(min_score=self.options.min_score)
+        return self._detector
+
+    def crops(self, path: str):
+        """The per-video unit of work, guarded: a bug on one file must not end the run."""
+        try:
+            return pipeline.crops_from_video(path, self.options, self.detector)
+        except Exception as e:  # crops_from_video reports bad videos itself; this is a bug
+            log.exception("%s: unexpected failure", path)
+            return error_result(path, f"internal error: {type(e).__name__}: {e}",
+                                **self._model_fields())
+
+    def run(self, paths: Sequence[str]) -> Iterator[VideoResult]:
+        pending: list = []   # VideoCrops waiting for scores, or results already final
+        waiting = 0          # crops in `pending`
+        for path in paths:
+            video = self.crops(path)
+            pending.append(video)
+            if not isinstance(video, VideoResult):
+                waiting += len(video.crops)
+            if waiting == 0 or waiting >= self.batch_size:
+                yield from self._finish(pending)
+                pending, waiting = [], 0
+        yield from self._finish(pending)
+
+    def _model_fields(self) -> dict:
+        return dict(model=self.scorer.card.name, threshold=self.scorer.card.threshold)
+
+    def _finish(self, pending: list) -> Iterator[VideoResult]:
+        videos = [v for v in pending if not isinstance(v, VideoResult)]
+        crops = [c.crop for v in videos for c in v.crops]
+        scores = (self.scorer.predict(np.stack(crops), batch_size=self.batch_size) if crops
+                  else np.zeros((0,), np.float32))
+        at = 0
+        for v in pending:
+            if isinstance(v, VideoResult):
+                result = v
+            else:
+                result = aggregate(v, scores[at:at + len(v.crops)], **self._model_fields())
+                at += len(v.crops)
+            _log_result(result)
+            yield result
+
+
+def _log_result(r: VideoResult) -> None:
+    if r.status == "error":
+        log.warning("%s: %s", r.path, r.error)
+    elif r.status == "no_face":
+        log.info("%s: no face (%s)", r.path, r.error)
+    else:
+        log.info("%s: %s %.3f (%d faces)", r.path, r.verdict, r.fake_score, r.faces_scored)
