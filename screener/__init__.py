@@ -5,5 +5,13 @@ Data flow: path -> video (sample frames) -> faces (detect, align to 256x256) -> 
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+# TensorFlow and mediapipe's C++ logging go straight to stderr; keep it for real problems.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_os.environ.setdefault("GLOG_minloglevel", "2")
+
 from .errors import (ImageError, ModelError, ScreenerError, StateError, StateLocked,  # noqa: F401
                      VideoError)
+
+from .api import iter_scan, scan  # noqa: F401,E402
