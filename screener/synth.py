@@ -16,28 +16,71 @@ ASSETS = Path(__file__).parent / "assets"
 FACE_PHOTOS = {"collins": "astronaut_collins.jpg", "hopper": "grace_hopper.jpg"}
 
 
+# Where the face is in each photo, measured once with FaceDetector: box (x, y, w, h) and the
+# keypoints (right eye, left eye, nose tip, mouth), in photo pixels.
+FACE_TRUTH = {
+    "collins": ((176, 82, 95, 95), [[202, 105], [246, 110], [221, 128], [220, 149]]),
+    "hopper": ((171, 147, 194, 194), [[222, 195], [308, 185], [268, 226], [273, 274]]),
+}
+# The square portrait cut around each face: 2.2 face widths, centred on the box.
+PORTRAIT_SCALE = 2.2
+
+
 def photo(name: str = "collins") -> np.ndarray:
     """A bundled public-domain photo with a face, as RGB uint8."""
     bgr = cv2.imread(str(ASSETS / FACE_PHOTOS[name]), cv2.IMREAD_COLOR)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _portrait_box(name: str) -> tuple[int, int, int]:
+    (x, y, w, h), _ = FACE_TRUTH[name]
+    side = round(w * PORTRAIT_SCALE)
+    return round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), side
+
+
+def portrait(name: str = "collins") -> np.ndarray:
+    """A square head-and-shoulders cut of a photo, the face in the middle."""
+    x, y, side = _portrait_box(name)
+    img = photo(name)
+    return cv2.copyMakeBorder(img, side, side, side, side, cv2.BORDER_REPLICATE)[
+        y + side:y + 2 * side, x + side:x + 2 * side]
+
+
+def face_truth(p: "Placement") -> tuple[tuple[float, float, float, float], np.ndarray]:
+    """The face box and 4 keypoints (right eye, left eye, nose, mouth) of a placed portrait,
+    in frame pixels (first frame, before any drift)."""
+    (bx, by, bw, bh), kp = FACE_TRUTH[p.name]
+    x, y, side = _portrait_box(p.name)
+    s = p.width / side
+
+    def to_frame(pts):
+        return (np.asarray(pts, np.float64) - [x, y]) * s + [p.x, p.y]
+    (fx, fy), = to_frame([[bx, by]])
+    return (fx, fy, bw * s, bh * s), to_frame(kp)
+
+
 def background(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A smooth, textured RGB background (not flat: flat frames compress to nothing)."""
     rng = np.random.default_rng(seed)
-    small = rng.integers(40, 200, size=(max(2, height // 40), max(2, width // 40), 3), np.uint8)
+    # Soft, muted blobs like an out-of-focus room: saturated noise makes BlazeFace see faces.
+    small = rng.normal(120, 25, size=(4, 6, 1)) + rng.normal(0, 12, size=(4, 6, 3))
     img = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
-    noise = rng.normal(0, 6, size=img.shape)
+    noise = rng.normal(0, 4, size=img.shape)
     return np.clip(img + noise, 0, 255).astype(np.uint8)
 
 
 @dataclass
 class Placement:
-    """Where a photo goes in the frame: its top-left corner and its width in pixels."""
+    """A portrait in the frame: its top-left corner, and the width of the face box in pixels
+    (the portrait itself is PORTRAIT_SCALE times wider)."""
     name: str
     x: int
     y: int
-    width: int
+    face_px: int
+
+    @property
+    def width(self) -> int:
+        return round(self.face_px * PORTRAIT_SCALE)
 
 
 def paste(frame: np.ndarray, img: np.ndarray, x: int, y: int, width: int) -> np.ndarray:
@@ -83,7 +126,7 @@ def face_clip(path, width: int = 640, height: int = 360, n_frames: int = 50, fps
     `drift_px` moves every face right by that many pixels per frame (still a known position).
     """
     bg = background(width, height, seed)
-    photos = {p.name: photo(p.name) for p in faces}
+    photos = {p.name: portrait(p.name) for p in faces}
 
     def frames():
         for i in range(n_frames):

@@ -1,0 +1,314 @@
+"""Find faces with mediapipe BlazeFace and align each to the 256x256 crop the model sees.
+
+One face pipeline for everything: scan, extract and training.align all call `FaceDetector` and
+`align`, so a model is always trained on crops framed exactly as the scan frames them.
+
+Detection combines the two BlazeFace models mediapipe 0.10.21 shipped (vendored in
+`screener/models/`, Apache-2.0; nothing is downloaded):
+- short-range (128 px input) on the whole frame: faces that fill the frame;
+- full-range (192 px input) on the whole frame: faces down to ~5% of the frame width;
+- full-range on overlapping tiles when the frame is large: small faces in 1080p and 4K.
+Overlapping detections are merged by IoU.
+
+Alignment: a least-squares similarity transform (rotation, uniform scale, translation) from the
+eyes, nose tip and mouth centre to `TEMPLATE`, which reproduces the MesoNet dataset's framing
+(measured with `bench/framing.py` on 400 crops per class of mesonet-df/train: eyes 0.31 of the
+width apart at 0.35 of the height; the real class is framed tighter than the fake one, and the
+template sits between them so both classes end up framed alike).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODELS = Path(__file__).parent / "models"
+SHORT_RANGE = MODELS / "face_detection_short_range.tflite"
+FULL_RANGE = MODELS / "face_detection_full_range_sparse.tflite"
+
+CROP_PX = 256
+# BlazeFace keypoints, in mediapipe's order, as seen in the image: 0 the eye on the image's
+# left (the subject's right eye), 1 the other eye, 2 nose tip, 3 mouth centre, 4 and 5 ears.
+KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
+ALIGN_KEYPOINTS = (0, 1, 2, 3)
+# Where those four keypoints land in the crop, as fractions of its side.
+TEMPLATE = np.array([[0.346, 0.352], [0.654, 0.352], [0.500, 0.515], [0.500, 0.683]])
+
+# Faces narrower than this (box width, px) are reported as too small and not scored: MesoNet
+# looks at mesoscopic texture, which a face upscaled 4x from 64 px no longer has.
+MIN_FACE_PX = 64
+MIN_SCORE = 0.5
+# Frames whose larger side is at least this get full-range tiles as well (see bench/faces.py).
+TILE_FROM_PX = 1280
+TILE_PX = 960
+# A small face the close-up check cannot confirm is kept only above this score.
+REFINE_KEEP_SCORE = 0.8
+
+
+@dataclass
+class Face:
+    """A detected face. Box and keypoints are in pixels of the frame it came from."""
+    box: tuple[float, float, float, float]  # x, y, width, height
+    keypoints: np.ndarray                    # (6, 2) x, y
+    score: float
+    crop: np.ndarray | None = field(default=None, repr=False)  # (256, 256, 3) uint8 once aligned
+
+    @property
+    def size_px(self) -> float:
+        return float(self.box[2])
+
+
+def _close_all(*detectors):
+    for d in detectors:
+        if d is not None:
+            try:
+                d.close()
+            except Exception:  # at interpreter exit mediapipe's executor may be gone already
+                d._handle = None  # so its __del__ does not try (and fail) again
+
+
+_open_detectors: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()
+
+
+def _close_open_detectors():
+    for det in list(_open_detectors):
+        det.close()
+
+
+# mediapipe runs its calls on a thread pool that is shut down by threading's exit hook; ours must
+# run before it (threading runs these hooks in reverse order of registration).
+if hasattr(threading, "_register_atexit"):
+    import concurrent.futures.thread  # noqa: F401  (registers its hook first)
+    threading._register_atexit(_close_open_detectors)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C++ code that writes to file descriptor 2 directly (not Python's sys.stderr)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def tiles(width: int, height: int, tile_px: int = TILE_PX) -> list[tuple[int, int, int, int]]:
+    """Overlapping square-ish tiles (x, y, w, h) covering the frame; a face up to a quarter of a
+    tile wide is whole in at least one of them."""
+    def spans(length):
+        if length <= tile_px:
+            return [(0, length)]
+        n = int(np.ceil((length - tile_px / 4) / (tile_px * 3 / 4)))
+        starts = np.linspace(0, length - tile_px, n).round().astype(int)
+        return [(int(s), tile_px) for s in starts]
+    return [(x, y, w, h) for y, h in spans(height) for x, w in spans(width)]
+
+
+class FaceDetector:
+    """BlazeFace short-range + full-range (+ tiles on large frames). Not thread-safe: make one
+    per worker process or thread (creating one takes ~20 ms)."""
+
+    def __init__(self, min_score: float = MIN_SCORE, full_range: bool = True,
+                 tile_from_px: int | None = TILE_FROM_PX, tile_px: int = TILE_PX):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        def make(model: Path):
+            opts = vision.FaceDetectorOptions(
+                base_options=BaseOptions(model_asset_path=str(model)),
+                min_detection_confidence=min_score, min_suppression_threshold=0.3)
+            return vision.FaceDetector.create_from_options(opts)
+
+        self.min_score = min_score
+        with _quiet_stderr():  # the TFLite runtime prints a warning per sparse tensor
+            self._short = make(SHORT_RANGE)
+            self._full = make(FULL_RANGE) if full_range else None
+        self.tile_from_px = tile_from_px
+        self.tile_px = tile_px
+        # Close before interpreter teardown: mediapipe's own __del__ fails once modules are gone.
+        self._finalizer = weakref.finalize(self, _close_all, self._short, self._full)
+        _open_detectors.add(self)
+
+    def close(self):
+        self._finalizer()
+
+    def _run(self, detector, rgb: np.ndarray, dx: int = 0, dy: int = 0) -> list[Face]:
+        import mediapipe as mp
+        h, w = rgb.shape[:2]
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        faces = []
+        for d in detector.detect(image).detections:
+            b = d.bounding_box
+            kp = np.array([[k.x * w + dx, k.y * h + dy] for k in d.keypoints], np.float32)
+            faces.append(Face((b.origin_x + dx, b.origin_y + dy, b.width, b.height), kp,
+                              float(d.categories[0].score)))
+        return faces
+
+    def detect(self, rgb: np.ndarray, small: bool = True) -> list[Face]:
+        """All faces in an RGB uint8 frame, largest first (no crops yet).
+
+        `small=False` runs only the short-range model: enough for an image that is a face crop.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
+        found = self._run(self._short, rgb)
+        if self._full is not None and small:
+            small = self._run(self._full, rgb)
+            h, w = rgb.shape[:2]
+            if self.tile_from_px and max(w, h) >= self.tile_from_px:
+                for x, y, tw, th in tiles(w, h, self.tile_px):
+                    small += self._run(self._full, rgb[y:y + th, x:x + tw], x, y)
+            found += [r for r in (self._refine(rgb, f) for f in merge(small)) if r is not None]
+        return merge(found)
+
+    def _refine(self, rgb: np.ndarray, face: Face) -> Face | None:
+        """Re-detect a face found small with short-range on a close-up of it.
+
+        The full-range model sees a 64 px face in a 1080p tile as ~13 px: enough to find it,
+        not to place its eyes. The short-range model on a crop of 3 face widths places them
+        within a few pixels, and rejects most false alarms. A face it cannot confirm is kept
+        as found when its score is high, dropped otherwise.
+        """
+        x, y, w, h = face.box
+        side = 3.0 * max(w, h)
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = int(max(cx - side / 2, 0)), int(max(cy - side / 2, 0))
+        x1, y1 = int(min(cx + side / 2, rgb.shape[1])), int(min(cy + side / 2, rgb.shape[0]))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return None
+        close = rgb[y0:y1, x0:x1]
+        # Upscale tiny regions: BlazeFace's anchors are tuned for faces of 20-80% of its input.
+        f = max(1.0, 192 / close.shape[1])
+        if f > 1:
+            close = cv2.resize(close, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR)
+        again = self._run(self._short, close)
+        best = max(again, key=lambda g: _iou(g.box, ((face.box[0] - x0) * f, (face.box[1] - y0) * f,
+                                                     w * f, h * f)), default=None)
+        if best is None or _iou(best.box, ((x - x0) * f, (y - y0) * f, w * f, h * f)) < 0.3:
+            return face if face.score >= REFINE_KEEP_SCORE else None
+        bx, by, bw, bh = best.box
+        return Face((bx / f + x0, by / f + y0, bw / f, bh / f),
+                    best.keypoints / f + [x0, y0], max(best.score, face.score))
+
+
+def merge(faces: list[Face], iou: float = 0.3) -> list[Face]:
+    """Keep the best-scoring detection of each group of overlapping ones; largest first."""
+    kept: list[Face] = []
+    for f in sorted(faces, key=lambda f: -f.score):
+        if all(_iou(f.box, k.box) < iou for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: -f.size_px)
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (2x3) taking points `src` to `dst` (Umeyama 1991)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rot = u @ sign @ vt
+    scale = np.trace(np.diag(sig) @ sign) / s.var(0).sum()
+    m = np.empty((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = md - scale * rot @ ms
+    return m
+
+
+def align(rgb: np.ndarray, keypoints: np.ndarray, size: int = CROP_PX) -> np.ndarray:
+    """Warp the face with these keypoints onto the template: a (size, size, 3) uint8 crop."""
+    dst = TEMPLATE * size
+    src = np.asarray(keypoints, np.float64)[list(ALIGN_KEYPOINTS)]
+    m = similarity(src, dst)
+    scale = float(np.hypot(m[0, 0], m[0, 1]))
+    image = rgb
+    # Shrinking more than 2x with a bilinear warp aliases (it samples, it does not average):
+    # cut out the face's region and shrink it with INTER_AREA first, then warp the rest.
+    if scale < 0.5:
+        inv = cv2.invertAffineTransform(m)
+        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]]) @ inv.T
+        x0, y0 = np.floor(corners.min(0)).astype(int) - 2
+        x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
+        H, W = rgb.shape[:2]
+        x0c, y0c, x1c, y1c = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+        if x1c > x0c and y1c > y0c:
+            region = rgb[y0c:y1c, x0c:x1c]
+            f = 2 * scale  # shrink to twice the final size, the warp does the last 2x
+            region = cv2.resize(region, (max(1, round(region.shape[1] * f)),
+                                         max(1, round(region.shape[0] * f))),
+                                 interpolation=cv2.INTER_AREA)
+            fx = region.shape[1] / (x1c - x0c)
+            fy = region.shape[0] / (y1c - y0c)
+            src = (src - [x0c, y0c]) * [fx, fy]
+            m = similarity(src, dst)
+            image = region
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT_101)
+
+
+def resize_to_model(rgb: np.ndarray, size: int = CROP_PX) -> np.ndarray:
+    """The one resize for images that are not aligned (a crop with no detected face)."""
+    if rgb.shape[:2] == (size, size):
+        return rgb
+    interp = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interp)
+
+
+_local = threading.local()
+
+
+def default_detector() -> FaceDetector:
+    """A detector for this thread, created on first use and kept (model load paid once)."""
+    det = getattr(_local, "detector", None)
+    if det is None:
+        det = _local.detector = FaceDetector()
+    return det
+
+
+def align_image(rgb: np.ndarray, detector: FaceDetector | None = None,
+                border: float = 0.25) -> np.ndarray | None:
+    """Align the largest face of a still image (a dataset crop or a photo); None if none found.
+
+    A tight face crop can defeat the detector (it was trained on faces with context), so when
+    nothing is found the image is tried again with a reflected border of `border` of its size.
+    """
+    detector = detector or default_detector()
+    faces = detector.detect(rgb, small=False) or detector.detect(rgb)
+    if not faces and border:
+        h, w = rgb.shape[:2]
+        py, px = int(h * border), int(w * border)
+        padded = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_REFLECT_101)
+        faces = detector.detect(padded)
+        if faces:
+            return align(padded, faces[0].keypoints)
+    if not faces:
+        return None
+    return align(rgb, faces[0].keypoints)

@@ -1,0 +1,90 @@
+"""The per-video unit of work: sampled frames -> faces -> aligned 256x256 crops.
+
+`crops_from_video` is what every engine runs for one video (in-process, in a process pool, or as
+a Ray task) and what `extract` writes to disk. It never raises for a bad video: the reason goes
+into `VideoCrops.error`, so one bad file never stops a batch. Scoring is not done here: crops
+from many videos are batched together by the engine.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import faces as faces_mod
+from .errors import VideoError
+from .video import VideoInfo, open_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    frames: int = 32                 # frames spread evenly over the video...
+    every_s: float | None = None     # ...or one every this many seconds
+    all_faces: bool = False          # every face per frame, not only the largest
+    min_face: int = faces_mod.MIN_FACE_PX
+    min_score: float = faces_mod.MIN_SCORE
+
+
+@dataclass
+class FaceCrop:
+    frame_index: int
+    time_s: float
+    box: tuple[float, float, float, float]   # x, y, w, h in frame pixels
+    keypoints: np.ndarray                    # (6, 2) frame pixels
+    score: float                             # detector confidence
+    crop: np.ndarray = field(repr=False)     # (256, 256, 3) uint8
+    face_index: int = 0                      # 0 = largest face of its frame
+
+
+@dataclass
+class VideoCrops:
+    path: str
+    info: VideoInfo | None = None
+    frames_sampled: int = 0
+    frames_with_face: int = 0
+    faces_too_small: int = 0
+    crops: list[FaceCrop] = field(default_factory=list)
+    error: str | None = None
+    frame_times_s: list[float] = field(default_factory=list)  # every sampled frame's time
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def crops_from_video(path, options: SampleOptions = SampleOptions(),
+                     detector: faces_mod.FaceDetector | None = None) -> VideoCrops:
+    """Sample a video, find and align its faces. Bad input ends up in `.error`, never raised."""
+    path = str(path)
+    result = VideoCrops(path)
+    try:
+        detector = detector or faces_mod.default_detector()
+        info, frames = open_video(path, options.frames, options.every_s)
+        result.info = info
+        for frame in frames:
+            result.frames_sampled += 1
+            result.frame_times_s.append(frame.time_s)
+            found = [f for f in detector.detect(frame.rgb) if f.score >= options.min_score]
+            big = [f for f in found if f.size_px >= options.min_face]
+            result.faces_too_small += len(found) - len(big)
+            if not options.all_faces:
+                big = big[:1]
+            if big:
+                result.frames_with_face += 1
+            for k, face in enumerate(big):
+                result.crops.append(FaceCrop(
+                    frame.index, frame.time_s, tuple(float(v) for v in face.box),
+                    face.keypoints, face.score, faces_mod.align(frame.rgb, face.keypoints), k))
+    except VideoError as e:
+        result.error = str(e)
+    except MemoryError:
+        result.error = "out of memory while decoding (frames too large?)"
+    except Exception as e:  # a decoder or detector bug on one file must not stop the batch
+        log.exception("unexpected failure on %s", path)
+        result.error = f"internal error: {type(e).__name__}: {e}"
+    if result.error is None and result.frames_sampled == 0:
+        result.error = "no frame could be decoded"
+    return result

@@ -1,0 +1,215 @@
+"""Open a video with OpenCV, describe it, and yield sampled frames as RGB.
+
+Sampling decodes no more than it must: frames that are not sampled are skipped with grab()
+(demux + decode, no colour conversion) and only sampled ones are retrieved and converted.
+The container's frame count is a hint, not a fact: when it is missing the frames are counted by
+streaming first; when the video ends before it, the frames read so far are what it yields.
+Rotation metadata is honoured (OpenCV's FFmpeg backend rotates frames by default; we check it).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .errors import VideoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    frame_count: int      # as counted when the container did not say; 0 if unknown
+    fps: float
+    width: int            # as displayed, after rotation
+    height: int
+    duration_s: float
+    codec: str
+    rotation_deg: int
+
+
+@dataclass
+class Frame:
+    index: int            # 0-based index of the frame in decode order
+    time_s: float
+    rgb: np.ndarray       # (height, width, 3) uint8, displayed orientation
+
+
+def _check_file(path: Path) -> None:
+    """Reasons OpenCV would only report as "cannot open", found first and said plainly."""
+    if not path.exists():
+        raise VideoError("no such file")
+    if path.is_dir():
+        raise VideoError("is a directory")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.read(1)
+    except PermissionError:
+        raise VideoError("permission denied") from None
+    except OSError as e:
+        raise VideoError(f"cannot read file: {e.strerror or e}") from None
+    if size == 0:
+        raise VideoError("empty file (0 bytes)")
+
+
+def _diagnose(path: Path) -> str:
+    """Why OpenCV could not open or decode a file, in one line (asks FFmpeg through PyAV)."""
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a dependency
+        return "not a readable video (OpenCV cannot open it)"
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                kinds = sorted({s.type for s in c.streams}) or ["no"]
+                return f"no video stream ({'/'.join(kinds)} streams only)"
+            s = c.streams.video[0]
+            name = s.codec_context.name if s.codec_context else "unknown"
+            try:
+                for _ in c.decode(s):
+                    break
+                else:
+                    return "video stream has no decodable frames (truncated or empty)"
+            except av.FFmpegError as e:
+                return f"cannot decode {name} video: {str(e).splitlines()[0]}"
+            return f"{name} video that OpenCV cannot decode"
+    except av.FFmpegError as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "Invalid data" in msg:
+            return "not a video file (unrecognised or corrupt data)"
+        if "moov atom not found" in msg:
+            return "truncated or incomplete MP4 (no moov atom)"
+        return f"not a readable video: {msg}"
+    except Exception as e:  # PyAV may raise codec-specific errors: all are a reason here
+        return f"not a readable video: {type(e).__name__}: {e}"
+
+
+def _fourcc(cap) -> str:
+    code = int(cap.get(cv2.CAP_PROP_FOURCC))
+    text = "".join(chr((code >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ")
+    return text if text.isprintable() and text else "unknown"
+
+
+def _open(path: Path):
+    _check_file(path)
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(_diagnose(path))
+    return cap
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe a video from its container. Raises VideoError with a one-line reason."""
+    path = Path(path)
+    cap = _open(path)
+    try:
+        return _info(path, cap)
+    finally:
+        cap.release()
+
+
+def _info(path: Path, cap, frame_count: int | None = None) -> VideoInfo:
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = float(fps) if fps and np.isfinite(fps) and 0 < fps < 1000 else 0.0
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if frame_count is None else frame_count
+    n = max(n, 0)
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    rot = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360
+    auto = bool(cap.get(cv2.CAP_PROP_ORIENTATION_AUTO))
+    if auto and rot in (90, 270):
+        w, h = h, w
+    if w <= 0 or h <= 0:
+        raise VideoError("video stream has no frame size (no decodable video)")
+    return VideoInfo(str(path), n, fps, w, h, n / fps if fps else 0.0, _fourcc(cap), rot)
+
+
+def _count_frames(path: Path) -> int:
+    cap = _open(path)
+    n = 0
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
+def targets(frame_count: int, fps: float, frames: int = 32, every_s: float | None = None) -> list[int]:
+    """Indices of the frames to sample: `frames` spread evenly, or one every `every_s` seconds."""
+    if frame_count <= 0:
+        return []
+    if every_s is not None:
+        if every_s <= 0:
+            raise ValueError("every_s must be positive")
+        step = every_s * (fps or 25.0)
+        idx = np.arange(0, frame_count, step)
+    else:
+        if frames <= 0:
+            raise ValueError("frames must be positive")
+        idx = np.linspace(0, frame_count - 1, min(frames, frame_count))
+    return sorted({int(round(i)) for i in idx if round(i) < frame_count})
+
+
+def open_video(path: str | os.PathLike, frames: int = 32, every_s: float | None = None
+               ) -> tuple[VideoInfo, Iterator[Frame]]:
+    """Probe a video and return its info and an iterator over its sampled frames.
+
+    Errors found while opening raise VideoError at once; a decode failure after some frames
+    ends the iterator early (what was read is kept), one with no frame at all raises VideoError.
+    """
+    path = Path(path)
+    cap = _open(path)
+    try:
+        info = _info(path, cap)
+        if info.frame_count <= 0:
+            cap.release()
+            n = _count_frames(path)
+            if n == 0:
+                raise VideoError(_diagnose(path))
+            cap = _open(path)
+            info = _info(path, cap, frame_count=n)
+    except BaseException:
+        cap.release()
+        raise
+    want = targets(info.frame_count, info.fps, frames, every_s)
+    return info, _iter_frames(path, cap, info, want)
+
+
+def _iter_frames(path: Path, cap, info: VideoInfo, want: list[int]) -> Iterator[Frame]:
+    fps = info.fps or 25.0
+    pending = iter(want)
+    nxt = next(pending, None)
+    index = got = 0
+    try:
+        while nxt is not None:
+            if not cap.grab():
+                break
+            if index == nxt:
+                ok, bgr = cap.retrieve()
+                if ok and bgr is not None:
+                    got += 1
+                    yield Frame(index, index / fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                nxt = next(pending, None)
+            index += 1
+    finally:
+        cap.release()
+    if got == 0 and want:
+        raise VideoError(_diagnose(path) if index == 0 else "no frame could be decoded")
+    if got < len(want):
+        log.warning("%s: ended after %d of %d frames the container announced; sampled %d of %d",
+                    path, index, info.frame_count, got, len(want))
+
+
+def sample_frames(path: str | os.PathLike, frames: int = 32,
+                  every_s: float | None = None) -> Iterator[Frame]:
+    """Yield the sampled frames of a video (see `open_video`)."""
+    _, it = open_video(path, frames, every_s)
+    yield from it

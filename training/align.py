@@ -1,0 +1,112 @@
+"""Re-align an image dataset with the scan's face pipeline.
+
+    python -m training.align SRC DST [--no-face resize|skip|copy] [--workers N]
+
+Every image under SRC is read, its largest face is aligned to the 256x256 template by exactly
+the code the scan uses (`screener.faces.align_image`), and the crop is written losslessly (PNG)
+to DST under the same relative path. The dataset's classes are framed differently (real crops
+are tighter), so training on re-aligned crops keeps the model from learning framing.
+
+Images where no face is found are handled by --no-face: `resize` (default) writes the image
+resized to 256 with `screener.faces.resize_to_model`, `skip` leaves it out, `copy` is like
+resize but also lists it. All are counted per folder and listed in DST/align_report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from tqdm import tqdm
+
+from screener.errors import ImageError
+from screener.faces import align_image, resize_to_model
+from screener.images import IMAGE_EXTENSIONS, read_rgb, write_png
+
+
+def _one(job: tuple[str, str, str]) -> tuple[str, str]:
+    """Align one image; returns (relative path, outcome) with outcome aligned|no_face|error:..."""
+    src, dst, no_face = job
+    try:
+        rgb = read_rgb(src)
+    except ImageError as e:
+        return src, f"error: {e}"
+    crop = align_image(rgb)
+    outcome = "aligned"
+    if crop is None:
+        outcome = "no_face"
+        if no_face == "skip":
+            return src, outcome
+        crop = resize_to_model(rgb)
+    tmp = dst + ".tmp"
+    write_png(tmp, crop)
+    os.replace(tmp, dst)  # a killed run leaves no half-written image under its real name
+    return src, outcome
+
+
+def align_dataset(src: Path, dst: Path, no_face: str = "resize", workers: int | None = None,
+                  progress: bool = True) -> dict:
+    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    jobs = []
+    for p in files:
+        out = dst / p.relative_to(src).with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():  # resumable
+            jobs.append((str(p), str(out), no_face))
+    counts: dict[str, Counter] = {}
+    lists: dict[str, list] = {"no_face": [], "error": []}
+    t0 = time.time()
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(workers) as pool:
+        results = pool.map(_one, jobs, chunksize=16)
+        for path, outcome in tqdm(results, total=len(jobs), disable=not progress, unit="img"):
+            folder = str(Path(path).parent.relative_to(src))
+            kind = outcome.split(":")[0]
+            counts.setdefault(folder, Counter())[kind] += 1
+            if kind != "aligned":
+                lists[kind].append({"path": str(Path(path).relative_to(src)), "outcome": outcome})
+    report = {
+        "src": str(src), "dst": str(dst), "no_face": no_face, "images": len(files),
+        "processed_now": len(jobs), "seconds": round(time.time() - t0, 1),
+        "per_folder": {k: dict(v) for k, v in sorted(counts.items())},
+        "no_face_images": lists["no_face"], "errors": lists["error"],
+    }
+    (dst / "align_report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.align", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", type=Path, help="dataset root (any folder layout)")
+    ap.add_argument("dst", type=Path, help="output root (same layout, .png files)")
+    ap.add_argument("--no-face", choices=("resize", "skip", "copy"), default="resize",
+                    help="what to do with an image where no face is found (default: resize)")
+    ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.src.is_dir():
+        print(f"error: {args.src} is not a folder", file=sys.stderr)
+        return 2
+    if args.dst.resolve() == args.src.resolve() or args.src.resolve() in args.dst.resolve().parents:
+        print("error: DST must be outside SRC", file=sys.stderr)
+        return 2
+    args.dst.mkdir(parents=True, exist_ok=True)
+    rep = align_dataset(args.src, args.dst, args.no_face, args.workers, sys.stderr.isatty())
+    for folder, c in rep["per_folder"].items():
+        total = sum(c.values())
+        print(f"{folder}: {total} images, {c.get('aligned', 0)} aligned, "
+              f"{c.get('no_face', 0)} without a detected face ({args.no_face}), "
+              f"{c.get('error', 0)} unreadable (skipped)")
+    print(f"report: {args.dst / 'align_report.json'} ({rep['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
