@@ -1,0 +1,172 @@
+"""Shared fixtures: a tiny model file, one detector and one scorer per session, clip factories.
+
+Every video is made here with PyAV (screener.synth); nothing comes from ../shared.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Small clips keep the suite fast: 320x240, a dozen frames, one face of ~90 px.
+W, H = 320, 240
+CONST_P_FAKE = 0.7
+
+
+def build_tiny_model(folder: Path, p_fake: float = CONST_P_FAKE, name: str = "tiny-test") -> Path:
+    """A real Meso-4 .keras file whose output is always `p_fake` (last layer: zero weights and
+    the bias logit(p_fake)), so verdicts in tests are known in advance. Card beside it."""
+    from screener import nets
+    model = nets.build("meso4")
+    last = model.get_layer("p_fake")
+    kernel, bias = last.get_weights()
+    last.set_weights([np.zeros_like(kernel), np.full_like(bias, np.log(p_fake / (1 - p_fake)))])
+    path = folder / "tiny.keras"
+    model.save(path)
+    path.with_suffix(".json").write_text(json.dumps({"name": name, "threshold": 0.5}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def scorer(tiny_model):
+    from screener.scoring import load_model
+    return load_model(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from screener.faces import FaceDetector
+    d = FaceDetector()
+    yield d
+    d.close()
+
+
+class StubScorer:
+    """Scores a crop by its mean brightness (0..1): different crops, different known scores,
+    so a test can check that every score lands on its own video. No TensorFlow."""
+
+    class card:  # noqa: N801 - mimics scoring.ModelCard
+        name = "stub"
+        threshold = 0.5
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, crops, batch_size=256):
+        crops = np.asarray(crops)
+        assert crops.dtype == np.uint8 and crops.shape[1:] == (256, 256, 3)
+        self.calls.append(len(crops))
+        return crops.reshape(len(crops), -1).mean(1).astype(np.float32) / 255.0
+
+
+@pytest.fixture
+def stub_scorer():
+    return StubScorer()
+
+
+def one_face(name="collins", x=None, y=None, face_px=90):
+    from screener.synth import Placement
+    side = round(face_px * 2.2)
+    x = (W - side) // 2 if x is None else x
+    y = (H - side) // 2 if y is None else y
+    return Placement(name, x, y, face_px)
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="session")
+def make_clip(clip_dir):
+    """make_clip(name, **face_clip kwargs) -> path of a clip, made once per session."""
+    from screener import synth
+    made: dict[str, Path] = {}
+
+    def make(name: str, **kw) -> Path:
+        if name not in made:
+            kw.setdefault("width", W)
+            kw.setdefault("height", H)
+            kw.setdefault("n_frames", 12)
+            made[name] = synth.face_clip(clip_dir / name, **kw)
+        return made[name]
+    return make
+
+
+@pytest.fixture(scope="session")
+def face_video(make_clip):
+    return make_clip("face.mp4", faces=[one_face("collins")])
+
+
+@pytest.fixture(scope="session")
+def two_face_video(make_clip):
+    return make_clip("two_faces.mp4", faces=[one_face("hopper", x=0, y=20, face_px=80),
+                                             one_face("collins", x=190, y=60, face_px=72)],
+                     width=400, height=260)
+
+
+@pytest.fixture(scope="session")
+def no_face_video(make_clip):
+    return make_clip("no_face.mp4", faces=[])
+
+
+def audio_only_mp4(path: Path) -> Path:
+    import av
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=44100)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                               layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def unknown_codec_mp4(good: Path, path: Path) -> Path:
+    """A valid MP4 whose video track claims a codec no decoder knows (FourCC avc1 -> zzzz)."""
+    data = good.read_bytes()
+    assert b"avc1" in data
+    path.write_bytes(data.replace(b"avc1", b"zzzz"))
+    return path
+
+
+def bad_inputs(folder: Path, good: Path) -> dict[str, Path]:
+    """Every broken input the scan must survive, each in `folder`. Returns name -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    out["zero_byte"] = folder / "zero.mp4"
+    out["zero_byte"].write_bytes(b"")
+    out["truncated"] = folder / "truncated.mp4"
+    data = good.read_bytes()
+    out["truncated"].write_bytes(data[:len(data) // 3])
+    out["text"] = folder / "notes.mp4"
+    out["text"].write_text("this is a text file, not a video\n")
+    out["audio_only"] = audio_only_mp4(folder / "audio_only.mp4")
+    out["unknown_codec"] = unknown_codec_mp4(good, folder / "unknown_codec.mp4")
+    return out
+
+
+@pytest.fixture(scope="session")
+def bad_dir(tmp_path_factory, face_video) -> tuple[Path, dict[str, Path]]:
+    folder = tmp_path_factory.mktemp("bad")
+    return folder, bad_inputs(folder, face_video)
+
+
+def copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst

@@ -1,0 +1,97 @@
+"""PATH arguments -> video files: files, recursive folders, globs, loops, stable order."""
+import os
+
+import pytest
+
+from screener.discover import InputError, find_videos
+
+
+def touch(path, data=b"x"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for rel in ["b.mp4", "a.MOV", "notes.txt", "sub/z.mkv", "sub/deeper/c.webm", "sub/b.avi",
+                ".hidden.mp4", ".cache/x.mp4", "sub0/y.mp4"]:
+        touch(tmp_path / rel)
+    return tmp_path
+
+
+def rel(paths, root):
+    return [os.path.relpath(p, root) for p in paths]
+
+
+def test_folder_is_recursive_sorted_and_filtered(tree):
+    got = rel(find_videos([tree]), tree)
+    assert got == ["a.MOV", "b.mp4", "sub/b.avi", "sub/deeper/c.webm", "sub/z.mkv", "sub0/y.mp4"]
+
+
+def test_order_is_argument_order_then_sorted_and_deduplicated(tree):
+    got = rel(find_videos([tree / "sub", tree / "b.mp4", tree, str(tree / "sub") + "/"]), tree)
+    assert got == ["sub/b.avi", "sub/deeper/c.webm", "sub/z.mkv", "b.mp4", "a.MOV", "sub0/y.mp4"]
+
+
+def test_explicit_file_kept_whatever_its_name(tree):
+    assert rel(find_videos([tree / "notes.txt"]), tree) == ["notes.txt"]
+
+
+def test_globs(tree):
+    assert rel(find_videos([str(tree / "*.mp4")]), tree) == ["b.mp4"]
+    assert rel(find_videos([str(tree / "**" / "b.*")]), tree) == ["b.mp4", "sub/b.avi"]
+    assert rel(find_videos([str(tree / "sub*")]), tree) == [
+        "sub/b.avi", "sub/deeper/c.webm", "sub/z.mkv", "sub0/y.mp4"]
+    with pytest.raises(InputError, match="no file matches"):
+        find_videos([str(tree / "*.nothing")])
+
+
+def test_missing_paths_are_all_named(tree):
+    with pytest.raises(InputError) as e:
+        find_videos([tree / "b.mp4", tree / "gone.mp4", tree / "nope"])
+    assert "gone.mp4" in str(e.value) and "nope" in str(e.value)
+
+
+def test_no_video_found(tmp_path):
+    touch(tmp_path / "readme.txt")
+    with pytest.raises(InputError, match="no video found"):
+        find_videos([tmp_path])
+    with pytest.raises(InputError):
+        find_videos([])
+
+
+def test_symlink_loop_in_a_folder(tree):
+    os.symlink("..", tree / "sub" / "loop")               # folder link back to the root
+    os.symlink(tree / "sub", tree / "sub" / "deeper" / "up")
+    os.symlink("self.mp4", tree / "self.mp4")              # a file link pointing at itself
+    got = rel(find_videos([tree]), tree)
+    # every real folder once; the looping file link is listed (the scan reports why it fails)
+    assert got == ["a.MOV", "b.mp4", "self.mp4", "sub/b.avi", "sub/deeper/c.webm", "sub/z.mkv",
+                   "sub0/y.mp4"]
+
+
+def test_linked_folder_outside_is_followed(tmp_path, tree):
+    outside = tmp_path.parent / (tmp_path.name + "_outside")
+    touch(outside / "o.mp4")
+    os.symlink(outside, tree / "linked")
+    assert "linked/o.mp4" in rel(find_videos([tree]), tree)
+
+
+def test_non_ascii_and_odd_names(tmp_path):
+    names = ["vidéo 日本.mp4", "=cmd.mp4", "-dash.mp4", "sp ace.mp4", os.fsdecode(b"\xff.mp4")]
+    for n in names:
+        touch(tmp_path / n)
+    got = [os.path.basename(p) for p in find_videos([tmp_path])]
+    assert sorted(got) == sorted(names)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can list any folder")
+def test_unreadable_subfolder_is_skipped_with_a_warning(tree, caplog):
+    os.chmod(tree / "sub", 0)
+    try:
+        got = rel(find_videos([tree]), tree)
+    finally:
+        os.chmod(tree / "sub", 0o755)
+    assert "sub/z.mkv" not in got and "b.mp4" in got
+    assert "cannot list" in caplog.text
