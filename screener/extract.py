@@ -1,0 +1,434 @@
+"""Turn videos into a face dataset that `python -m training.train` reads directly.
+
+    DIR/<label>/<videoid>_<frame>[_<face>].png   aligned 256x256 crops, exactly what the scan scores
+    DIR/manifest.csv                              one row per crop: where it came from
+    DIR/videos.csv                                one row per video; "ok"/"no_face" = complete
+    DIR/extract.json                              the sampling settings every crop was made with
+
+The crops come from `pipeline.crops_from_video`, the scan's own per-video unit, so a model
+trained on them sees faces framed as the scan frames them. The video id (`<stem>-<8 hex>`, the
+hex from the resolved path) is in every file name, so training can split by video, and two
+`clip.mp4` in two folders get two ids. It has no `_`, so `name.split("_")[0]` is the video id.
+
+Crash safety, for a kill at any instant: every crop is written under a temporary name, fsynced
+and renamed; a video's manifest rows are appended (one write, fsync) only once all its crops
+exist, and its videos.csv row only after that. A video is complete only when videos.csv says
+so. A new run first drops rows of incomplete videos and deletes their files and temporary
+files, then skips complete videos: the result is the same as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import faces as faces_mod
+from .discover import find_videos
+from .errors import ScreenerError
+from .pipeline import SampleOptions, VideoCrops, crops_from_video
+from .report import atomic_write, csv_cells
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("png", "jpg")
+UNLABELED = "unlabeled"
+LABELS = ("df", "real", UNLABELED)   # what --label accepts
+# Spellings a labels file may use for the same classes.
+LABEL_ALIASES = {"fake": "df", "deepfake": "df", "": UNLABELED, "unknown": UNLABELED,
+                 "unlabelled": UNLABELED, "none": UNLABELED, "?": UNLABELED}
+# A label is a folder name under DIR: no separators, no dots, nothing a shell or path treats
+# specially.
+SAFE_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+MANIFEST_COLUMNS = ("source_path", "video_id", "label", "frame_index", "face_index", "time_s",
+                    "box_x", "box_y", "box_w", "box_h", "keypoints", "detector_score",
+                    "crop_file")
+VIDEO_COLUMNS = ("source_path", "video_id", "label", "status", "frames_sampled",
+                 "frames_with_face", "faces_too_small", "crops", "error")
+COMPLETE = ("ok", "no_face")
+CROP_NAME = re.compile(r"^([A-Za-z0-9-]+-[0-9a-f]{8})_\d+(?:_\d+)?\.(?:png|jpg)$")
+
+
+class ExtractError(ScreenerError):
+    """The extraction cannot start: bad labels, unsafe names, or DIR made with other settings."""
+
+
+@dataclass
+class ExtractSummary:
+    out_dir: str
+    videos: int = 0                    # found in the inputs
+    skipped: int = 0                   # already complete in DIR (resumed)
+    extracted: int = 0                 # done now, with at least one face
+    no_face: int = 0                   # done now, no usable face
+    crops: int = 0                     # written now
+    crops_per_label: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)   # (path, reason): reported, not written
+    contact_sheet: str | None = None
+
+
+@dataclass
+class VideoRecord:
+    """One video's outcome, as passed to `progress`."""
+    source_path: str
+    video_id: str
+    label: str
+    status: str                        # ok | no_face | error | skipped
+    crops: int = 0
+    error: str | None = None
+
+
+# --- names --------------------------------------------------------------------------------
+
+def video_id(path) -> str:
+    """`<stem>-<8 hex>`: readable, stable for the same file, unique across folders.
+
+    The stem keeps only ASCII letters, digits and '-' (no separator, dot or '_' can reach a
+    file name); the hash of the resolved path's bytes tells apart same-named files.
+    """
+    real = os.path.realpath(os.fspath(path))
+    digest = hashlib.sha1(os.fsencode(real)).hexdigest()[:8]
+    stem = os.path.splitext(os.path.basename(real))[0]
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-")[:48].strip("-")
+    return f"{stem or 'video'}-{digest}"
+
+
+def crop_name(vid: str, frame_index: int, face_index: int | None, fmt: str) -> str:
+    face = "" if face_index is None else f"_{face_index}"
+    return f"{vid}_{frame_index:06d}{face}.{fmt}"
+
+
+def normalize_label(label: str) -> str:
+    """A label as its folder name; raises ExtractError for one that is not a safe name."""
+    text = str(label).strip().lower()
+    text = LABEL_ALIASES.get(text, text)
+    if not SAFE_LABEL.match(text):
+        raise ExtractError(f"unsafe label {label!r}: use letters, digits and '-' "
+                           f"(at most 32), e.g. {', '.join(LABELS)}")
+    return text
+
+
+def read_labels(csv_path) -> dict[str, str]:
+    """labels.csv (path,label[,...], header optional) -> {resolved path: label}.
+
+    Relative paths are relative to the labels file's folder. Raises ExtractError on an unsafe
+    label, a malformed row, or a video listed twice with two labels.
+    """
+    csv_path = Path(csv_path)
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExtractError(f"cannot read labels file {csv_path}: {e}") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    col_path, col_label = 0, 1
+    if rows and {"path", "label"} <= {c.strip().lower() for c in rows[0]}:
+        header = [c.strip().lower() for c in rows.pop(0)]
+        col_path, col_label = header.index("path"), header.index("label")
+    labels: dict[str, str] = {}
+    for n, row in enumerate(rows, 1):
+        if len(row) <= max(col_path, col_label):
+            raise ExtractError(f"{csv_path}: row {n} needs a path and a label: {row!r}")
+        key = os.path.realpath(csv_path.parent / row[col_path].strip())
+        label = normalize_label(row[col_label])
+        if labels.setdefault(key, label) != label:
+            raise ExtractError(f"{csv_path}: {row[col_path]!r} has two labels "
+                               f"({labels[key]}, {label})")
+    return labels
+
+
+# --- the output folder ----------------------------------------------------------------------
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _render(rows: Iterable[dict], columns, header: bool = False, escape: bool = True) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    if header:
+        w.writeheader()
+    for row in rows:
+        w.writerow(csv_cells(row) if escape else row)
+    return buf.getvalue()
+
+
+def _append(path: Path, text: str, columns) -> None:
+    """Append rows in one write(), then fsync: a kill leaves all of them or none."""
+    new = not path.exists()
+    data = ((_render([], columns, header=True) if new else "") + text).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ends_clean(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Dataset:
+    """The output folder: its lock, its settings, its complete videos, and safe writes."""
+
+    def __init__(self, out_dir, settings: dict):
+        self.root = Path(out_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.manifest = self.root / "manifest.csv"
+        self.videos_csv = self.root / "videos.csv"
+        self._lock = open(self.root / ".extract.lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ExtractError(f"another extract is writing to {self.root}") from None
+        self._check_settings(settings)
+        self.complete: dict[str, dict] = {}   # video id -> its videos.csv row
+        self._recover()
+
+    def close(self) -> None:
+        self._lock.close()
+
+    def _check_settings(self, settings: dict) -> None:
+        path = self.root / "extract.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            if old != settings:
+                diff = ", ".join(f"{k}: {old.get(k)!r} there, {v!r} now"
+                                 for k, v in settings.items() if old.get(k) != v)
+                raise ExtractError(f"{self.root} was extracted with other settings ({diff}); "
+                                   "use the same options or another --out")
+        else:
+            with atomic_write(path) as f:
+                json.dump(settings, f, indent=1)
+
+    def _recover(self) -> None:
+        """Forget what an interrupted run left half done (see the module docstring)."""
+        videos = _read_csv(self.videos_csv)
+        done = [r for r in videos if r.get("status") in COMPLETE and r.get("video_id")]
+        self.complete = {r["video_id"]: r for r in done}
+        rows = _read_csv(self.manifest)
+        kept = [r for r in rows if r.get("video_id") in self.complete]
+        # Rows read back are already escaped: write them as they are.
+        if len(kept) != len(rows) or not _ends_clean(self.manifest):
+            with atomic_write(self.manifest) as f:
+                f.write(_render(kept, MANIFEST_COLUMNS, header=True, escape=False))
+        if len(done) != len(videos) or not _ends_clean(self.videos_csv):
+            with atomic_write(self.videos_csv) as f:
+                f.write(_render(done, VIDEO_COLUMNS, header=True, escape=False))
+        for folder in (p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for p in folder.iterdir():
+                m = CROP_NAME.match(p.name)
+                if (p.name.startswith(".") and p.name.endswith(".tmp")) or (
+                        m and m.group(1) not in self.complete):
+                    p.unlink()
+
+    def write_video(self, video: VideoCrops, vid: str, label: str, fmt: str, quality: int,
+                    all_faces: bool) -> list[dict]:
+        """Crops (temp name, fsync, rename), then manifest rows, then the video's row."""
+        folder = self.root / label
+        folder.mkdir(exist_ok=True)
+        rows = []
+        for c in video.crops:
+            name = crop_name(vid, c.frame_index, c.face_index if all_faces else None, fmt)
+            _write_image(folder / name, c.crop, fmt, quality)
+            x, y, w, h = c.box
+            rows.append(dict(
+                source_path=video.path, video_id=vid, label=label, frame_index=c.frame_index,
+                face_index=c.face_index, time_s=c.time_s, box_x=x, box_y=y, box_w=w, box_h=h,
+                keypoints=json.dumps([[round(float(a), 1), round(float(b), 1)]
+                                      for a, b in c.keypoints]),
+                detector_score=c.score, crop_file=f"{label}/{name}"))
+        if rows:
+            _fsync_dir(folder)
+            _append(self.manifest, _render(rows, MANIFEST_COLUMNS), MANIFEST_COLUMNS)
+        status = "ok" if rows else "no_face" if video.ok else "error"
+        record = dict(source_path=video.path, video_id=vid, label=label, status=status,
+                      frames_sampled=video.frames_sampled,
+                      frames_with_face=video.frames_with_face,
+                      faces_too_small=video.faces_too_small, crops=len(rows),
+                      error=video.error or "")
+        _append(self.videos_csv, _render([record], VIDEO_COLUMNS), VIDEO_COLUMNS)
+        if status in COMPLETE:
+            self.complete[vid] = record
+        return rows
+
+
+def _write_image(path: Path, rgb, fmt: str, quality: int) -> None:
+    from PIL import Image
+
+    from .images import write_png
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            if fmt == "png":
+                write_png(f, rgb)
+            else:  # 4:4:4: chroma subsampling would blur exactly the detail a detector uses
+                Image.fromarray(rgb).save(f, format="JPEG", quality=quality, subsampling=0)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --- the run --------------------------------------------------------------------------------
+
+def extract(paths: Iterable = (), out_dir="dataset", *, label: str | None = None,
+            labels_csv=None, options: SampleOptions | None = None, frames: int = 32,
+            every_s: float | None = None, all_faces: bool = False,
+            min_face: int = faces_mod.MIN_FACE_PX, min_score: float = faces_mod.MIN_SCORE,
+            fmt: str = "png", quality: int = 95, contact_sheet=None,
+            progress: Callable[[int, int, VideoRecord | None], None] | None = None,
+            detector=None) -> ExtractSummary:
+    """Extract aligned face crops of videos into `out_dir`; resumes an interrupted run.
+
+    paths: files, folders, globs (as for the scan). With `labels_csv` and no paths, the videos
+        listed in it. `label` (df, real, unlabeled) applies to all; `labels_csv` maps each
+        video (unlisted ones are unlabeled). Sampling: as `screener.scan`; `options` overrides.
+    fmt: "png" (lossless, default) or "jpg" at `quality`.
+    progress(done, total, record): called once with record None before the first video, then
+        after each one.
+    Raises ExtractError / discover.InputError before any video is read; a bad video is an
+    entry of `summary.errors`, never an exception.
+    """
+    if fmt not in FORMATS:
+        raise ExtractError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if not 1 <= quality <= 100:
+        raise ExtractError("quality must be between 1 and 100")
+    if label is not None and labels_csv is not None:
+        raise ExtractError("give a label for all videos or a labels file, not both")
+    fixed = normalize_label(label) if label is not None else UNLABELED
+    if label is not None and fixed not in LABELS:
+        raise ExtractError(f"label must be one of {', '.join(LABELS)} (for other names use a "
+                           "labels file)")
+    mapping = read_labels(labels_csv) if labels_csv is not None else {}
+    paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    if paths:
+        videos = find_videos(paths)
+    elif mapping:  # the labels file is the list (a missing file is reported as a bad video)
+        videos = list(mapping)
+    else:
+        videos = find_videos(paths)  # raises: nothing to extract
+    options = options or SampleOptions(frames, every_s, all_faces, min_face, min_score)
+    settings = {**asdict(options), "format": fmt}
+    if fmt == "jpg":
+        settings["quality"] = quality
+
+    ds = Dataset(out_dir, settings)
+    summary = ExtractSummary(str(out_dir), videos=len(videos))
+    per_label: dict[str, int] = defaultdict(int)
+    try:
+        if progress:
+            progress(0, len(videos), None)
+        for n, path in enumerate(videos, 1):
+            vid = video_id(path)
+            lab = mapping.get(os.path.realpath(path), fixed) if mapping else fixed
+            if vid in ds.complete:
+                record = VideoRecord(path, vid, lab, "skipped")
+                summary.skipped += 1
+                if ds.complete[vid].get("label") != lab:
+                    log.warning("%s: already extracted as %s, not as %s (delete DIR to "
+                                "relabel)", path, ds.complete[vid].get("label"), lab)
+            else:
+                if detector is None:  # one detector for the run: its model load is paid once
+                    detector = faces_mod.FaceDetector(min_score=options.min_score)
+                video = crops_from_video(path, options, detector)
+                rows = ds.write_video(video, vid, lab, fmt, quality, options.all_faces)
+                record = VideoRecord(path, vid, lab, "ok" if rows else
+                                     "no_face" if video.ok else "error", len(rows), video.error)
+                if video.error:
+                    log.warning("%s: skipped: %s", path, video.error)
+                    summary.errors.append((path, video.error))
+                elif rows:
+                    summary.extracted += 1
+                    summary.crops += len(rows)
+                    per_label[lab] += len(rows)
+                else:
+                    summary.no_face += 1
+            if progress:
+                progress(n, len(videos), record)
+    finally:
+        ds.close()
+    summary.crops_per_label = dict(sorted(per_label.items()))
+    if contact_sheet is not None:
+        make_contact_sheet(out_dir, contact_sheet)
+        summary.contact_sheet = os.fspath(contact_sheet)
+    return summary
+
+
+def make_contact_sheet(out_dir, sheet_path, per_label: int = 24, cols: int = 8,
+                       thumb_px: int = 96) -> Path:
+    """A PNG grid of sample crops per label, to check at a glance that they are faces framed
+    as training expects. Samples are spread over videos (round robin), so one long video does
+    not fill the sheet. Ticks on the tiles' edges mark the template's eye and mouth heights."""
+    from PIL import Image, ImageDraw
+
+    out_dir = Path(out_dir)
+    by_label: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in _read_csv(out_dir / "manifest.csv"):
+        by_label[r["label"]][r["video_id"]].append(r["crop_file"])
+    pad, head = 4, 18
+    blocks = []
+    for lab in sorted(by_label):
+        queues = [list(v) for _, v in sorted(by_label[lab].items())]
+        picks = []
+        while len(picks) < per_label and any(queues):
+            for q in queues:
+                if q and len(picks) < per_label:
+                    # spread over the video: first, last, middle, ... instead of its start
+                    picks.append(q.pop(len(q) // 2 if len(picks) % 2 else 0))
+        blocks.append((lab, sum(map(len, by_label[lab].values())), len(by_label[lab]), picks))
+    width = pad + cols * (thumb_px + pad)
+    height = sum(head + -(-len(p) // cols) * (thumb_px + pad) for *_, p in blocks) + pad
+    sheet = Image.new("RGB", (width, max(height, head + pad)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    y = pad
+    if not blocks:
+        draw.text((pad, pad), "no crops in manifest.csv", fill=(0, 0, 0))
+    eyes, mouth = (round(t * thumb_px) for t in faces_mod.TEMPLATE[[0, 3], 1])
+    for lab, n_crops, n_videos, picks in blocks:
+        draw.text((pad, y + 3), f"{lab}: {n_crops} crops from {n_videos} videos "
+                                f"(showing {len(picks)})", fill=(0, 0, 0))
+        y += head
+        for i, rel in enumerate(picks):
+            x0, y0 = pad + (i % cols) * (thumb_px + pad), y + (i // cols) * (thumb_px + pad)
+            with Image.open(out_dir / rel) as im:
+                sheet.paste(im.convert("RGB").resize((thumb_px, thumb_px), Image.LANCZOS), (x0, y0))
+            for ty in (eyes, mouth):
+                draw.line([(x0, y0 + ty), (x0 + 5, y0 + ty)], fill=(255, 0, 0))
+                draw.line([(x0 + thumb_px - 6, y0 + ty), (x0 + thumb_px - 1, y0 + ty)],
+                          fill=(255, 0, 0))
+        y += -(-len(picks) // cols) * (thumb_px + pad)
+    with atomic_write(sheet_path, "wb", encoding=None, newline=None) as f:
+        sheet.save(f, format="PNG")
+    return Path(sheet_path)
+
+
+__all__ = ["make_contact_sheet", "extract", "ExtractSummary", "ExtractError", "VideoRecord", "video_id",
+           "read_labels", "normalize_label", "FORMATS", "LABELS"]
