@@ -96,21 +96,22 @@ def paste(frame: np.ndarray, img: np.ndarray, x: int, y: int, width: int) -> np.
 
 
 def write_video(path, frames, fps: float = 25, codec: str = "libx264", pix_fmt: str = "yuv420p",
-                options: dict | None = None, rotate_deg: int | None = None) -> Path:
+                options: dict | None = None, container_options: dict | None = None) -> Path:
     """Encode an iterable of RGB uint8 frames (all the same size) to `path` with PyAV."""
-    import av  # test/bench dependency only
+    import av
 
     path = Path(path)
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options=container_options or {}) as out:
         stream = None
         for rgb in frames:
             if stream is None:
                 stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
                 stream.height, stream.width = rgb.shape[:2]
                 stream.pix_fmt = pix_fmt
-                stream.options = {"preset": "ultrafast", "crf": "20", **(options or {})}
-                if rotate_deg is not None:
-                    stream.metadata["rotate"] = str(rotate_deg)
+                if codec == "libx264":
+                    stream.options = {"preset": "ultrafast", "crf": "20", **(options or {})}
+                elif options:
+                    stream.options = options
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 out.mux(packet)
         if stream is not None:
@@ -136,3 +137,22 @@ def face_clip(path, width: int = 640, height: int = 360, n_frames: int = 50, fps
             yield frame
 
     return write_video(path, frames(), fps=fps, **kw)
+
+
+def set_rotation(path, degrees: int) -> Path:
+    """Mark an MP4's video track as rotated (the display matrix in its `tkhd` box), as phones do.
+
+    PyAV cannot write the display matrix, so the file's version-0 `tkhd` is patched in place.
+    """
+    rot = {0: (1, 0, 0, 1), 90: (0, 1, -1, 0), 180: (-1, 0, 0, -1), 270: (0, -1, 1, 0)}[degrees % 360]
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    if at < 0 or data[at + 4] != 0:
+        raise ValueError(f"{path}: no version-0 tkhd box to patch")
+    a, b, c, d = rot
+    matrix = [a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0, 1 << 30]
+    import struct
+    data[at + 4 + 40:at + 4 + 76] = struct.pack(">9i", *matrix)
+    path.write_bytes(bytes(data))
+    return path

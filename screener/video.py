@@ -100,6 +100,7 @@ def _fourcc(cap) -> str:
 def _open(path: Path):
     _check_file(path)
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     if not cap.isOpened():
         cap.release()
         raise VideoError(_diagnose(path))
@@ -122,10 +123,9 @@ def _info(path: Path, cap, frame_count: int | None = None) -> VideoInfo:
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if frame_count is None else frame_count
     n = max(n, 0)
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    # With CAP_PROP_ORIENTATION_AUTO set (see _open) OpenCV rotates the frames and reports the
+    # rotated size too (left at its default, it rotates frames but reports the stored size).
     rot = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360
-    auto = bool(cap.get(cv2.CAP_PROP_ORIENTATION_AUTO))
-    if auto and rot in (90, 270):
-        w, h = h, w
     if w <= 0 or h <= 0:
         raise VideoError("video stream has no frame size (no decodable video)")
     return VideoInfo(str(path), n, fps, w, h, n / fps if fps else 0.0, _fourcc(cap), rot)

@@ -1,0 +1,122 @@
+"""Detection and alignment on frames where the truth is known (public-domain photos pasted)."""
+import numpy as np
+import pytest
+
+from screener import faces, synth
+from screener.synth import Placement
+
+
+@pytest.fixture(scope="module")
+def detector():
+    d = faces.FaceDetector()
+    yield d
+    d.close()
+
+
+def frame_with(width, height, *placements, seed=0):
+    f = synth.background(width, height, seed)
+    for p in placements:
+        synth.paste(f, synth.portrait(p.name), p.x, p.y, p.width)
+    return f
+
+
+def keypoint_error(found: faces.Face, placement: Placement) -> float:
+    _, truth = synth.face_truth(placement)
+    return float(np.linalg.norm(found.keypoints[:4] - truth, axis=1).max())
+
+
+@pytest.mark.parametrize("name", ["collins", "hopper"])
+def test_face_filling_the_frame(detector, name):
+    p = Placement(name, -60, -90, 260)  # portrait bigger than the 480x360 frame
+    found = detector.detect(frame_with(480, 360, p))
+    assert len(found) == 1
+    assert found[0].size_px > 200
+    assert keypoint_error(found[0], p) < 0.1 * p.face_px
+
+
+@pytest.mark.parametrize("name,x,y", [("collins", 1500, 800), ("hopper", 300, 150)])
+def test_64px_face_in_1080p(detector, name, x, y):
+    p = Placement(name, x, y, 64)
+    found = detector.detect(frame_with(1920, 1080, p))
+    assert len(found) == 1, found
+    assert 48 < found[0].size_px < 90
+    assert keypoint_error(found[0], p) < 6  # pixels, after the close-up refinement
+
+
+def test_no_face(detector):
+    assert detector.detect(synth.background(1280, 720, 3)) == []
+
+
+def test_two_faces_largest_first(detector):
+    found = detector.detect(frame_with(1280, 720, Placement("hopper", 900, 300, 80),
+                                       Placement("collins", 50, 50, 220)))
+    assert len(found) == 2
+    assert found[0].size_px > found[1].size_px
+
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (6, 2))
+    a = np.deg2rad(17)
+    m = 1.7 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    dst = src @ m.T + [12, -5]
+    got = faces.similarity(src, dst)
+    np.testing.assert_allclose(got[:, :2], m, atol=1e-9)
+    np.testing.assert_allclose(got[:, 2], [12, -5], atol=1e-9)
+
+
+@pytest.mark.parametrize("scale,angle_deg", [(0.3, 0), (1.0, 12), (2.5, -20), (6.0, 5)])
+def test_known_keypoints_land_on_template(scale, angle_deg):
+    """Four marker dots placed where a face's eyes, nose and mouth would be (a similarity of
+    the template: any size, any roll) end up on the template in the crop, to the pixel.
+    Covers the shrink-first path (scale > 2)."""
+    import cv2
+    a = np.deg2rad(angle_deg)
+    rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    pts = (faces.TEMPLATE * 256 - 128) @ rot.T + [900, 700]
+    frame = np.full((1400, 1800, 3), 40, np.uint8)
+    for k, (x, y) in enumerate(pts):
+        cv2.circle(frame, (int(round(x)), int(round(y))), max(2, int(4 * scale)),
+                   [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)][k], -1, cv2.LINE_AA)
+    kp = np.zeros((6, 2))
+    kp[:4] = pts
+    crop = faces.align(frame, kp)
+    for k, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]):
+        mask = np.all(np.abs(crop.astype(int) - colour) < 90, axis=2)
+        ys, xs = np.nonzero(mask)
+        assert len(xs), f"marker {k} missing"
+        centre = np.array([xs.mean(), ys.mean()])
+        assert np.linalg.norm(centre - faces.TEMPLATE[k] * 256) < 1.5
+
+
+@pytest.mark.parametrize("face_px", [64, 150, 400])
+def test_detected_face_aligns_near_template(detector, face_px):
+    """The whole chain on a real face: detect in the frame, align, detect again in the crop.
+    BlazeFace's keypoints wobble by a few percent of the face and faces differ in shape, so the
+    tolerance is 14 px in the 256 crop (5%)."""
+    p = Placement("collins", 40, 30, face_px)
+    w = max(640, p.width + 80)
+    frame = frame_with(w, w, p)
+    found = detector.detect(frame)
+    assert found
+    crop = faces.align(frame, found[0].keypoints)
+    again = detector.detect(crop, small=False)
+    assert again
+    err = np.linalg.norm(again[0].keypoints[:4] - faces.TEMPLATE * 256, axis=1)
+    assert err.max() < 14, err
+
+
+def test_align_image_and_fallback(detector):
+    crop = faces.align_image(synth.portrait("hopper"), detector)
+    assert crop is not None and crop.shape == (256, 256, 3)
+    assert faces.align_image(synth.background(200, 200), detector) is None
+    assert faces.resize_to_model(synth.background(100, 140)).shape == (256, 256, 3)
+
+
+def test_tiles_cover_the_frame():
+    ts = faces.tiles(3840, 2160)
+    cover = np.zeros((2160, 3840), bool)
+    for x, y, w, h in ts:
+        cover[y:y + h, x:x + w] = True
+    assert cover.all()
+    assert faces.tiles(800, 600) == [(0, 0, 800, 600)]
