@@ -47,3 +47,54 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
 def scan(paths, **kwargs) -> list[VideoResult]:
     """Screen videos and return all results (see `iter_scan` for the arguments)."""
     return list(iter_scan(paths, **kwargs))
+
+
+def find_videos_or_empty(paths) -> list[str]:
+    """`find_videos`, except that folders which exist but hold no video give an empty list:
+    an empty drop folder is normal for a scheduled incremental scan (its report empties)."""
+    from .discover import InputError
+    try:
+        return find_videos(paths)
+    except InputError:
+        args = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+        if args and all(os.path.isdir(a) for a in args):
+            return []
+        raise
+
+
+def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: bool = False,
+                     settle_s: float = 30.0, keep_missing: bool = False, frames_out=None,
+                     meta: dict | None = None, model=None, threshold: float | None = None,
+                     frames: int = 32, every_s: float | None = None, all_faces: bool = False,
+                     batch_size: int = 256, scorer=None, options=None, engine: str = "local",
+                     discover: bool = True, on_plan=None, on_result=None):
+    """Scan only what changed since the last run and rewrite the report `out` atomically with
+    every current result (see screener.state). Returns a state.RunSummary.
+
+    state: the SQLite state file (default: `<out>.state.sqlite`; required when out is None).
+    rescan: scan every file again (and set an unusable state file aside).
+    settle_s: files changed less than this many seconds ago are left for the next run.
+    keep_missing: keep rows of files that disappeared, with status "missing".
+    Raises StateLocked when another scan holds the state, StateError when it is unusable.
+    """
+    from . import state as state_mod
+    from .engines import make_engine
+    from .pipeline import SampleOptions
+
+    if state is None:
+        if out is None or str(out) == "-":
+            raise ValueError("scan_incremental needs a state file or a report file")
+        state = state_mod.default_state_path(out)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    videos = find_videos_or_empty(paths) if discover else [os.fspath(p) for p in paths]
+    if scorer is None:  # loads the network only if something needs scoring
+        from .scoring import load_model_lazily
+        scorer = load_model_lazily(model, threshold)
+    if options is None:
+        options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
+    return state_mod.run_incremental(
+        videos, make_engine(engine, scorer, options, batch_size=batch_size), state_path=state,
+        model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,
+        meta=meta, frames_out=frames_out, rescan=rescan, settle_s=settle_s,
+        keep_missing=keep_missing, on_plan=on_plan, on_result=on_result)
