@@ -169,21 +169,26 @@ class FaceDetector:
                               float(d.categories[0].score)))
         return faces
 
-    def detect(self, rgb: np.ndarray, small: bool = True) -> list[Face]:
+    def detect(self, rgb: np.ndarray, small: bool = True, tiled: str = "always") -> list[Face]:
         """All faces in an RGB uint8 frame, largest first (no crops yet).
 
         `small=False` runs only the short-range model: enough for an image that is a face crop.
+        `tiled`: "always" tiles large frames; "if_none" only when the whole frame gave no face
+        (enough when only the largest face matters: a face only tiles find is a small one);
+        "never".
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
         found = self._run(self._short, rgb)
         if self._full is not None and small:
-            small = self._run(self._full, rgb)
+            tiny = self._run(self._full, rgb)
             h, w = rgb.shape[:2]
-            if self.tile_from_px and max(w, h) >= self.tile_from_px:
+            tile = (self.tile_from_px and max(w, h) >= self.tile_from_px
+                    and (tiled == "always" or (tiled == "if_none" and not found and not tiny)))
+            if tile:
                 for x, y, tw, th in tiles(w, h, self.tile_px):
-                    small += self._run(self._full, rgb[y:y + th, x:x + tw], x, y)
-            found += [r for r in (self._refine(rgb, f) for f in merge(small)) if r is not None]
+                    tiny += self._run(self._full, rgb[y:y + th, x:x + tw], x, y)
+            found += [r for r in (self._refine(rgb, f) for f in merge(tiny)) if r is not None]
         return merge(found)
 
     def _refine(self, rgb: np.ndarray, face: Face) -> Face | None:

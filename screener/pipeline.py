@@ -67,7 +67,8 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
         for frame in frames:
             result.frames_sampled += 1
             result.frame_times_s.append(frame.time_s)
-            found = [f for f in detector.detect(frame.rgb) if f.score >= options.min_score]
+            found = detector.detect(frame.rgb, tiled="always" if options.all_faces else "if_none")
+            found = [f for f in found if f.score >= options.min_score]
             big = [f for f in found if f.size_px >= options.min_face]
             result.faces_too_small += len(found) - len(big)
             if not options.all_faces:
