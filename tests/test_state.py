@@ -1,0 +1,258 @@
+"""screener.state: what an incremental run scans, reuses, defers and drops; the lock; a bad state
+file. A fake engine stands in for the pipeline (no video is decoded here): the CLI tests in
+test_incremental.py run the real thing."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+
+import pytest
+
+from screener import state as st
+from screener.errors import StateError, StateLocked
+from screener.verdict import FaceScore, VideoResult
+
+MODEL, OPTS = "abc@0.5", "SampleOptions(frames=8)"
+
+
+class FakeEngine:
+    """Scores a file by its first byte: results depend on content, and `calls` shows what ran."""
+
+    def __init__(self, interrupt_after: int | None = None):
+        self.calls: list[str] = []
+        self.interrupt_after = interrupt_after
+
+    def run(self, paths):
+        for i, p in enumerate(paths):
+            if self.interrupt_after is not None and i == self.interrupt_after:
+                raise KeyboardInterrupt
+            self.calls.append(p)
+            with open(p, "rb") as f:
+                score = f.read(1)[0] / 255
+            yield VideoResult(path=p, status="ok", verdict="FAKE" if score >= .5 else "REAL",
+                              fake_score=score, faces_scored=1, model="m", threshold=.5,
+                              faces=[FaceScore(p, 0, 0, 0.0, 1, 2, 3, 4, .9, score)])
+
+
+def make_files(folder, names, byte=b"\x10", size=100):
+    folder.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 3600  # settled long ago (ctime is now, hence settle_s=0 below)
+    for n in names:
+        p = folder / n
+        p.write_bytes(byte * size)
+        os.utime(p, (old, old))
+    return [str(folder / n) for n in sorted(names)]
+
+
+def run(tmp_path, paths, engine=None, **kw):
+    engine = engine or FakeEngine()
+    kw.setdefault("settle_s", 0)
+    s = st.run_incremental(paths, engine, state_path=tmp_path / "s.sqlite",
+                           model_id=kw.pop("model_id", MODEL), options=kw.pop("options", OPTS),
+                           report_path=tmp_path / "r.csv", **kw)
+    return engine, s
+
+
+def report_paths(tmp_path):
+    lines = (tmp_path / "r.csv").read_text().splitlines()[1:]
+    return [ln.split(",")[0] for ln in lines]
+
+
+def test_unchanged_rerun_scans_nothing_and_writes_the_same_bytes(tmp_path):
+    paths = make_files(tmp_path / "in", ["b.mp4", "a.mp4", "c.mp4"])
+    e, s = run(tmp_path, paths, frames_out=tmp_path / "f.csv")
+    assert e.calls == paths and s.scanned == 3 and s.reused == 0
+    first, frames = (tmp_path / "r.csv").read_bytes(), (tmp_path / "f.csv").read_bytes()
+    e, s = run(tmp_path, paths, frames_out=tmp_path / "f.csv")
+    assert e.calls == [] and s.scanned == 0 and s.reused == 3
+    assert (tmp_path / "r.csv").read_bytes() == first
+    assert (tmp_path / "f.csv").read_bytes() == frames  # faces are kept in the state too
+    assert report_paths(tmp_path) == paths
+
+
+def test_json_report_is_byte_identical_too(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    kw = dict(fmt="json", meta={"model": {"name": "m"}})
+    run(tmp_path, paths, **kw)
+    first = (tmp_path / "r.csv").read_bytes()
+    run(tmp_path, paths, **kw)
+    assert (tmp_path / "r.csv").read_bytes() == first
+    doc = json.loads(first)
+    assert doc["complete"] is True and doc["summary"]["videos"] == 1
+
+
+def test_changed_files_are_rescanned_and_metadata_only_changes_are_not(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4", "c.mp4", "d.mp4"])
+    run(tmp_path, paths)
+    a, b, c, d = paths
+    os.utime(a)                                   # touched: new mtime
+    mt = os.stat(b).st_mtime_ns                   # replaced: same size and mtime, new content
+    os.replace(make_files(tmp_path / "other", ["x.mp4"], byte=b"\xf0")[0], b)
+    os.utime(b, ns=(mt, mt))
+    os.chmod(c, 0o600)                            # metadata only: fingerprint says unchanged
+    e, s = run(tmp_path, paths)
+    assert e.calls == [a, b] and s.reused == 2
+    e, _ = run(tmp_path, paths)
+    assert e.calls == []
+    row_b = (tmp_path / "r.csv").read_text().splitlines()[2]
+    assert row_b.startswith(b + ",ok,FAKE")
+
+
+def test_another_model_or_options_or_rescan_rescans_everything(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    run(tmp_path, paths)
+    assert run(tmp_path, paths, model_id="def@0.5")[0].calls == paths
+    assert run(tmp_path, paths, model_id="def@0.5")[0].calls == []
+    assert run(tmp_path, paths, model_id="def@0.6")[0].calls == paths   # threshold
+    assert run(tmp_path, paths, model_id="def@0.6", options="other")[0].calls == paths
+    assert run(tmp_path, paths, model_id="def@0.6", options="other", rescan=True)[0].calls == paths
+
+
+def test_disappeared_files_drop_out_or_are_kept_as_missing(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4", "c.mp4"])
+    run(tmp_path, paths)
+    os.unlink(paths[0])
+    _, s = run(tmp_path, paths[1:], keep_missing=True)
+    assert s.missing == 1 and s.report.missing == 1 and s.report.fake + s.report.real == 2
+    rows = (tmp_path / "r.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:2] for r in rows] == [[paths[1], "ok"], [paths[2], "ok"],
+                                                [paths[0], "missing"]]
+    assert "no longer found" in rows[-1]
+    _, s = run(tmp_path, paths[1:])
+    assert s.dropped == 1 and report_paths(tmp_path) == paths[1:]
+    _, s = run(tmp_path, paths[1:], keep_missing=True)  # forgotten for good
+    assert s.missing == 0
+
+
+def test_an_empty_input_empties_the_report(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    run(tmp_path, paths)
+    _, s = run(tmp_path, [])
+    assert s.dropped == 1 and report_paths(tmp_path) == []
+
+
+def test_files_still_changing_are_deferred_until_they_settle(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    now = time.time()
+    with st.ScanState(tmp_path / "s.sqlite") as state:
+        plan = state.plan(paths, model_id=MODEL, options=OPTS, settle_s=30, now=now)
+        assert plan.deferred == paths and plan.scan == []          # ctime is now
+        plan = state.plan(paths, model_id=MODEL, options=OPTS, settle_s=30, now=now + 31)
+        assert plan.scan == paths and plan.deferred == []
+
+
+def test_a_file_with_a_future_mtime_settles_by_our_clock(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    future = time.time() + 86400  # a writer whose clock is a day ahead
+    os.utime(paths[0], (future, future))
+    now = time.time()
+    with st.ScanState(tmp_path / "s.sqlite") as state:
+        assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now).deferred
+        assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now + 6).scan
+        with open(paths[0], "ab") as f:  # it grew: its wait starts again
+            f.write(b"x")
+        os.utime(paths[0], (future, future + 1))
+        assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now + 7).deferred
+
+
+def test_a_deferred_file_keeps_its_last_row_until_rescanned(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    run(tmp_path, paths)
+    with open(paths[0], "ab") as f:
+        f.write(b"more")
+    e, s = run(tmp_path, paths, settle_s=30)
+    assert e.calls == [] and s.deferred == 1 and s.reused == 0
+    assert report_paths(tmp_path) == paths
+
+
+def test_a_file_changed_while_scanned_is_not_recorded(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+
+    class Appending(FakeEngine):
+        def run(self, ps):
+            for r in super().run(ps):
+                if r.path == paths[0]:
+                    with open(r.path, "ab") as f:
+                        f.write(b"late bytes")
+                yield r
+
+    _, s = run(tmp_path, paths, engine=Appending())
+    assert s.unrecorded == 1 and s.scanned == 1
+    assert report_paths(tmp_path) == [paths[1]]
+    assert run(tmp_path, paths)[0].calls == [paths[0]]
+
+
+def test_interrupt_keeps_what_was_done(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4", "c.mp4"])
+    with pytest.raises(st.ScanInterrupted) as info:
+        run(tmp_path, paths, engine=FakeEngine(interrupt_after=2), fmt="json")
+    assert info.value.summary.scanned == 2
+    doc = json.loads((tmp_path / "r.csv").read_text())
+    assert doc["complete"] is False and len(doc["videos"]) == 2
+    assert run(tmp_path, paths)[0].calls == [paths[2]]
+
+
+def test_second_holder_is_refused_and_the_lock_is_released(tmp_path):
+    with st.ScanState(tmp_path / "s.sqlite"):
+        with pytest.raises(StateLocked, match=f"pid {os.getpid()}"):
+            st.ScanState(tmp_path / "s.sqlite")
+    st.ScanState(tmp_path / "s.sqlite").close()
+    # The lock is flock on a side file, so anyone (a test, a wrapper script) can hold it.
+    with open(st.lock_path(tmp_path / "s.sqlite"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(StateLocked):
+            run(tmp_path, [])
+
+
+@pytest.mark.parametrize("content", [b"garbage " * 100, b"SQLite format 3\x00" + b"\x00" * 50])
+def test_corrupt_state_is_an_error_with_a_way_out(tmp_path, content):
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    run(tmp_path, paths)
+    before = (tmp_path / "r.csv").read_bytes()
+    for side in ("-wal", "-shm"):
+        if os.path.exists(f"{tmp_path}/s.sqlite{side}"):
+            os.unlink(f"{tmp_path}/s.sqlite{side}")
+    (tmp_path / "s.sqlite").write_bytes(content)
+    with pytest.raises(StateError) as info:
+        run(tmp_path, paths)
+    assert "--rescan" in str(info.value) and "--state" in str(info.value)
+    assert (tmp_path / "r.csv").read_bytes() == before  # never a silent empty report
+    e, s = run(tmp_path, paths, rescan=True)
+    assert e.calls == paths and (tmp_path / "s.sqlite.unusable").read_bytes() == content
+    assert (tmp_path / "r.csv").read_bytes() == before
+
+
+def test_foreign_or_newer_database_is_refused(tmp_path):
+    db = tmp_path / "s.sqlite"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE customers (name TEXT)")
+    with pytest.raises(StateError, match="not a screener scan state"):
+        st.ScanState(db)
+    db.unlink()
+    st.ScanState(db).close()
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StateError, match="newer screener"):
+        st.ScanState(db)
+
+
+def test_state_uses_wal_and_one_row_per_file(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    run(tmp_path, paths)
+    run(tmp_path, paths, rescan=True)
+    with sqlite3.connect(tmp_path / "s.sqlite") as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert c.execute("SELECT count(*) FROM files").fetchone()[0] == 2
+
+
+def test_result_json_round_trip_with_a_name_that_is_not_utf8():
+    path = os.fsdecode(b"/x/caf\xe9.mp4")
+    r = VideoResult(path=path, status="ok", verdict="REAL", fake_score=0.123456789,
+                    faces=[FaceScore(path, 1, 0, 0.04, 1.5, 2, 3, 4, .9, .1)])
+    back = st.result_from_json(st.result_to_json(r))
+    assert back == r and back.faces == r.faces
+    moved = st.result_from_json(st.result_to_json(r), "rel/caf.mp4")
+    assert moved.path == "rel/caf.mp4" and moved.faces[0].path == "rel/caf.mp4"
