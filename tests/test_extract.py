@@ -1,0 +1,345 @@
+"""screener extract: videos -> DIR/<label>/<videoid>_<frame>.png + manifest, resumable.
+
+Clips are made here with PyAV (320x240, ~10 frames); only the last test reads ../shared.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from screener import synth
+from screener.extract import (ExtractError, crop_name, extract, normalize_label, read_labels,
+                              video_id)
+from screener.images import read_rgb
+from screener.pipeline import SampleOptions, crops_from_video
+
+from conftest import copy, one_face
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*-[0-9a-f]{8}$")
+CLI = [sys.executable, "-m", "screener"]
+
+
+def cli(*args, check=True, **kw):
+    r = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under a dataset folder (not the lock) -> sha256 of its bytes."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".extract.lock"}
+
+
+def check_consistent(root: Path):
+    """The crash-safety invariant: every manifest row's file exists, no temp file is visible
+    under a crop name, every complete video has all its rows."""
+    rows = read_csv(root / "manifest.csv") if (root / "manifest.csv").exists() else []
+    for r in rows:
+        assert (root / r["crop_file"]).is_file(), r["crop_file"]
+    videos = read_csv(root / "videos.csv") if (root / "videos.csv").exists() else []
+    for v in videos:
+        if v["status"] == "ok":
+            assert sum(r["video_id"] == v["video_id"] for r in rows) == int(v["crops"])
+    for p in root.rglob("*.png"):
+        assert p.stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Five short face clips (two photos, different backgrounds) in a folder."""
+    root = tmp_path_factory.mktemp("x")
+    for i in range(5):
+        synth.face_clip(root / f"clip{i}.mp4", 320, 240, 10, seed=i,
+                        faces=[one_face(("collins", "hopper")[i % 2], x=50 + 8 * i)])
+    return root
+
+
+# --- names and labels -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", [
+    "../../etc/passwd.mp4", "..mp4", ".mp4", "-rf.mp4", "=1+1.mp4", "a b_c__d.mp4",
+    "vidéo 日本.mp4", os.fsdecode(b"latin1-\xe9.mp4"), "x" * 300 + ".mp4", "a\nb\tc.mp4"])
+def test_video_id_is_a_safe_name(tmp_path, name):
+    vid = video_id(tmp_path / "sub" / name)
+    assert ID.match(vid) and "_" not in vid and ".." not in vid and len(vid) <= 60, vid
+    out = (tmp_path / "ds" / "df" / crop_name(vid, 7, 1, "png")).resolve()
+    assert out.parent == (tmp_path / "ds" / "df").resolve()
+    assert crop_name(vid, 7, 1, "png").split("_")[0] == vid   # training's video id
+
+
+def test_video_id_stable_and_unique_across_folders(tmp_path, clips):
+    a, b = copy(clips / "clip0.mp4", tmp_path / "a" / "clip.mp4"), copy(clips / "clip1.mp4",
+                                                                       tmp_path / "b" / "clip.mp4")
+    os.symlink(a, tmp_path / "link.mp4")
+    assert video_id(a) != video_id(b)
+    assert video_id(a) == video_id(tmp_path / "b" / ".." / "a" / "clip.mp4") == video_id(
+        tmp_path / "link.mp4")
+    assert video_id(a).startswith("clip-")
+
+
+@pytest.mark.parametrize("bad", ["../x", "df/real", ".hidden", "a b", "manifest.csv", "x" * 40,
+                                 "é", "-df"])
+def test_unsafe_labels_are_refused(bad):
+    with pytest.raises(ExtractError, match="unsafe label"):
+        normalize_label(bad)
+
+
+def test_label_spellings():
+    assert [normalize_label(x) for x in ("DF", "fake", " real ", "", "unknown", "f2f")] == [
+        "df", "df", "real", "unlabeled", "unlabeled", "f2f"]
+
+
+def test_unsafe_label_in_labels_file_stops_before_writing(tmp_path, clips):
+    (tmp_path / "labels.csv").write_text(f"{clips / 'clip0.mp4'},../../evil\n")
+    with pytest.raises(ExtractError, match="unsafe label"):
+        extract([], tmp_path / "ds", labels_csv=tmp_path / "labels.csv")
+    assert not (tmp_path / "ds").exists()
+    with pytest.raises(ExtractError, match="one of"):
+        extract([clips], tmp_path / "ds", label="f2f")
+
+
+# --- the library ------------------------------------------------------------------------------
+
+def test_layout_manifest_escaping_and_bad_videos(tmp_path, clips, no_face_video, detector,
+                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    copy(clips / "clip0.mp4", tmp_path / "in" / "=HYPERLINK(1)_x.mp4")
+    copy(no_face_video, tmp_path / "in" / "no_face.mp4")
+    (tmp_path / "in" / "zero.mp4").write_bytes(b"")
+    seen = []
+    s = extract(["in"], "ds", label="real", frames=3, detector=detector,
+                progress=lambda done, total, rec: seen.append((done, total, rec and rec.status)))
+    assert (s.videos, s.extracted, s.no_face, s.crops, s.skipped) == (3, 1, 1, 3, 0)
+    assert s.errors == [("in/zero.mp4", "empty file (0 bytes)")]
+    assert seen == [(0, 3, None), (1, 3, "ok"), (2, 3, "no_face"), (3, 3, "error")]
+
+    vid = video_id("in/=HYPERLINK(1)_x.mp4")
+    assert vid.startswith("HYPERLINK-1-x-")
+    files = sorted(p.name for p in (tmp_path / "ds" / "real").iterdir())
+    assert files == [f"{vid}_000000.png", f"{vid}_000004.png", f"{vid}_000009.png"]
+    rows = read_csv(tmp_path / "ds" / "manifest.csv")
+    assert [r["crop_file"] for r in rows] == [f"real/{f}" for f in files]
+    assert {r["source_path"] for r in rows} == {"in/=HYPERLINK(1)_x.mp4"}
+    kp = np.array(json.loads(rows[0]["keypoints"]))
+    assert kp.shape == (6, 2) and float(rows[0]["detector_score"]) > 0.5
+    assert float(rows[1]["time_s"]) == pytest.approx(4 / 25, abs=1e-3)
+    # The crops are exactly what the scan scores (lossless PNG of the same pipeline output).
+    again = crops_from_video("in/=HYPERLINK(1)_x.mp4", SampleOptions(frames=3), detector)
+    for c, r in zip(again.crops, rows):
+        assert np.array_equal(read_rgb(tmp_path / "ds" / r["crop_file"]), c.crop)
+    videos = {r["source_path"]: r["status"] for r in read_csv(tmp_path / "ds" / "videos.csv")}
+    assert videos == {"in/=HYPERLINK(1)_x.mp4": "ok", "in/no_face.mp4": "no_face",
+                      "in/zero.mp4": "error"}
+
+
+def test_formula_cells_are_escaped(tmp_path, clips, detector, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    copy(clips / "clip1.mp4", tmp_path / "=cmd.mp4")
+    extract(["=cmd.mp4"], "ds", frames=1, detector=detector)
+    text = (tmp_path / "ds" / "manifest.csv").read_text()
+    assert "\n'=cmd.mp4," in text and "\n=cmd" not in text
+    assert (tmp_path / "ds" / "unlabeled").is_dir()
+
+
+def test_same_file_names_in_two_folders(tmp_path, clips, detector):
+    a = copy(clips / "clip0.mp4", tmp_path / "a" / "clip.mp4")
+    b = copy(clips / "clip1.mp4", tmp_path / "b" / "clip.mp4")
+    s = extract([tmp_path / "a", tmp_path / "b"], tmp_path / "ds", label="df", frames=2,
+                detector=detector)
+    assert s.crops == 4
+    ids = {p.name.split("_")[0] for p in (tmp_path / "ds" / "df").iterdir()}
+    assert ids == {video_id(a), video_id(b)} and len(ids) == 2
+
+
+def test_labels_file_maps_videos(tmp_path, clips, detector):
+    data = tmp_path / "data"
+    for i in range(3):
+        copy(clips / f"clip{i}.mp4", data / f"v{i}.mp4")
+    (data / "labels.csv").write_text("path,label,notes\nv0.mp4,fake,a\nv1.mp4,real,\n"
+                                     f"{data / 'v2.mp4'},unknown,c\n")
+    assert read_labels(data / "labels.csv") == {
+        str((data / "v0.mp4").resolve()): "df", str((data / "v1.mp4").resolve()): "real",
+        str((data / "v2.mp4").resolve()): "unlabeled"}
+    s = extract([], tmp_path / "ds", labels_csv=data / "labels.csv", frames=1, detector=detector)
+    assert s.crops_per_label == {"df": 1, "real": 1, "unlabeled": 1}
+    for i, lab in enumerate(["df", "real", "unlabeled"]):
+        assert [p.name.split("_")[0] for p in (tmp_path / "ds" / lab).iterdir()] == [
+            video_id(data / f"v{i}.mp4")]
+    # PATHs with a labels file: listed videos take their label, others are unlabeled.
+    (data / "labels.csv").write_text("v0.mp4,df\n")
+    s = extract([data], tmp_path / "ds2", labels_csv=data / "labels.csv", frames=1,
+                detector=detector)
+    assert s.crops_per_label == {"df": 1, "unlabeled": 2}
+
+
+def test_other_settings_are_refused(tmp_path, clips, detector):
+    extract([clips / "clip0.mp4"], tmp_path / "ds", frames=1, detector=detector)
+    with pytest.raises(ExtractError, match="frames: 1 there, 2 now"):
+        extract([clips / "clip0.mp4"], tmp_path / "ds", frames=2, detector=detector)
+
+
+def test_jpg_and_contact_sheet(tmp_path, clips, detector):
+    s = extract([clips / "clip0.mp4", clips / "clip1.mp4"], tmp_path / "ds", label="df",
+                frames=2, fmt="jpg", quality=90, contact_sheet=tmp_path / "sheet.png",
+                detector=detector)
+    assert s.crops == 4 and all(p.suffix == ".jpg" for p in (tmp_path / "ds" / "df").iterdir())
+    sheet = read_rgb(tmp_path / "sheet.png")
+    assert sheet.shape[1] > 400 and sheet.std() > 10
+
+
+# --- crash safety and resume ------------------------------------------------------------------
+
+def _extract_args(src, out):
+    return ["extract", src, "--out", out, "--label", "real", "--frames", "6"]
+
+
+@pytest.fixture(scope="module")
+def reference(clips, tmp_path_factory):
+    """An uninterrupted CLI run over the clips: what every resumed run must end as."""
+    out = tmp_path_factory.mktemp("ref") / "ds"
+    cli(*_extract_args(clips, out))
+    return out
+
+
+def test_resume_after_sigkill_gives_the_same_dataset(clips, reference, tmp_path):
+    out = tmp_path / "ds"
+    proc = subprocess.Popen([*CLI, *map(str, _extract_args(clips, out))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Kill as soon as the first video is complete: the second one is being written.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "videos.csv").exists() and len(read_csv(out / "videos.csv")) >= 1:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the extraction ended before it could be killed"
+    check_consistent(out)
+    done = len(read_csv(out / "videos.csv"))
+    assert 1 <= done < 5, "not killed midway"
+    r = cli(*_extract_args(clips, out))
+    assert f"{done} already done" in r.stderr
+    assert snapshot(out) == snapshot(reference)
+
+
+def test_leftovers_of_every_crash_point_are_cleaned_up(reference, clips, tmp_path):
+    """The states a kill can leave, made by hand: crops without rows, rows without the video's
+    completion record, a half-written last line, a temporary file. A re-run repairs them."""
+    out = tmp_path / "ds"
+    shutil.copytree(reference, out)
+    videos = (out / "videos.csv").read_text().splitlines(keepends=True)
+    (out / "videos.csv").write_text("".join(videos[:-2]))     # last two videos not complete
+    manifest = (out / "manifest.csv").read_text()
+    (out / "manifest.csv").write_text(manifest + manifest.splitlines()[-1][:25])  # torn line
+    (out / "real" / ".x_000001.png.tmp").write_bytes(b"half")
+    last = read_csv(reference / "manifest.csv")[-1]["crop_file"]
+    (out / last).unlink()                                       # a crop never renamed
+    orphan = out / "real" / f"{video_id('gone.mp4')}_000003.png"   # a video never completed
+    shutil.copy(out / read_csv(reference / "manifest.csv")[0]["crop_file"], orphan)
+    r = cli(*_extract_args(clips, out))
+    assert "3 already done" in r.stderr
+    assert snapshot(out) == snapshot(reference)
+
+
+# --- the round trip ---------------------------------------------------------------------------
+
+def _train_help() -> str | None:
+    r = subprocess.run([sys.executable, "-m", "training.train", "--help"], capture_output=True,
+                       text=True, timeout=120)
+    return r.stdout if r.returncode == 0 else None
+
+
+def test_round_trip_extract_train_scan(tmp_path):
+    """PyAV clips -> screener extract -> python -m training.train (1 epoch) -> screener scan."""
+    help_text = _train_help()
+    if help_text is None:
+        pytest.skip("python -m training.train is not available")
+    src = tmp_path / "videos"
+    for i in range(4):  # two videos per class, so training can hold out whole videos
+        synth.face_clip(src / "df" / f"d{i}.mp4", 320, 240, 8, seed=10 + i,
+                        faces=[one_face("collins", x=40 + 10 * i)])
+        synth.face_clip(src / "real" / f"r{i}.mp4", 320, 240, 8, seed=20 + i,
+                        faces=[one_face("hopper", x=40 + 10 * i)])
+    data = tmp_path / "data" / "train"   # training reads <root>/<split>/{df,real}
+    for lab in ("df", "real"):
+        cli("extract", src / lab, "--out", data, "--label", lab, "--frames", "4")
+    assert len(list((data / "df").glob("*.png"))) == 16
+    assert len(list((data / "real").glob("*.png"))) == 16
+    model = _train(help_text, tmp_path / "data", tmp_path / "model")
+    report = tmp_path / "scan.csv"
+    cli("scan", src, "--model", model, "--frames", "2", "--out", report)
+    rows = read_csv(report)
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+
+
+def _train(help_text: str, root: Path, out: Path) -> Path:
+    """Run training for one epoch with the options its --help lists; returns the model file."""
+    args = [sys.executable, "-m", "training.train"]
+    opts = set(re.findall(r"--[a-z][a-z0-9-]*", help_text))
+    args += ["--data", root] if "--data" in opts else [root]
+    for flag, value in (("--epochs", 1), ("--out", out), ("--batch-size", 8),
+                        ("--holdout", 0.25), ("--seed", 0)):
+        if flag in opts:
+            args += [flag, value]
+    r = subprocess.run(list(map(str, args)), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    found = sorted(out.rglob("*.keras")) if out.is_dir() else [out]
+    assert found, f"no model written in {out}: {r.stdout[-1000:]}"
+    return found[0]
+
+
+# --- with ../shared: framing against the MesoNet dataset ----------------------------------------
+
+def _eyes(detector, rgb):
+    """(eye distance, eye height) as fractions of the image side, or None if no face."""
+    found = detector.detect(rgb, small=False)
+    if not found:
+        return None
+    kp = found[0].keypoints
+    h, w = rgb.shape[:2]
+    return float(np.hypot(*(kp[1] - kp[0])) / w), float((kp[0, 1] + kp[1, 1]) / 2 / h)
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "videos-dev").is_dir(),
+                    reason="../shared/data/videos-dev is not present")
+def test_framing_matches_mesonet_df(tmp_path, detector):
+    """Crops of real videos are framed like the dataset the models learn from: eye distance and
+    eye height measured by the same detector on both, compared as fractions of the side."""
+    from screener.faces import resize_to_model
+    videos = SHARED / "data" / "videos-dev"
+    out = tmp_path / "ds"
+    s = extract([], out, labels_csv=videos / "labels.csv", frames=8, detector=detector,
+                contact_sheet=tmp_path / "sheet.png")
+    assert not s.errors and s.crops >= 30
+    ours = [_eyes(detector, read_rgb(p)) for p in sorted(out.glob("*/*.png"))]
+    ours = np.array([e for e in ours if e])
+    files = sorted((SHARED / "data" / "mesonet-df" / "validation").glob("*/*.jp*g"))
+    theirs = [_eyes(detector, resize_to_model(read_rgb(p))) for p in files[::len(files) // 120]]
+    theirs = np.array([e for e in theirs if e])
+    dist, height = np.abs(ours.mean(0) - theirs.mean(0))
+    print(f"eye distance / side: ours {ours[:, 0].mean():.3f}, dataset {theirs[:, 0].mean():.3f};"
+          f" eye height / side: ours {ours[:, 1].mean():.3f}, dataset {theirs[:, 1].mean():.3f}")
+    assert len(ours) >= 0.9 * s.crops and len(theirs) >= 80
+    assert dist < 0.03 and height < 0.03
