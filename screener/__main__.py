@@ -1,0 +1,4 @@
+"""`python -m screener ...` is the `screener` command."""
+from .cli import main
+
+main()

@@ -1,0 +1,287 @@
+"""The `screener` command: option parsing, progress, messages and exit codes. Nothing else.
+
+Exit codes (also in README "Scanning"):
+  0  the scan finished (videos that could not be read are rows with status error)
+  1  --fail-on-fake was given and at least one video is FAKE
+  2  usage error: a bad option, a PATH that does not exist, or no video found
+  3  the model could not be loaded
+  4  the report could not be written
+  130  interrupted (Ctrl-C or SIGTERM); the rows written so far are kept
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from contextlib import ExitStack
+
+import click
+
+EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+# Native libraries print to stderr on their own; the scan says what matters in its own words.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+log = logging.getLogger("screener")
+
+
+def printable(text: str) -> str:
+    """A file name made safe for a terminal: no control characters, valid UTF-8."""
+    from .report import safe_text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in safe_text(str(text)))
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break a progress bar (tqdm.write prints above it)."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+            tqdm.write(printable(self.format(record)), file=sys.stderr)
+        except Exception:  # logging must never end the scan
+            self.handleError(record)
+
+
+def _setup_logging(quiet: bool, verbose: int) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("screener: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("absl", "tensorflow", "keras", "h5py"):  # library chatter, even at -vv
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@click.group()
+@click.version_option(package_name="screener")
+def main():
+    """screener: batch deepfake screening of videos with MesoNet."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", "-o", default="-", metavar="FILE",
+              help="Report file (default: standard output).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
+              help="Report format (default: from the --out extension, else csv).")
+@click.option("--frames-out", metavar="FILE", help="Also write one CSV row per scored face.")
+@click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Frames to sample per video, spread evenly.")
+@click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
+@click.option("--all-faces", is_flag=True, help="Score every face of a frame, not only the largest.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Face crops per model call.")
+@click.option("--model", type=click.Path(dir_okay=False), default=None,
+              help="Model file: a screener .keras model or published MesoNet weights "
+                   "(default: the shipped model).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="FAKE when fake_score >= this (default: the model card's threshold).")
+@click.option("--fail-on-fake", is_flag=True, help="Exit with status 1 when any video is FAKE.")
+@click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
+@click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
+def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, batch_size, model, threshold,
+         fail_on_fake, quiet, verbose):
+    """Screen videos for deepfakes and write one row per video.
+
+    PATHS are video files, folders (searched recursively) and glob patterns.
+    """
+    _setup_logging(quiet, verbose)
+    try:
+        code = run_scan(paths, out=out, fmt=fmt, frames_out=frames_out, frames=frames,
+                        every_s=every_s, all_faces=all_faces, batch_size=batch_size, model=model,
+                        threshold=threshold, fail_on_fake=fail_on_fake, quiet=quiet)
+    except KeyboardInterrupt:  # before the first video (finding files, loading the model)
+        _error("interrupted")
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+def _error(message: str) -> None:
+    click.echo(f"screener: error: {printable(message)}", err=True)
+
+
+def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
+             all_faces=False, batch_size=256, model=None, threshold=None, fail_on_fake=False,
+             quiet=False) -> int:
+    """The scan command's body; returns the exit code."""
+    from . import __version__
+    from .api import iter_scan
+    from .discover import InputError, find_videos
+    from .errors import ModelError
+    from .pipeline import SampleOptions
+    from .report import ReportWriter, FramesWriter
+
+    started = time.monotonic()
+    fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
+    try:
+        videos = find_videos(paths)
+    except InputError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    try:
+        from .scoring import load_model
+        scorer = load_model(model, threshold)
+    except ModelError as e:
+        _error(str(e))
+        return EXIT_MODEL
+    card = scorer.card
+    meta = {"screener": __version__,
+            "model": {"name": card.name, "arch": card.arch, "threshold": card.threshold,
+                      "sha256": card.sha256, "path": card.path, "metrics": card.metrics,
+                      "limits": card.limits},
+            "options": {"frames": frames, "every_s": every_s, "all_faces": all_faces}}
+    options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
+    to_stdout = str(out) == "-"
+    show_rows = not to_stdout and not quiet and sys.stdout.isatty()
+    show_bar = not quiet and sys.stderr.isatty()
+
+    interrupted = False
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    with ExitStack() as stack:
+        try:
+            stream = sys.stdout if to_stdout else stack.enter_context(
+                open(out, "w", encoding="utf-8", newline=""))
+            report = ReportWriter(stream, fmt, meta)
+            face_rows = None
+            if frames_out:
+                face_rows = FramesWriter(stack.enter_context(
+                    open(frames_out, "w", encoding="utf-8", newline="")))
+        except OSError as e:
+            _error(f"cannot write {e.filename or out}: {e.strerror or e}")
+            return EXIT_OUTPUT
+        from tqdm import tqdm
+        bar = stack.enter_context(tqdm(total=len(videos), unit="video", disable=not show_bar,
+                                       file=sys.stderr, dynamic_ncols=True))
+        try:
+            for r in iter_scan(videos, scorer=scorer, options=options, batch_size=batch_size,
+                               discover=False):
+                report.write(r)
+                if face_rows:
+                    face_rows.write(r)
+                if show_rows:
+                    tqdm.write(_row_line(r), file=sys.stdout)
+                bar.update()
+        except KeyboardInterrupt:
+            interrupted = True
+        except OSError as e:  # the report's disk filled up or went away
+            _error(f"cannot write the report: {e.strerror or e}")
+            return EXIT_OUTPUT
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            elapsed = time.monotonic() - started
+            try:
+                report.close(complete=not interrupted, extra={"elapsed_s": round(elapsed, 2)})
+            except OSError:
+                pass
+    s = report.summary
+    if interrupted:
+        _error(f"interrupted after {s.videos} of {len(videos)} videos; their rows are kept"
+               + ("" if to_stdout else f" in {printable(out)}"))
+        return EXIT_INTERRUPTED
+    if not quiet:
+        where = "" if to_stdout else f"; report: {printable(out)}"
+        click.echo(f"screener: {s.videos} videos: {s.fake} fake, {s.real} real, "
+                   f"{s.no_face} no face, {s.errors} errors in {elapsed:.1f} s{where}", err=True)
+    return EXIT_FAKE if fail_on_fake and s.fake else EXIT_OK
+
+
+def _row_line(r) -> str:
+    """One line per video on a terminal: verdict (or status), score, path, reason."""
+    label = r.verdict or r.status.upper().replace("_", " ")
+    score = f"{r.fake_score:.3f}" if r.fake_score is not None else "  -  "
+    reason = f"  ({printable(r.error)})" if r.error else ""
+    return f"{label:8} {score}  {printable(r.path)}{reason}"
+
+
+@main.command()
+@click.argument("paths", nargs=-1)
+@click.option("--out", "-o", "out_dir", required=True, metavar="DIR",
+              help="Dataset folder: DIR/<label>/<videoid>_<frame>.png and DIR/manifest.csv.")
+@click.option("--label", type=click.Choice(["df", "real", "unlabeled"]), default=None,
+              help="Label of every video (default: unlabeled).")
+@click.option("--labels", "labels_csv", type=click.Path(exists=True, dir_okay=False),
+              metavar="CSV", help="path,label per video (paths relative to the CSV); with no "
+                                  "PATHS, the videos it lists.")
+@click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Frames to sample per video, spread evenly.")
+@click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
+@click.option("--all-faces", is_flag=True, help="Every face of a frame, not only the largest.")
+@click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
+              help="Smallest face width kept (default: the scan's, 64).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None,
+              help="Lowest detector score kept (default: the scan's, 0.5).")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png",
+              show_default=True, help="Crop files: png is lossless; jpg re-compresses.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality (with --format jpg).")
+@click.option("--contact-sheet", metavar="PNG", type=click.Path(dir_okay=False),
+              help="Also write a grid of sample crops per label, to check them at a glance.")
+@click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
+@click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
+def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_face, min_score,
+            fmt, quality, contact_sheet, quiet, verbose):
+    """Extract aligned face crops from videos into a training set (resumable).
+
+    PATHS are video files, folders (searched recursively) and glob patterns. The crops are
+    the ones the scan scores; `python -m training.train` reads DIR's label folders.
+    """
+    from tqdm import tqdm
+
+    from .discover import InputError
+    from .extract import ExtractError, extract as run_extract
+    _setup_logging(quiet, verbose)
+    bar = None
+
+    def progress(done, total, record):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="video", disable=quiet or not sys.stderr.isatty(),
+                       file=sys.stderr, dynamic_ncols=True)
+        elif record is not None:
+            bar.update()
+
+    limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, frames=frames,
+                        every_s=every_s, all_faces=all_faces, fmt=fmt, quality=quality,
+                        contact_sheet=contact_sheet, progress=progress, **limits)
+    except (InputError, ExtractError) as e:
+        _error(str(e))
+        sys.exit(EXIT_USAGE)
+    except OSError as e:
+        _error(f"cannot write {e.filename or out_dir}: {e.strerror or e}")
+        sys.exit(EXIT_OUTPUT)
+    except KeyboardInterrupt:
+        _error("interrupted; complete videos are kept, a re-run resumes")
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if bar is not None:
+            bar.close()
+    if not quiet:
+        labels = ", ".join(f"{k}: {v}" for k, v in s.crops_per_label.items()) or "none"
+        click.echo(f"screener: {s.videos} videos: {s.crops} crops from {s.extracted} videos "
+                   f"({labels}), {s.skipped} already done, {s.no_face} without a face, "
+                   f"{len(s.errors)} errors in {time.monotonic() - started:.1f} s; "
+                   f"dataset: {printable(out_dir)}", err=True)
+        if s.contact_sheet:
+            click.echo(f"screener: contact sheet: {printable(s.contact_sheet)}", err=True)
+    sys.exit(EXIT_OK)
+
+
+if __name__ == "__main__":  # python -m screener.cli
+    main()
