@@ -42,7 +42,8 @@ class _TqdmHandler(logging.Handler):
     def emit(self, record):
         try:
             from tqdm import tqdm
-            tqdm.write(printable(self.format(record)), file=sys.stderr)
+            line = f"screener: {record.levelname.lower()}: {self.format(record)}"
+            tqdm.write(printable(line), file=sys.stderr)
         except Exception:  # logging must never end the scan
             self.handleError(record)
 
@@ -50,7 +51,6 @@ class _TqdmHandler(logging.Handler):
 def _setup_logging(quiet: bool, verbose: int) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("screener: %(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

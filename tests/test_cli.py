@@ -1,0 +1,183 @@
+"""`screener scan`: options, report files, summary, exit codes; a real subprocess for a folder
+scan and for Ctrl-C."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from screener.cli import main
+from screener.verdict import COLUMNS, FACE_COLUMNS
+
+from conftest import CONST_P_FAKE, bad_inputs, copy, one_face
+
+REPO = Path(__file__).parents[1]
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, face_video, no_face_video, two_face_video):
+    root = tmp_path_factory.mktemp("scan")
+    copy(face_video, root / "a_face.mp4")
+    copy(no_face_video, root / "b_no_face.mp4")
+    copy(two_face_video, root / "c" / "two faces.mp4")
+    copy(face_video, root / "c" / "=1+1.mp4")
+    bad_inputs(root / "d_bad", face_video)
+    return root
+
+
+def run(*args, **kw):
+    return CliRunner().invoke(main, ["scan", *map(str, args)], catch_exceptions=False, **kw)
+
+
+def test_folder_scan_in_a_subprocess(folder, tiny_model, tmp_path):
+    out, frames_out = tmp_path / "report.csv", tmp_path / "frames.csv"
+    p = subprocess.run([sys.executable, "-m", "screener", "scan", str(folder), "--model",
+                        str(tiny_model), "--frames", "3", "--out", str(out), "--frames-out",
+                        str(frames_out)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout == ""                     # not a terminal: no table, no progress
+    ours = [l for l in p.stderr.splitlines() if l.startswith("screener:")]
+    assert ours[-1].startswith("screener: 9 videos: 3 fake, 0 real, 1 no face, 5 errors in ")
+    warnings = [l for l in ours if l.startswith("screener: warning: ")]
+    for name in ("audio_only", "notes", "truncated", "unknown_codec", "zero"):
+        assert any(f"d_bad/{name}.mp4: " in l for l in warnings), name
+    rows = read_rows(out)
+    assert list(rows[0]) == list(COLUMNS)
+    assert [os.path.relpath(r["path"].lstrip("'"), folder) for r in rows] == [
+        "a_face.mp4", "b_no_face.mp4", "c/=1+1.mp4", "c/two faces.mp4", "d_bad/audio_only.mp4",
+        "d_bad/notes.mp4", "d_bad/truncated.mp4", "d_bad/unknown_codec.mp4", "d_bad/zero.mp4"]
+    assert [r["status"] for r in rows] == ["ok", "no_face", "ok", "ok"] + ["error"] * 5
+    assert rows[0]["verdict"] == "FAKE" and float(rows[0]["fake_score"]) == CONST_P_FAKE
+    assert all(r["error"] for r in rows[4:]) and all(r["fake_score"] == "" for r in rows[4:])
+    faces = read_rows(frames_out)
+    assert list(faces[0]) == list(FACE_COLUMNS)
+    assert len(faces) == 3 + 3 + 3                     # 3 frames x one face, three ok videos
+
+
+def test_hostile_names_are_escaped_in_csv(folder, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(folder / "c")
+    out = tmp_path / "r.csv"
+    r = run("*.mp4", "--model", tiny_model, "--frames", 1, "--out", out, "--frames-out",
+            tmp_path / "f.csv")
+    assert r.exit_code == 0
+    assert [x["path"] for x in read_rows(out)] == ["'=1+1.mp4", "two faces.mp4"]
+    assert read_rows(tmp_path / "f.csv")[0]["path"] == "'=1+1.mp4"
+
+
+def test_threshold_and_fail_on_fake(face_video, tiny_model, tmp_path):
+    out = tmp_path / "r.csv"
+    r = run(face_video, "--model", tiny_model, "--frames", 2, "--out", out, "--fail-on-fake")
+    assert r.exit_code == 1
+    assert read_rows(out)[0]["verdict"] == "FAKE"
+    r = run(face_video, "--model", tiny_model, "--frames", 2, "--out", out, "--fail-on-fake",
+            "--threshold", "0.9")
+    assert r.exit_code == 0
+    row = read_rows(out)[0]
+    assert (row["verdict"], row["threshold"]) == ("REAL", "0.9")
+
+
+def test_json_to_stdout_and_options(two_face_video, no_face_video, tiny_model):
+    r = run(two_face_video, no_face_video, "--model", tiny_model, "--format", "json",
+            "--every", "0.2", "--all-faces", "--batch-size", 4, "-q")
+    assert r.exit_code == 0
+    doc = json.loads(r.stdout)
+    assert doc["complete"] is True and doc["model"]["name"] == "tiny-test"
+    assert doc["options"] == {"frames": 32, "every_s": 0.2, "all_faces": True}
+    a, b = doc["videos"]
+    assert (a["frames_sampled"], a["faces_scored"], a["status"]) == (3, 6, "ok")
+    assert b["status"] == "no_face" and b["fake_score"] is None
+    assert doc["summary"]["videos"] == 2
+
+
+def test_format_follows_out_extension(face_video, tiny_model, tmp_path):
+    r = run(face_video, "--model", tiny_model, "--frames", 1, "--out", tmp_path / "r.json")
+    assert r.exit_code == 0
+    assert json.loads((tmp_path / "r.json").read_text())["videos"][0]["status"] == "ok"
+
+
+def test_missing_path_and_no_video(tmp_path, tiny_model):
+    r = run(tmp_path / "nope.mp4", "--model", tiny_model)
+    assert r.exit_code == 2 and "no such file or folder" in r.stderr and "nope.mp4" in r.stderr
+    (tmp_path / "notes.txt").write_text("x")
+    r = run(tmp_path, "--model", tiny_model)
+    assert r.exit_code == 2 and "no video found" in r.stderr
+    r = run(tmp_path / "*.mp4", "--model", tiny_model)
+    assert r.exit_code == 2 and "no file matches" in r.stderr
+
+
+def test_bad_options_are_usage_errors(face_video):
+    for bad in (["--frames", "0"], ["--every", "0"], ["--threshold", "1.5"],
+                ["--format", "xml"], ["--batch-size", "0"]):
+        assert run(face_video, *bad).exit_code == 2, bad
+
+
+def test_model_errors(face_video, tmp_path):
+    r = run(face_video, "--model", tmp_path / "missing.keras")
+    assert r.exit_code == 3 and "model file not found" in r.stderr
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a model")
+    r = run(face_video, "--model", junk)
+    assert r.exit_code == 3 and "junk.keras" in r.stderr
+
+
+def test_report_cannot_be_written(face_video, tiny_model, tmp_path):
+    r = run(face_video, "--model", tiny_model, "--out", tmp_path / "no" / "such" / "r.csv")
+    assert r.exit_code == 4 and "cannot write" in r.stderr
+
+
+def test_interrupt_keeps_rows(monkeypatch, face_video, tiny_model, tmp_path):
+    """Ctrl-C in the middle: rows written so far stay, exit 130 (in process, deterministic)."""
+    from screener import api
+    real = api.iter_scan
+
+    def interrupted(*a, **kw):
+        for i, r in enumerate(real(*a, **kw)):
+            if i == 2:
+                raise KeyboardInterrupt
+            yield r
+    monkeypatch.setattr(api, "iter_scan", interrupted)
+    out = tmp_path / "r.csv"
+    paths = [copy(face_video, tmp_path / f"v{i}.mp4") for i in range(4)]
+    r = run(*paths, "--model", tiny_model, "--frames", 1, "--batch-size", 1, "--out", out)
+    assert r.exit_code == 130 and "interrupted after 2 of 4 videos" in r.stderr
+    assert [Path(x["path"]).name for x in read_rows(out)] == ["v0.mp4", "v1.mp4"]
+
+
+def test_sigint_in_a_subprocess(tmp_path, face_video, tiny_model):
+    """A real Ctrl-C (SIGINT) while a scan runs: clean exit 130, finished rows on disk."""
+    paths = [copy(face_video, tmp_path / "in" / f"v{i:02d}.mp4") for i in range(40)]
+    out = tmp_path / "r.csv"
+    p = subprocess.Popen([sys.executable, "-m", "screener", "scan", str(tmp_path / "in"),
+                          "--model", str(tiny_model), "--frames", "6", "--batch-size", "1",
+                          "--out", str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and p.poll() is None:
+            if out.exists() and len(read_rows(out)) >= 2:
+                break
+            time.sleep(0.2)
+        assert p.poll() is None, "the scan ended before it could be interrupted"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted after" in err
+    rows = read_rows(out)
+    assert 2 <= len(rows) < len(paths)
+    assert [Path(r["path"]).name for r in rows] == [f"v{i:02d}.mp4" for i in range(len(rows))]
+    assert all(r["status"] == "ok" for r in rows)
