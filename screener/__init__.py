@@ -15,3 +15,4 @@ from .errors import (ImageError, ModelError, ScreenerError, StateError, StateLoc
                      VideoError)
 
 from .api import iter_scan, scan  # noqa: F401,E402
+from .extract import extract  # noqa: F401,E402
