@@ -50,7 +50,11 @@ MIN_SCORE = 0.5
 # Frames whose larger side is at least this get full-range tiles as well (see bench/faces.py).
 TILE_FROM_PX = 1280
 TILE_PX = 960
-# A small face the close-up check cannot confirm is kept only above this score.
+# Full-range candidates down to this score go to the close-up check; one the check cannot
+# confirm is kept only above REFINE_KEEP_SCORE. (Tight face crops pasted on real 1080p frames:
+# full-range scores them 0.5-0.8 and misses 40% at 96 px with a 0.5 cut; the check scores them
+# ~0.9. See bench/faces.py.)
+CANDIDATE_SCORE = 0.25
 REFINE_KEEP_SCORE = 0.8
 
 
@@ -71,7 +75,8 @@ def _close_all(*detectors):
     for d in detectors:
         if d is not None:
             try:
-                d.close()
+                with _quiet_stderr():  # LiteRT logs each accelerator it destroys
+                    d.close()
             except Exception:  # at interpreter exit mediapipe's executor may be gone already
                 d._handle = None  # so its __del__ does not try (and fail) again
 
@@ -138,16 +143,17 @@ class FaceDetector:
                  tile_from_px: int | None = TILE_FROM_PX, tile_px: int = TILE_PX):
         from mediapipe.tasks.python import BaseOptions, vision
 
-        def make(model: Path):
+        def make(model: Path, confidence: float):
             opts = vision.FaceDetectorOptions(
                 base_options=BaseOptions(model_asset_path=str(model)),
-                min_detection_confidence=min_score, min_suppression_threshold=0.3)
+                min_detection_confidence=confidence, min_suppression_threshold=0.3)
             return vision.FaceDetector.create_from_options(opts)
 
         self.min_score = min_score
         with _quiet_stderr():  # the TFLite runtime prints a warning per sparse tensor
-            self._short = make(SHORT_RANGE)
-            self._full = make(FULL_RANGE) if full_range else None
+            self._short = make(SHORT_RANGE, min_score)
+            # Full-range only proposes: its candidates are confirmed by the close-up check.
+            self._full = make(FULL_RANGE, min(min_score, CANDIDATE_SCORE)) if full_range else None
         self.tile_from_px = tile_from_px
         self.tile_px = tile_px
         # Close before interpreter teardown: mediapipe's own __del__ fails once modules are gone.
