@@ -156,6 +156,7 @@ class FaceDetector:
             self._full = make(FULL_RANGE, min(min_score, CANDIDATE_SCORE)) if full_range else None
         self.tile_from_px = tile_from_px
         self.tile_px = tile_px
+        self._warmed = False
         # Close before interpreter teardown: mediapipe's own __del__ fails once modules are gone.
         self._finalizer = weakref.finalize(self, _close_all, self._short, self._full)
         _open_detectors.add(self)
@@ -167,8 +168,14 @@ class FaceDetector:
         import mediapipe as mp
         h, w = rgb.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        if not self._warmed:  # LiteRT warns once per process about input alignment; harmless
+            with _quiet_stderr():
+                detections = detector.detect(image).detections
+            self._warmed = detector is self._full or self._full is None
+        else:
+            detections = detector.detect(image).detections
         faces = []
-        for d in detector.detect(image).detections:
+        for d in detections:
             b = d.bounding_box
             kp = np.array([[k.x * w + dx, k.y * h + dy] for k in d.keypoints], np.float32)
             faces.append(Face((b.origin_x + dx, b.origin_y + dy, b.width, b.height), kp,
