@@ -49,7 +49,7 @@ def face_sources(n: int, rng: random.Random, det: faces.FaceDetector):
         source = "bundled portraits"
     out = []
     for img in images:
-        found = det.detect(img, small=False)
+        found = det.detect(img, "crop")
         if found:
             out.append((img, found[0].keypoints, found[0].box))
         if len(out) == n:
@@ -68,7 +68,7 @@ def backgrounds(rng: random.Random):
     return bgs
 
 
-def recall(det, sources, bgs, per_size, rng, tiled):
+def recall(det, sources, bgs, per_size, rng, mode):
     rows = []
     for bg_name, bg in bgs.items():
         H, W = bg.shape[:2]
@@ -87,7 +87,7 @@ def recall(det, sources, bgs, per_size, rng, tiled):
                 synth.paste(frame, img, x, y, size)
                 truth = (box0[0] * s + x, box0[1] * s + y, box0[2] * s, box0[3] * s)
                 t = time.perf_counter()
-                dets = det.detect(frame, tiled=tiled)
+                dets = det.detect(frame, mode)
                 secs += time.perf_counter() - t
                 hit = max(dets, key=lambda d: faces._iou(d.box, truth), default=None)
                 if hit is None or faces._iou(hit.box, truth) < 0.3:
@@ -136,10 +136,10 @@ def stage_speed(det, tmp: Path):
     rgb = frames[0].rgb
     empty = synth.background(1920, 1080, 5)
     for name, fn in [
-        ("detect_short_range_only", lambda f: det.detect(f, small=False)),
-        ("detect_short_full_no_tiles", lambda f: det.detect(f, tiled="never")),
-        ("detect_short_full_tiles_always", lambda f: det.detect(f, tiled="always")),
-        ("detect_scan_default_face_present", lambda f: det.detect(f, tiled="if_none")),
+        ("detect_crop_short_range_only", lambda f: det.detect(f, "crop")),
+        ("detect_whole_short_full_no_tiles", lambda f: det.detect(f, "whole")),
+        ("detect_all_with_tiles", lambda f: det.detect(f, "all")),
+        ("detect_largest_cascade_face_present", lambda f: det.detect(f, "largest")),
     ]:
         t = time.perf_counter()
         for _ in range(20):
@@ -147,8 +147,8 @@ def stage_speed(det, tmp: Path):
         out[name + "_fps"] = round(20 / (time.perf_counter() - t), 1)
     t = time.perf_counter()
     for _ in range(20):
-        det.detect(empty, tiled="if_none")
-    out["detect_scan_default_no_face_fps"] = round(20 / (time.perf_counter() - t), 1)
+        det.detect(empty, "largest")
+    out["detect_largest_cascade_no_face_fps"] = round(20 / (time.perf_counter() - t), 1)
     kp = det.detect(rgb)[0].keypoints
     t = time.perf_counter()
     for _ in range(200):
@@ -171,14 +171,15 @@ def main():
         result = {
             "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
             "faces_from": source,
-            "recall_tiles_always": recall(det, sources, bgs, args.per_size, rng, "always"),
-            "recall_no_tiles": recall(det, sources, bgs, args.per_size, rng, "never"),
+            "recall_all": recall(det, sources, bgs, args.per_size, rng, "all"),
+            "recall_largest": recall(det, sources, bgs, args.per_size, rng, "largest"),
+            "recall_whole_no_tiles": recall(det, sources, bgs, args.per_size, rng, "whole"),
             "videos_dev": videos_dev(),
             "stages": stage_speed(det, Path(tmp)),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    for key in ("recall_tiles_always", "recall_no_tiles"):
+    for key in ("recall_all", "recall_largest", "recall_whole_no_tiles"):
         print(f"\n{key}: found share / mean alignment error (px in 256 crop) / ms per frame")
         for r in result[key]:
             print(f"  {r['background']:<42} {r['face_width_px']:>5}px  found {r['found']:.2f}  "

@@ -55,6 +55,8 @@ TILE_PX = 960
 # full-range scores them 0.5-0.8 and misses 40% at 96 px with a 0.5 cut; the check scores them
 # ~0.9. See bench/faces.py.)
 CANDIDATE_SCORE = 0.25
+# Short-range detections below this are often small faces with loose boxes: look further.
+SURE_SCORE = 0.75
 REFINE_KEEP_SCORE = 0.8
 
 
@@ -182,27 +184,43 @@ class FaceDetector:
                               float(d.categories[0].score)))
         return faces
 
-    def detect(self, rgb: np.ndarray, small: bool = True, tiled: str = "always") -> list[Face]:
-        """All faces in an RGB uint8 frame, largest first (no crops yet).
+    def detect(self, rgb: np.ndarray, mode: str = "all", small: bool = True) -> list[Face]:
+        """Faces in an RGB uint8 frame, largest first (no crops yet).
 
-        `small=False` runs only the short-range model: enough for an image that is a face crop.
-        `tiled`: "always" tiles large frames; "if_none" only when the whole frame gave no face
-        (enough when only the largest face matters: a face only tiles find is a small one);
-        "never".
+        mode "all": short-range, full-range and (on large frames) tiles, merged.
+        mode "largest": a cascade that stops at the first stage finding a face (short-range
+            only when it is sure: score >= SURE_SCORE), then full-range, then tiles. Enough
+            when only the largest face matters: a face the short-range model finds is at least
+            ~20% of the frame wide, and a larger one would have been found by it too. Most
+            frames with a face cost one short-range run.
+        mode "whole": short-range and full-range, no tiles.
+        mode "crop" (or small=False): short-range only, for an image that is a face crop.
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
+        if not small:
+            mode = "crop"
+        if mode not in ("all", "largest", "whole", "crop"):
+            raise ValueError(f"unknown detection mode {mode!r}")
         found = self._run(self._short, rgb)
-        if self._full is not None and small:
-            tiny = self._run(self._full, rgb)
-            h, w = rgb.shape[:2]
-            tile = (self.tile_from_px and max(w, h) >= self.tile_from_px
-                    and (tiled == "always" or (tiled == "if_none" and not found and not tiny)))
-            if tile:
-                for x, y, tw, th in tiles(w, h, self.tile_px):
-                    tiny += self._run(self._full, rgb[y:y + th, x:x + tw], x, y)
-            found += [r for r in (self._refine(rgb, f) for f in merge(tiny)) if r is not None]
+        sure = any(f.score >= SURE_SCORE for f in found)
+        if self._full is None or mode == "crop" or (mode == "largest" and sure):
+            return merge(found)
+        found += self._confirm(rgb, self._run(self._full, rgb), found)
+        h, w = rgb.shape[:2]
+        if (mode == "all" or (mode == "largest" and not found)) and \
+                self.tile_from_px and max(w, h) >= self.tile_from_px:
+            tiny: list[Face] = []
+            for x, y, tw, th in tiles(w, h, self.tile_px):
+                tiny += self._run(self._full, rgb[y:y + th, x:x + tw], x, y)
+            found += self._confirm(rgb, tiny, found)
         return merge(found)
+
+    def _confirm(self, rgb, candidates: list[Face], known: list[Face]) -> list[Face]:
+        """Close-up check of full-range candidates, except those a surer detection covers."""
+        new = [c for c in merge(candidates)
+               if all(_iou(c.box, k.box) < 0.3 or k.score < c.score for k in known)]
+        return [r for r in (self._refine(rgb, c) for c in new) if r is not None]
 
     def _refine(self, rgb: np.ndarray, face: Face) -> Face | None:
         """Re-detect a face found small with short-range on a close-up of it.
@@ -319,12 +337,12 @@ def align_image(rgb: np.ndarray, detector: FaceDetector | None = None,
     nothing is found the image is tried again with a reflected border of `border` of its size.
     """
     detector = detector or default_detector()
-    faces = detector.detect(rgb, small=False) or detector.detect(rgb)
+    faces = detector.detect(rgb, "crop") or detector.detect(rgb, "largest")
     if not faces and border:
         h, w = rgb.shape[:2]
         py, px = int(h * border), int(w * border)
         padded = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_REFLECT_101)
-        faces = detector.detect(padded)
+        faces = detector.detect(padded, "largest")
         if faces:
             return align(padded, faces[0].keypoints)
     if not faces:

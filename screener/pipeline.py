@@ -67,7 +67,7 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
         for frame in frames:
             result.frames_sampled += 1
             result.frame_times_s.append(frame.time_s)
-            found = detector.detect(frame.rgb, tiled="always" if options.all_faces else "if_none")
+            found = detector.detect(frame.rgb, "all" if options.all_faces else "largest")
             found = [f for f in found if f.score >= options.min_score]
             big = [f for f in found if f.size_px >= options.min_face]
             result.faces_too_small += len(found) - len(big)

@@ -43,8 +43,16 @@ def test_64px_face_in_1080p(detector, name, x, y):
     assert keypoint_error(found[0], p) < 6  # pixels, after the close-up refinement
 
 
-def test_no_face(detector):
-    assert detector.detect(synth.background(1280, 720, 3)) == []
+@pytest.mark.parametrize("mode", ["all", "largest", "whole", "crop"])
+def test_no_face(detector, mode):
+    assert detector.detect(synth.background(1920, 1080, 3), mode) == []
+
+
+@pytest.mark.parametrize("face_px", [64, 300])
+def test_largest_mode_finds_the_largest_face(detector, face_px):
+    p = Placement("hopper", 200, 100, face_px)
+    found = detector.detect(frame_with(1920, 1080, p, Placement("collins", 1500, 700, 40)), "largest")
+    assert found and abs(found[0].size_px - face_px) < 0.3 * face_px
 
 
 def test_two_faces_largest_first(detector):
@@ -100,7 +108,7 @@ def test_detected_face_aligns_near_template(detector, face_px):
     found = detector.detect(frame)
     assert found
     crop = faces.align(frame, found[0].keypoints)
-    again = detector.detect(crop, small=False)
+    again = detector.detect(crop, "crop")
     assert again
     err = np.linalg.norm(again[0].keypoints[:4] - faces.TEMPLATE * 256, axis=1)
     assert err.max() < 14, err
