@@ -1,0 +1,107 @@
+"""screener.scoring: model files of every supported kind load safely and score P(fake)."""
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from screener import nets
+from screener.errors import ModelError
+from screener.scoring import load_model
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+AFCHAR = SHARED / "anchors" / "mesonet-afchar"
+needs_shared = pytest.mark.skipif(not AFCHAR.is_dir(), reason="needs ../shared (MesoNet anchors)")
+
+
+def write_legacy_h5(model, path, layer_class_names=None, flip_to_real=True):
+    """A Keras-2-style weights file: layer_names / weight_names attributes, numbered layers."""
+    with h5py.File(path, "w") as f:
+        if layer_class_names:
+            cfg = {"class_name": "Functional", "config": {"layers": [
+                {"class_name": c, "config": {"name": f"l{i}"}} for i, c in enumerate(layer_class_names)]}}
+            f.attrs["model_config"] = json.dumps(cfg)
+        names, count = [], {}
+        layers = nets.weight_layers(model)
+        for lay in layers:
+            kind = {"Conv2D": "conv2d", "BatchNormalization": "batch_normalization",
+                    "Dense": "dense"}[type(lay).__name__]
+            count[kind] = count.get(kind, 0) + 1
+            name = f"{kind}_{count[kind]}"
+            names.append(name)
+            g = f.create_group(name)
+            ws = lay.get_weights()
+            if lay is layers[-1] and flip_to_real:
+                ws = [-w for w in ws]
+            wn = [f"{name}/w{i}:0" for i in range(len(ws))]
+            g.attrs["weight_names"] = [n.encode() for n in wn]
+            for n, w in zip(wn, ws):
+                g[n] = w
+        f.attrs["layer_names"] = [n.encode() for n in names]
+
+
+def test_keras_roundtrip_with_card(tmp_path):
+    m = nets.build("meso4")
+    m.save(tmp_path / "m.keras")
+    (tmp_path / "m.json").write_text(json.dumps({"name": "tiny", "threshold": 0.7, "arch": "meso4"}))
+    s = load_model(tmp_path / "m.keras")
+    assert s.card.name == "tiny" and s.card.threshold == 0.7 and len(s.card.sha256) == 64
+    x = np.random.default_rng(0).integers(0, 255, (3, 256, 256, 3), dtype=np.uint8)
+    assert np.allclose(s.predict(x), np.asarray(m.predict_on_batch(x)).reshape(-1), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", nets.ARCHS)
+def test_legacy_weights_load_flipped_to_p_fake(tmp_path, arch):
+    m = nets.build(arch)
+    path = tmp_path / f"{arch}.h5"
+    write_legacy_h5(m, path)
+    s = load_model(path)
+    assert s.card.arch == arch and s.card.threshold == 0.5 and s.card.name == arch
+    x = np.random.default_rng(1).integers(0, 255, (2, 256, 256, 3), dtype=np.uint8)
+    assert np.allclose(s.predict(x), np.asarray(m.predict_on_batch(x)).reshape(-1), atol=1e-5)
+
+
+def test_legacy_file_with_lambda_is_refused(tmp_path):
+    path = tmp_path / "evil.hdf5"
+    write_legacy_h5(nets.build("meso4"), path, ["InputLayer", "Lambda", "Conv2D", "Dense"])
+    with pytest.raises(ModelError, match="Lambda"):
+        load_model(path)
+
+
+def test_bad_files_raise_model_error(tmp_path):
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    (tmp_path / "m.onnx").write_bytes(b"")
+    for name in ("junk.h5", "junk.keras", "m.onnx", "missing.keras"):
+        with pytest.raises(ModelError):
+            load_model(tmp_path / name)
+
+
+def _test_images():
+    out = {}
+    for cls in ("df", "real"):
+        for p in sorted((AFCHAR / "test_images" / cls).iterdir()):
+            img = Image.open(p).convert("RGB").resize((256, 256), Image.NEAREST)
+            out[(cls, p.name)] = np.asarray(img)
+    return out
+
+
+@needs_shared
+@pytest.mark.parametrize("weights", ["weights/Meso4_DF.h5", "weights/MesoInception_DF.h5"])
+def test_published_weights_on_sample_images(weights):
+    imgs = _test_images()
+    p = load_model(AFCHAR / weights).predict(np.stack(list(imgs.values())))
+    for (cls, name), score in zip(imgs, p):
+        assert (score > 0.8) if cls == "df" else (score < 0.2), (name, score)
+
+
+@needs_shared
+def test_student_full_models_on_sample_images():
+    imgs = _test_images()
+    folder = SHARED / "anchors" / "mesonet-malayagr" / "trained_models"
+    for path in sorted(folder.glob("*.hdf5")):
+        p = load_model(path).predict(np.stack(list(imgs.values())))
+        for (cls, name), score in zip(imgs, p):
+            assert (score > 0.8) if cls == "df" else (score < 0.2), (path.name, name, score)

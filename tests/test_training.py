@@ -1,0 +1,132 @@
+"""training.data / augment / train on tiny generated datasets (no ../shared needed)."""
+import json
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training import augment, data, train
+
+
+def make_dataset(root, split="train", n=6, videos=False, size=(40, 52), seed=0):
+    """Tiny two-class dataset: fakes are bright, reals dark, so one epoch can learn something."""
+    rng = np.random.default_rng(seed)
+    for folder, base in (("df", 200), ("real", 40)):
+        d = root / split / folder
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = np.clip(base + rng.normal(0, 20, size + (3,)), 0, 255).astype(np.uint8)
+            name = f"{folder}v{i // 3}_{i % 3}.png" if videos else f"{folder}{i:05d}.jpg"
+            Image.fromarray(img).save(d / name)
+    return root
+
+
+def test_odd_sizes_modes_and_corrupt_image(tmp_path, caplog):
+    d = tmp_path / "train" / "df"
+    make_dataset(tmp_path, n=1)
+    Image.fromarray(np.full((31, 77), 128, np.uint8), "L").save(d / "gray.png")
+    Image.new("CMYK", (300, 200), (10, 200, 30, 0)).save(d / "cmyk.jpg")
+    Image.new("RGBA", (256, 256), (1, 2, 3, 4)).save(d / "rgba.png")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff this is not a jpeg")
+    samples = data.list_split(tmp_path, "train")
+    assert len(samples) == 6 and sum(s.label for s in samples) == 5  # df = fake = 1
+    stream = data.BatchStream(samples, batch_size=4)
+    with caplog.at_level(logging.WARNING):
+        batches = list(stream)
+    x = np.concatenate([b[0] for b in batches])
+    assert x.shape == (5, 256, 256, 3) and x.dtype == np.uint8
+    assert list(stream.stats.skipped) == [str(d / "broken.jpg")]
+    assert "broken.jpg" in caplog.text
+    assert len(stream.kept) == 5
+
+
+def test_nearest_resize_matches_pil():
+    img = np.random.default_rng(0).integers(0, 255, (100, 60, 3), dtype=np.uint8)
+    out = data.resize(img, "nearest")
+    assert out.shape == (256, 256, 3)
+    assert np.array_equal(out, np.asarray(Image.fromarray(img).resize((256, 256), Image.NEAREST)))
+
+
+def test_missing_split_and_empty_class_give_clear_errors(tmp_path):
+    with pytest.raises(data.DatasetError, match="split folder not found"):
+        data.list_split(tmp_path, "train")
+    (tmp_path / "train" / "df").mkdir(parents=True)
+    (tmp_path / "train" / "real").mkdir()
+    with pytest.raises(data.DatasetError, match="has no images"):
+        data.list_split(tmp_path, "train")
+    with pytest.raises(data.DatasetError, match="class folder not found"):
+        data.list_split(tmp_path, "train", fake="fake")
+
+
+def test_class_folders_are_configurable_and_fake_is_one(tmp_path):
+    for folder in ("a_fake", "z_real"):
+        (tmp_path / "s" / folder).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "s" / folder / "x.png")
+    s = data.list_split(tmp_path, "s", fake="z_real", real="a_fake")
+    assert {p.path.parent.name: p.label for p in s} == {"z_real": 1, "a_fake": 0}
+
+
+def test_video_grouped_holdout_never_leaks():
+    samples = [data.Sample(data.Path(f"/x/{c}/{v}_{f}.png"), lab, f"{c}{v}")
+               for c, lab in (("df", 1), ("real", 0)) for v in range(20) for f in range(7)]
+    for seed in range(5):
+        keep, held = data.holdout_split(samples, 0.2, seed)
+        assert len(keep) + len(held) == len(samples)
+        assert not {s.video for s in keep} & {s.video for s in held}
+        assert {s.label for s in held} == {0, 1}
+
+
+def test_video_id_and_class_weights():
+    assert data.video_id(data.Path("abc_12_0033.jpg")) == "abc_12"
+    assert data.video_id(data.Path("df00012.jpg")) is None
+    s = [data.Sample(data.Path(f"{i}"), int(i < 3), None) for i in range(12)]
+    w = data.class_weights(s)
+    assert w[1] * 3 == pytest.approx(w[0] * 9)  # both classes weigh the same in total
+
+
+def test_augment_is_seeded_and_keeps_shape():
+    img = np.random.default_rng(1).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    aug = augment.Augment(jpeg_p=1.0, blur_p=1.0)
+    a = aug(img, np.random.default_rng(7))
+    b = aug(img, np.random.default_rng(7))
+    assert a.shape == img.shape and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert not np.array_equal(a, img)
+
+
+def test_train_one_epoch_save_reload_predict_and_resume(tmp_path):
+    from screener.scoring import load_model
+    root = make_dataset(tmp_path / "ds", n=12, videos=True)
+    run = tmp_path / "run"
+    args = ["--data", str(root), "--run", str(run), "--epochs", "1", "--batch-size", "8",
+            "--holdout", "0.34", "--quiet", "--no-xla", "--jpeg-p", "0.5", "--blur-p", "0.5"]
+    assert train.main(args) == 0
+    for f in ("best.keras", "best.json", "last.keras", "log.csv", "curves.png", "state.json"):
+        assert (run / f).is_file(), f
+    card = json.loads((run / "best.json").read_text())
+    assert card["data"]["holdout_by"] == "video" and card["training"]["epochs_run"] == 1
+    scorer = load_model(run / "best.keras")
+    x = np.stack([data.load_image(s.path) for s in data.list_split(root, "train")])
+    p1 = scorer.predict(x)
+    p2 = load_model(run / "best.keras").predict(x)
+    assert p1.shape == (24,) and np.allclose(p1, p2)
+    assert np.all((p1 >= 0) & (p1 <= 1))
+    # Same command with more epochs resumes from last.keras.
+    assert train.main(args[:5] + ["2"] + args[6:]) == 0
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+    assert len((run / "log.csv").read_text().splitlines()) == 3
+
+
+def test_train_help_documents_every_option():
+    help_text = train.parser().format_help()
+    for action in train.parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.dest
+    assert "--init" in help_text and "--resize" in help_text
+
+
+def test_lr_schedule_decays_to_floor():
+    a = train.parser().parse_args(["--data", "x", "--run", "y", "--epochs", "4"])
+    assert train.lr_at(0, a, 10) == pytest.approx(1e-3)
+    assert train.lr_at(20, a, 10) == pytest.approx(1e-4)  # decay_epochs = epochs/2
+    assert train.lr_at(10 ** 6, a, 10) == pytest.approx(1e-6)

@@ -1,0 +1,219 @@
+"""Image datasets for training and evaluation: `<root>/<split>/<class folder>/*.{jpg,png,...}`.
+
+Labels are stated outright: the fake folder (default `df`) is 1, the real folder (default `real`)
+is 0, whatever their alphabetical order. Images are streamed from disk a batch at a time (decoded
+in worker threads), never loaded whole; any size and mode (RGB, grayscale, palette, CMYK, RGBA)
+is read and resized to the model's 256x256. A file that cannot be decoded is skipped, counted
+and logged once as a warning.
+
+Resizing: `nearest` is what Keras' flow_from_directory did when the published weights were
+trained (so it reproduces their figures on the raw crops); `area` is the scan's own resize
+(`screener.faces.resize_to_model`). Aligned crops are already 256x256 and are not resized.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from screener.errors import ImageError, ScreenerError
+from screener.nets import INPUT_SIZE
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+RESIZE_MODES = ("nearest", "area")
+FAKE, REAL = 1, 0
+# `<video>_<frame>.<ext>`: the video id is everything before the last underscore + digits.
+_VIDEO_NAME = re.compile(r"^(?P<video>.+)_(?P<frame>\d+)$")
+
+
+class DatasetError(ScreenerError):
+    """A dataset folder is missing, empty or laid out wrongly. The message says which."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int          # 1 = fake, 0 = real
+    video: str | None   # video id from `<video>_<frame>.<ext>`, else None
+
+    @property
+    def group(self) -> str:
+        """The unit that must not straddle a split: the video if known, else the file."""
+        return f"{self.label}:{self.video}" if self.video is not None else str(self.path)
+
+
+def video_id(path: Path) -> str | None:
+    m = _VIDEO_NAME.match(path.stem)
+    return m.group("video") if m else None
+
+
+def list_split(root: str | Path, split: str, fake: str = "df", real: str = "real") -> list[Sample]:
+    """All images of `<root>/<split>/{fake,real}`, sorted by path. Raises DatasetError."""
+    base = Path(root) / split
+    if not base.is_dir():
+        raise DatasetError(f"split folder not found: {base} (expected {base}/{fake} and "
+                           f"{base}/{real})")
+    samples = []
+    for folder, label in ((fake, FAKE), (real, REAL)):
+        d = base / folder
+        if not d.is_dir():
+            raise DatasetError(f"class folder not found: {d} (class folders are set with "
+                               f"--fake-dir / --real-dir; found {sorted(p.name for p in base.iterdir())})")
+        files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise DatasetError(f"class folder {d} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        samples += [Sample(p, label, video_id(p)) for p in files]
+    return samples
+
+
+def holdout_split(samples: list[Sample], fraction: float, seed: int,
+                  block: int = 50) -> tuple[list[Sample], list[Sample]]:
+    """Carve a model-selection split from training samples, per class, by group.
+
+    With video ids, whole videos go to one side. Without (the DF train split is `df00000.jpg`...,
+    consecutive frames of a video sit next to each other), runs of `block` consecutive files
+    form the groups, which keeps most near-duplicate neighbours on one side.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError("holdout fraction must be between 0 and 1")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for label in (FAKE, REAL):
+        cls = [s for s in samples if s.label == label]
+        groups: dict[str, list[Sample]] = {}
+        for i, s in enumerate(cls):
+            key = s.video if s.video is not None else f"block{i // block}"
+            groups.setdefault(key, []).append(s)
+        keys = sorted(groups)
+        rng.shuffle(keys)
+        n_held = 0
+        for k in keys:
+            side = held if n_held < fraction * len(cls) else keep
+            side.extend(groups[k])
+            if side is held:
+                n_held += len(groups[k])
+    return keep, held
+
+
+def class_weights(samples: list[Sample]) -> dict[int, float]:
+    """Weights that make both classes count equally: n / (2 * n_class)."""
+    counts = Counter(s.label for s in samples)
+    n = len(samples)
+    return {c: n / (2 * counts[c]) if counts[c] else 0.0 for c in (FAKE, REAL)}
+
+
+def resize(rgb: np.ndarray, mode: str) -> np.ndarray:
+    """Resize an RGB uint8 image to the model's 256x256 (a no-op when it already is)."""
+    if rgb.shape[:2] == (INPUT_SIZE, INPUT_SIZE):
+        return rgb
+    if mode == "nearest":
+        return np.asarray(Image.fromarray(rgb).resize((INPUT_SIZE, INPUT_SIZE), Image.NEAREST))
+    if mode == "area":
+        from screener.faces import resize_to_model  # the scan's resize: same pixels at scan time
+        return resize_to_model(rgb)
+    raise ValueError(f"unknown resize mode {mode!r}; choose from {', '.join(RESIZE_MODES)}")
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode any image file to RGB uint8 (H, W, 3). Raises ImageError."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode != "RGB":
+                # CMYK, grayscale, palette and alpha all go through PIL's own conversion.
+                im = im.convert("RGB")
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise ImageError(f"cannot decode {path}: {e}") from e
+
+
+@dataclass
+class LoadStats:
+    """What the loader skipped. Shared by the worker threads, hence the lock."""
+    skipped: dict = field(default_factory=dict)  # path -> reason
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def skip(self, path: Path, reason: str) -> None:
+        with self._lock:
+            if str(path) not in self.skipped:
+                self.skipped[str(path)] = reason
+                log.warning("skipping unreadable image (%d so far): %s", len(self.skipped), reason)
+
+
+def load_image(path: Path, resize_mode: str = "nearest") -> np.ndarray:
+    return resize(read_rgb(path), resize_mode)
+
+
+class BatchStream:
+    """Batches of (uint8 images, float32 labels, float32 weights), decoded in threads.
+
+    Iterating yields one epoch. Order is shuffled per epoch from (seed, epoch) when `shuffle`,
+    so a resumed run sees the same order it would have seen. Unreadable images are dropped
+    from their batch and recorded in `stats`; `kept` lists the samples actually yielded, in
+    order (evaluation uses it to line scores up with files).
+    """
+
+    def __init__(self, samples: list[Sample], batch_size: int = 32, resize_mode: str = "nearest",
+                 shuffle: bool = False, seed: int = 0, augment=None, weights: dict | None = None,
+                 workers: int = 2):
+        if not samples:
+            raise DatasetError("no images to load")
+        self.samples = list(samples)
+        self.batch_size = batch_size
+        self.resize_mode = resize_mode
+        self.shuffle = shuffle
+        self.seed = seed
+        self.augment = augment
+        self.weights = weights or {FAKE: 1.0, REAL: 1.0}
+        self.workers = workers
+        self.stats = LoadStats()
+        self.epoch = 0
+        self.kept: list[Sample] = []
+
+    def __len__(self) -> int:
+        return -(-len(self.samples) // self.batch_size)
+
+    def _one(self, i_sample):
+        i, s = i_sample
+        try:
+            img = load_image(s.path, self.resize_mode)
+        except ImageError as e:
+            self.stats.skip(s.path, str(e))
+            return None
+        if self.augment is not None:
+            # One generator per (seed, epoch, image): reproducible whatever thread runs it.
+            img = self.augment(img, np.random.default_rng((self.seed, self.epoch, i)))
+        return img
+
+    def __iter__(self):
+        order = np.arange(len(self.samples))
+        if self.shuffle:
+            np.random.default_rng((self.seed, self.epoch)).shuffle(order)
+        self.kept = []
+        with ThreadPoolExecutor(self.workers) as pool:
+            chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            # Decode the next batch while the caller works on this one.
+            pending = pool.map(self._one, [(int(i), self.samples[i]) for i in chunks[0]]) if chunks else None
+            for k in range(len(chunks)):
+                imgs = list(pending)
+                if k + 1 < len(chunks):
+                    pending = pool.map(self._one, [(int(i), self.samples[i]) for i in chunks[k + 1]])
+                keep = [j for j, im in enumerate(imgs) if im is not None]
+                if not keep:
+                    continue
+                batch = [self.samples[chunks[k][j]] for j in keep]
+                self.kept.extend(batch)
+                x = np.stack([imgs[j] for j in keep])
+                y = np.array([s.label for s in batch], np.float32)
+                w = np.array([self.weights[s.label] for s in batch], np.float32)
+                yield x, y, w
+        self.epoch += 1

@@ -1,0 +1,323 @@
+"""Train Meso-4 / MesoInception-4 on `<data>/<train split>/{df,real}` (df = fake = 1).
+
+    python -m training.train --data /work/data/mesonet-df-aligned --run runs/meso4 \
+        --arch meso4 --epochs 20
+
+Model selection uses a holdout carved from the train split (by video when file names carry a
+video id, else by runs of consecutive files); the dataset's `validation` split is the paper's
+test set and is never looked at here.
+
+A run folder holds everything: `last.keras` (model + optimizer, written every epoch),
+`state.json` (epoch, best holdout AUC, early-stopping counter), `best.keras` (the epoch with the
+best holdout ROC AUC, without optimizer: the file to ship) and its card `best.json`, `log.csv`
+and `curves.png`. Running the same command again resumes from `last.keras`.
+
+Learning rate: Adam, lr = max(floor, lr0 * rate ** (step / decay_steps)) with decay_steps =
+--decay-epochs x steps per epoch (default: half the epochs, so lr0 1e-3 and rate 0.1 end at 1e-5).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from screener import nets
+from screener.errors import ScreenerError
+
+from . import metrics
+from .augment import Augment
+from .data import RESIZE_MODES, BatchStream, class_weights, holdout_split, list_split
+
+log = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, type=Path,
+                   help="dataset root holding <split>/<fake dir> and <split>/<real dir>")
+    g.add_argument("--split", default="train", help="split folder to train on (default train)")
+    g.add_argument("--fake-dir", default="df", help="fake class folder, label 1 (default df)")
+    g.add_argument("--real-dir", default="real", help="real class folder, label 0 (default real)")
+    g.add_argument("--holdout", type=float, default=0.1,
+                   help="fraction of the train split held out for model selection (default 0.1)")
+    g.add_argument("--resize", choices=RESIZE_MODES, default="nearest",
+                   help="resize for images that are not 256x256 (aligned crops never are resized)")
+    g.add_argument("--no-class-weights", action="store_true",
+                   help="do not weight the classes to count equally in the loss")
+    g.add_argument("--limit", type=int, default=0,
+                   help="use only this many training images (a quick run; 0 = all)")
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", choices=nets.ARCHS, default="meso4", help="network (default meso4)")
+    g.add_argument("--activation", choices=["paper", "relu", "elu", "leaky_relu"], default="paper",
+                   help="paper: ReLU convs and LeakyReLU(0.1) dense; else one activation throughout")
+    g.add_argument("--no-batchnorm", action="store_true", help="drop BatchNorm after each block")
+    g.add_argument("--dropout", type=float, default=0.5, help="dropout rate around dense16 (0: none)")
+    g.add_argument("--init", default=None,
+                   help="start from this model file's weights (.keras, or published .h5/.hdf5; "
+                        "same architecture), i.e. fine-tune; recorded in the model card")
+    g.add_argument("--freeze-blocks", type=int, default=0, choices=range(0, 5), metavar="N",
+                   help="freeze blocks 1..N (their convs and BatchNorm) when fine-tuning")
+    g = p.add_argument_group("augmentation (the paper's, each switchable, plus JPEG and blur)")
+    g.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
+    g.add_argument("--rotation", type=float, default=15.0, help="max rotation, degrees (0: off)")
+    g.add_argument("--zoom", type=float, default=0.2, help="zoom range per axis (0: off)")
+    g.add_argument("--brightness", type=float, default=0.2, help="brightness 1 +- this (0: off)")
+    g.add_argument("--channel-shift", type=float, default=30.0, help="channel shift range (0: off)")
+    g.add_argument("--no-hflip", action="store_true", help="no horizontal flips")
+    g.add_argument("--jpeg-p", type=float, default=0.0, help="probability of a JPEG round trip")
+    g.add_argument("--jpeg-quality", type=int, nargs=2, default=(40, 95), metavar=("LO", "HI"),
+                   help="JPEG quality range for the round trip (default 40 95)")
+    g.add_argument("--blur-p", type=float, default=0.0, help="probability of a Gaussian blur")
+    g.add_argument("--blur-sigma", type=float, nargs=2, default=(0.3, 1.5), metavar=("LO", "HI"),
+                   help="Gaussian blur sigma range, pixels (default 0.3 1.5)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
+    g.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
+    g.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (Adam)")
+    g.add_argument("--lr-decay-rate", type=float, default=0.1,
+                   help="factor applied to the learning rate every --decay-epochs (default 0.1)")
+    g.add_argument("--lr-floor", type=float, default=1e-6,
+                   help="the learning rate never goes below this (default 1e-6)")
+    g.add_argument("--decay-epochs", type=float, default=None,
+                   help="epochs per factor of --lr-decay-rate (default: epochs / 2)")
+    g.add_argument("--patience", type=int, default=5,
+                   help="stop after this many epochs without a better holdout AUC (0: never)")
+    g.add_argument("--max-minutes", type=float, default=0,
+                   help="stop after the epoch that would overrun this budget (0: none)")
+    g.add_argument("--no-xla", action="store_true", help="do not JIT-compile the training step")
+    g.add_argument("--seed", type=int, default=1234,
+                   help="seed for weights, holdout split, shuffling and augmentation (default 1234)")
+    g.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    g = p.add_argument_group("output")
+    g.add_argument("--run", required=True, type=Path, help="run folder (created; resumed if it exists)")
+    g.add_argument("--name", default=None, help="model name in the card (default: the run folder's)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def make_augment(a) -> Augment | None:
+    if a.no_augment:
+        return None
+    return Augment(rotation_deg=a.rotation, zoom=a.zoom, brightness=a.brightness,
+                   channel_shift=a.channel_shift, hflip=not a.no_hflip, jpeg_p=a.jpeg_p,
+                   jpeg_quality=tuple(a.jpeg_quality), blur_p=a.blur_p,
+                   blur_sigma=tuple(a.blur_sigma))
+
+
+def build_model(a):
+    activation = None if a.activation == "paper" else a.activation
+    model = nets.build(a.arch, activation=activation, batchnorm=not a.no_batchnorm,
+                       dropout=a.dropout, name=a.name or a.run.name)
+    if a.init:
+        from screener.scoring import load_model
+        src = load_model(a.init).model
+        try:
+            model.set_weights(src.get_weights())
+        except ValueError as e:
+            raise ScreenerError(f"--init {a.init} does not match --arch {a.arch} "
+                                f"and its options: {e}") from e
+    for k in range(1, a.freeze_blocks + 1):
+        for layer in model.layers:
+            if layer.name.startswith(f"block{k}_"):
+                layer.trainable = False
+    return model
+
+
+def compile_model(model, a):
+    import keras
+    model.compile(optimizer=keras.optimizers.Adam(a.lr), loss="binary_crossentropy",
+                  metrics=[keras.metrics.BinaryAccuracy(name="acc")], jit_compile=not a.no_xla)
+    return model
+
+
+def lr_at(step: int, a, steps_per_epoch: int) -> float:
+    decay_steps = (a.decay_epochs or a.epochs / 2) * steps_per_epoch
+    return max(a.lr_floor, a.lr * a.lr_decay_rate ** (step / max(decay_steps, 1)))
+
+
+def score_holdout(model, stream: BatchStream):
+    ys, ps = [], []
+    for x, y, _ in stream:
+        ps.append(np.asarray(model.predict_on_batch(x)).reshape(-1))
+        ys.append(y)
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    eps = 1e-7
+    loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+    r = metrics.binary_report(y, p, 0.5)
+    return loss, r
+
+
+def plot_curves(log_csv: Path, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(csv.DictReader(open(log_csv)))
+    if not rows:
+        return
+    ep = [int(r["epoch"]) for r in rows]
+    fig, (l, r) = plt.subplots(1, 2, figsize=(9, 3.5))
+    l.plot(ep, [float(x["loss"]) for x in rows], label="train")
+    l.plot(ep, [float(x["holdout_loss"]) for x in rows], label="holdout")
+    l.set(xlabel="epoch", ylabel="binary cross-entropy", title="loss")
+    r.plot(ep, [float(x["acc"]) for x in rows], label="train acc")
+    r.plot(ep, [float(x["holdout_acc"]) for x in rows], label="holdout acc")
+    r.plot(ep, [float(x["holdout_auc"]) for x in rows], label="holdout AUC")
+    r.set(xlabel="epoch", title="accuracy / AUC")
+    for ax in (l, r):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def save_clean(model, a, path: Path) -> None:
+    """Save weights in a freshly built, uncompiled model: no optimizer state, no frozen flags."""
+    activation = None if a.activation == "paper" else a.activation
+    clean = nets.build(a.arch, activation=activation, batchnorm=not a.no_batchnorm,
+                       dropout=a.dropout, name=a.name or a.run.name)
+    clean.set_weights(model.get_weights())
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    clean.save(tmp)
+    os.replace(tmp, path)
+
+
+def card(a, state: dict, split_info: dict) -> dict:
+    return {
+        "name": a.name or a.run.name,
+        "arch": a.arch,
+        "threshold": 0.5,
+        "labels": "output is P(fake); 1 = fake (folder %r), 0 = real (folder %r)" % (a.fake_dir, a.real_dir),
+        "options": {"activation": a.activation, "batchnorm": not a.no_batchnorm,
+                    "dropout": a.dropout, "freeze_blocks": a.freeze_blocks},
+        "start_point": f"fine-tuned from {a.init}" if a.init else "trained from scratch (random init)",
+        "data": {"root": str(a.data), "split": a.split, "resize": a.resize, **split_info},
+        "training": {"seed": a.seed, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+                     "best_holdout": state["best_holdout"], "batch_size": a.batch_size,
+                     "lr": a.lr, "lr_decay_rate": a.lr_decay_rate, "lr_floor": a.lr_floor,
+                     "decay_epochs": a.decay_epochs or a.epochs / 2,
+                     "class_weights": not a.no_class_weights,
+                     "augment": make_augment(a).options() if make_augment(a) else None},
+        "command": state["command"],
+        "metrics": {},
+        "limits": [],
+    }
+
+
+def train(a) -> dict:
+    import keras
+    keras.utils.set_random_seed(a.seed)
+    a.run.mkdir(parents=True, exist_ok=True)
+    samples = list_split(a.data, a.split, a.fake_dir, a.real_dir)
+    fit_set, held = holdout_split(samples, a.holdout, a.seed)
+    if a.limit:
+        fit_set = [fit_set[i] for i in
+                   sorted(np.random.default_rng(a.seed).permutation(len(fit_set))[:a.limit])]
+    if not held or len({s.label for s in held}) < 2:
+        raise ScreenerError("the holdout split needs images of both classes; raise --holdout")
+    weights = None if a.no_class_weights else class_weights(fit_set)
+    split_info = {"train_images": len(fit_set), "holdout_images": len(held),
+                  "holdout_by": "video" if all(s.video for s in samples) else "blocks of 50 consecutive files",
+                  "class_weights": weights}
+    train_stream = BatchStream(fit_set, a.batch_size, a.resize, shuffle=True, seed=a.seed,
+                               augment=make_augment(a), weights=weights, workers=a.workers)
+    held_stream = BatchStream(held, 64, a.resize, workers=a.workers)
+    steps = len(train_stream)
+
+    state_path, last_path = a.run / "state.json", a.run / "last.keras"
+    log_csv = a.run / "log.csv"
+    if last_path.is_file() and state_path.is_file():
+        state = json.loads(state_path.read_text())
+        model = keras.models.load_model(last_path, safe_mode=True)
+        for k in range(1, a.freeze_blocks + 1):  # trainable flags are not part of the weights
+            for layer in model.layers:
+                if layer.name.startswith(f"block{k}_"):
+                    layer.trainable = False
+        model.compile(optimizer=model.optimizer, loss="binary_crossentropy",
+                      metrics=[keras.metrics.BinaryAccuracy(name="acc")], jit_compile=not a.no_xla)
+        print(f"resuming {a.run} after epoch {state['epoch']} (best holdout AUC "
+              f"{state['best_holdout'].get('roc_auc')})", flush=True)
+    else:
+        model = compile_model(build_model(a), a)
+        state = {"epoch": 0, "best_epoch": 0, "best_holdout": {"roc_auc": -1.0}, "bad_epochs": 0,
+                 "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        with open(log_csv, "w", newline="") as f:
+            csv.writer(f).writerow(["epoch", "lr", "loss", "acc", "holdout_loss", "holdout_acc",
+                                    "holdout_auc", "holdout_eer", "images_per_s", "seconds"])
+    t_start, start_epoch = time.time(), state["epoch"]
+    print(f"{a.arch}: {len(fit_set)} training images ({steps} steps/epoch), {len(held)} holdout",
+          flush=True)
+    while state["epoch"] < a.epochs:
+        epoch = state["epoch"] + 1
+        train_stream.epoch = held_stream.epoch = epoch  # same order/augmentation on resume
+        bar = None if a.quiet else keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "lr"])
+        t0, seen = time.time(), 0
+        step = int(model.optimizer.iterations.numpy())
+        for i, (x, y, w) in enumerate(train_stream):
+            lr = lr_at(step, a, steps)
+            model.optimizer.learning_rate.assign(lr)
+            out = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
+            step += 1
+            seen += len(x)
+            if bar:
+                bar.update(i + 1, [("loss", out["loss"]), ("acc", out["acc"]), ("lr", lr)])
+        train_s = time.time() - t0
+        h_loss, h = score_holdout(model, held_stream)
+        row = [epoch, f"{lr:.3g}", f"{out['loss']:.4f}", f"{out['acc']:.4f}", f"{h_loss:.4f}",
+               f"{h['accuracy']:.4f}", f"{h['roc_auc']:.4f}", f"{h['eer']:.4f}",
+               f"{seen / train_s:.1f}", f"{time.time() - t0:.0f}"]
+        with open(log_csv, "a", newline="") as f:
+            csv.writer(f).writerow(row)
+        state["epoch"] = epoch
+        improved = h["roc_auc"] > state["best_holdout"]["roc_auc"]
+        if improved:
+            state.update(best_epoch=epoch, bad_epochs=0,
+                         best_holdout={k: h[k] for k in ("accuracy", "roc_auc", "eer")})
+            save_clean(model, a, a.run / "best.keras")
+        else:
+            state["bad_epochs"] += 1
+        model.save(a.run / "last.tmp.keras")
+        os.replace(a.run / "last.tmp.keras", last_path)
+        state_path.write_text(json.dumps(state, indent=2))
+        (a.run / "best.json").write_text(json.dumps(card(a, state, split_info), indent=2) + "\n")
+        plot_curves(log_csv, a.run / "curves.png")
+        print(f"epoch {epoch}: loss {out['loss']:.4f} holdout acc {h['accuracy']:.4f} "
+              f"AUC {h['roc_auc']:.4f} EER {h['eer']:.4f} ({seen / train_s:.1f} img/s)"
+              f"{' *best*' if improved else ''}", flush=True)
+        if a.patience and state["bad_epochs"] >= a.patience:
+            print(f"early stop: no better holdout AUC for {a.patience} epochs", flush=True)
+            break
+        per_epoch = (time.time() - t_start) / (epoch - start_epoch)
+        if a.max_minutes and (time.time() - t_start + per_epoch) / 60 > a.max_minutes:
+            print(f"stopping: another epoch would overrun --max-minutes {a.max_minutes}", flush=True)
+            break
+    return state
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        state = train(a)
+    except (ScreenerError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"best epoch {state['best_epoch']}: holdout {state['best_holdout']}; "
+          f"model {a.run / 'best.keras'}, card {a.run / 'best.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
