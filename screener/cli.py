@@ -6,6 +6,8 @@ Exit codes (also in README "Scanning"):
   2  usage error: a bad option, a PATH that does not exist, or no video found
   3  the model could not be loaded
   4  the report could not be written
+  5  another scan holds the lock on the same state file (README "Running from cron")
+  6  the state file is unusable (corrupt, foreign or newer): --rescan or another --state
   130  interrupted (Ctrl-C or SIGTERM); the rows written so far are kept
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from contextlib import ExitStack
 import click
 
 EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_LOCKED, EXIT_STATE = 5, 6
 
 # Native libraries print to stderr on their own; the scan says what matters in its own words.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -58,6 +61,34 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
+SUMMARY_LOGGER = "screener.summary"
+
+
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record):
+        return printable(super().format(record))
+
+
+def _add_log_file(log_file: str) -> None:
+    """--log-file: one line per video and the summary at INFO, whatever the terminal shows."""
+    root = logging.getLogger()
+    for h in root.handlers:  # the terminal keeps its level; the summary is echoed there
+        h.setLevel(root.level)
+        h.addFilter(lambda record: record.name != SUMMARY_LOGGER)
+    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    file_handler.setLevel(logging.INFO)
+    file_handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(message)s"))
+    root.addHandler(file_handler)
+    root.setLevel(min(root.level, logging.INFO))
+
+
+def _summary(line: str, quiet: bool) -> None:
+    """The run's summary line: on stderr unless quiet, and in the --log-file."""
+    logging.getLogger(SUMMARY_LOGGER).info(line)
+    if not quiet:
+        click.echo(f"screener: {line}", err=True)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -90,17 +121,45 @@ def main():
 @click.option("--fail-on-fake", is_flag=True, help="Exit with status 1 when any video is FAKE.")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
 @click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
+@click.option("--state", metavar="FILE", default=None,
+              help="Incremental-scan state: rescan only new or changed files "
+                   "(default with --out: FILE.state.sqlite next to the report).")
+@click.option("--no-state", is_flag=True,
+              help="Keep no state: scan everything, stream the report row by row.")
+@click.option("--rescan", is_flag=True,
+              help="Scan every file again (and set an unusable state file aside).")
+@click.option("--settle", "settle_s", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, metavar="SECONDS",
+              help="Leave files changed less than SECONDS ago for the next run.")
+@click.option("--keep-missing", is_flag=True,
+              help="Keep the rows of files that disappeared, with status missing.")
+@click.option("--log-file", metavar="FILE",
+              help="Append one line per scanned video and the summary to FILE.")
 def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, batch_size, model, threshold,
-         fail_on_fake, quiet, verbose):
+         fail_on_fake, quiet, verbose, state, no_state, rescan, settle_s,
+         keep_missing, log_file):
     """Screen videos for deepfakes and write one row per video.
 
     PATHS are video files, folders (searched recursively) and glob patterns.
     """
+    if state and no_state:
+        raise click.UsageError("--state and --no-state exclude each other")
     _setup_logging(quiet, verbose)
+    if log_file:
+        try:
+            _add_log_file(log_file)
+        except OSError as e:
+            _error(f"cannot write the log file {log_file}: {e.strerror or e}")
+            sys.exit(EXIT_OUTPUT)
+    common = dict(out=out, fmt=fmt, frames_out=frames_out, frames=frames, every_s=every_s,
+                  all_faces=all_faces, batch_size=batch_size, model=model, threshold=threshold,
+                  fail_on_fake=fail_on_fake, quiet=quiet)
     try:
-        code = run_scan(paths, out=out, fmt=fmt, frames_out=frames_out, frames=frames,
-                        every_s=every_s, all_faces=all_faces, batch_size=batch_size, model=model,
-                        threshold=threshold, fail_on_fake=fail_on_fake, quiet=quiet)
+        if not no_state and (state or str(out) != "-"):  # README "Running from cron"
+            code = run_incremental_scan(paths, state=state, rescan=rescan, settle_s=settle_s,
+                                        keep_missing=keep_missing, **common)
+        else:
+            code = run_scan(paths, **common)
     except KeyboardInterrupt:  # before the first video (finding files, loading the model)
         _error("interrupted")
         code = EXIT_INTERRUPTED
@@ -115,7 +174,6 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
              all_faces=False, batch_size=256, model=None, threshold=None, fail_on_fake=False,
              quiet=False) -> int:
     """The scan command's body; returns the exit code."""
-    from . import __version__
     from .api import iter_scan
     from .discover import InputError, find_videos
     from .errors import ModelError
@@ -135,12 +193,7 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     except ModelError as e:
         _error(str(e))
         return EXIT_MODEL
-    card = scorer.card
-    meta = {"screener": __version__,
-            "model": {"name": card.name, "arch": card.arch, "threshold": card.threshold,
-                      "sha256": card.sha256, "path": card.path, "metrics": card.metrics,
-                      "limits": card.limits},
-            "options": {"frames": frames, "every_s": every_s, "all_faces": all_faces}}
+    meta = _report_meta(scorer.card, frames, every_s, all_faces)
     options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
     to_stdout = str(out) == "-"
     show_rows = not to_stdout and not quiet and sys.stdout.isatty()
@@ -189,11 +242,110 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
         _error(f"interrupted after {s.videos} of {len(videos)} videos; their rows are kept"
                + ("" if to_stdout else f" in {printable(out)}"))
         return EXIT_INTERRUPTED
-    if not quiet:
-        where = "" if to_stdout else f"; report: {printable(out)}"
-        click.echo(f"screener: {s.videos} videos: {s.fake} fake, {s.real} real, "
-                   f"{s.no_face} no face, {s.errors} errors in {elapsed:.1f} s{where}", err=True)
+    where = "" if to_stdout else f"; report: {printable(out)}"
+    _summary(f"{s.videos} videos: {s.fake} fake, {s.real} real, "
+             f"{s.no_face} no face, {s.errors} errors in {elapsed:.1f} s{where}", quiet)
     return EXIT_FAKE if fail_on_fake and s.fake else EXIT_OK
+
+
+def _report_meta(card, frames, every_s, all_faces) -> dict:
+    """The report's header. Nothing here may depend on the clock: an unchanged incremental
+    rerun must write the same bytes."""
+    from . import __version__
+    return {"screener": __version__,
+            "model": {"name": card.name, "arch": card.arch, "threshold": card.threshold,
+                      "sha256": card.sha256, "path": card.path, "metrics": card.metrics,
+                      "limits": card.limits},
+            "options": {"frames": frames, "every_s": every_s, "all_faces": all_faces}}
+
+
+def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
+                         all_faces=False, batch_size=256, model=None, threshold=None,
+                         fail_on_fake=False, quiet=False, state=None, rescan=False,
+                         settle_s=30.0, keep_missing=False) -> int:
+    """The scan command with a state file (api.scan_incremental); returns the exit code."""
+    from tqdm import tqdm
+
+    from .api import find_videos_or_empty, scan_incremental
+    from .discover import InputError
+    from .errors import ModelError, StateError, StateLocked
+    from .pipeline import SampleOptions
+    from .report import ReportWriter
+    from .scoring import load_model_lazily
+    from .state import ReportSummary, ScanInterrupted
+
+    started = time.monotonic()
+    fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
+    try:
+        videos = find_videos_or_empty(paths)
+    except InputError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    if not videos:
+        log.warning("no video in %s: the report lists none", ", ".join(map(str, paths)))
+    try:
+        scorer = load_model_lazily(model, threshold)  # TensorFlow only if a video needs it
+    except ModelError as e:
+        _error(str(e))
+        return EXIT_MODEL
+    meta = _report_meta(scorer.card, frames, every_s, all_faces)
+    to_stdout = str(out) == "-"
+    if not to_stdout and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        _error(f"cannot write {printable(out)}: its folder does not exist")
+        return EXIT_OUTPUT
+    show_rows = not to_stdout and not quiet and sys.stdout.isatty()
+    show_bar = not quiet and sys.stderr.isatty()
+
+    def on_result(r):
+        if show_rows:
+            tqdm.write(_row_line(r), file=sys.stdout)
+        bar.update()
+
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    with tqdm(total=0, unit="video", disable=not show_bar, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        try:
+            s = scan_incremental(
+                videos, discover=False, out=None if to_stdout else out, state=state, fmt=fmt,
+                rescan=rescan, settle_s=settle_s, keep_missing=keep_missing,
+                frames_out=frames_out, meta=meta, scorer=scorer,
+                options=SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces),
+                batch_size=batch_size, on_plan=lambda plan: bar.reset(total=len(plan.scan)),
+                on_result=on_result)
+        except StateLocked as e:
+            _error(str(e))
+            return EXIT_LOCKED
+        except StateError as e:
+            _error(str(e))
+            return EXIT_STATE
+        except ModelError as e:  # a .keras file that fails on first use
+            _error(str(e))
+            return EXIT_MODEL
+        except ScanInterrupted as e:
+            _error(f"interrupted after scanning {e.summary.scanned} videos; every finished "
+                   "video is recorded" + ("" if to_stdout else f" and in {printable(out)}"))
+            return EXIT_INTERRUPTED
+        except OSError as e:
+            _error(f"cannot write {e.filename or out}: {e.strerror or e}")
+            return EXIT_OUTPUT
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    if to_stdout:  # --state without --out: the whole report, once, at the end
+        report = ReportWriter(sys.stdout, fmt, meta)
+        report.summary = ReportSummary()
+        for r in s.results:
+            report.write(r)
+        report.close()
+    elapsed = time.monotonic() - started
+    r = s.report
+    line = (f"{r.videos} videos: {r.fake} fake, {r.real} real, {r.no_face} no face, "
+            f"{r.errors} errors" + (f", {r.missing} missing" if r.missing else "")
+            + f" in {elapsed:.1f} s; scanned {s.scanned}, reused {s.reused}, "
+            f"deferred {s.deferred}" + (f", dropped {s.dropped}" if s.dropped else "")
+            + (f", {s.unrecorded} changed while scanned" if s.unrecorded else "")
+            + ("" if to_stdout else f"; report: {printable(out)}"))
+    _summary(line, quiet)
+    return EXIT_FAKE if fail_on_fake and r.fake else EXIT_OK
 
 
 def _row_line(r) -> str:

@@ -166,6 +166,7 @@ class ScanState:
         self.path = Path(path)
         self._lock_fd: int | None = None
         self.conn: sqlite3.Connection | None = None
+        self.created = False  # True when this run started a new state
         self._lock()
         try:
             try:
@@ -244,6 +245,7 @@ class ScanState:
             conn.executemany("INSERT INTO meta VALUES (?, ?)",
                              [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
             conn.execute("COMMIT")
+            self.created = True
             return
         meta = dict(conn.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
         if meta.get("app") != APP:
@@ -371,7 +373,12 @@ class ScanState:
                     self.update_stat(key, st)
                     plan.reuse[path] = old.result
                     continue
-            if settle_s > 0 and not self._settled(key, st, pending, now, settle_s, new_pending):
+            # Settling is for files being written: new, or with another size or mtime than the
+            # stored one. A new state scans all it finds, like a one-off scan; a file caught
+            # half-written then changes, and is scanned again by the next run.
+            growing = old is None or (old.stat.size, old.stat.mtime_ns) != (st.size, st.mtime_ns)
+            if settle_s > 0 and growing and not self.created \
+                    and not self._settled(key, st, pending, now, settle_s, new_pending):
                 plan.deferred.append(path)
                 if old is not None:  # keep its last row until the new content is scanned
                     plan.reuse[path] = old.result

@@ -137,6 +137,7 @@ def test_an_empty_input_empties_the_report(tmp_path):
 def test_files_still_changing_are_deferred_until_they_settle(tmp_path):
     paths = make_files(tmp_path / "in", ["a.mp4"])
     now = time.time()
+    st.ScanState(tmp_path / "s.sqlite").close()  # an earlier run made the state
     with st.ScanState(tmp_path / "s.sqlite") as state:
         plan = state.plan(paths, model_id=MODEL, options=OPTS, settle_s=30, now=now)
         assert plan.deferred == paths and plan.scan == []          # ctime is now
@@ -149,6 +150,7 @@ def test_a_file_with_a_future_mtime_settles_by_our_clock(tmp_path):
     future = time.time() + 86400  # a writer whose clock is a day ahead
     os.utime(paths[0], (future, future))
     now = time.time()
+    st.ScanState(tmp_path / "s.sqlite").close()
     with st.ScanState(tmp_path / "s.sqlite") as state:
         assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now).deferred
         assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now + 6).scan
@@ -156,6 +158,19 @@ def test_a_file_with_a_future_mtime_settles_by_our_clock(tmp_path):
             f.write(b"x")
         os.utime(paths[0], (future, future + 1))
         assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now + 7).deferred
+
+
+def test_a_new_state_scans_everything_and_settling_is_for_changed_files(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    os.utime(paths[0])  # written just now
+    e, s = run(tmp_path, paths, settle_s=30)  # a first run is a one-off scan: all of it
+    assert e.calls == paths and s.deferred == 0
+    e, s = run(tmp_path, paths, settle_s=30, model_id="new@0.5")  # same bytes, new model
+    assert e.calls == paths and s.deferred == 0
+    paths += make_files(tmp_path / "in", ["c.mp4"])
+    os.utime(paths[2])
+    e, s = run(tmp_path, paths, settle_s=30, model_id="new@0.5")
+    assert e.calls == [] and s.deferred == 1 and report_paths(tmp_path) == paths[:2]
 
 
 def test_a_deferred_file_keeps_its_last_row_until_rescanned(tmp_path):
