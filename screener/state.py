@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -264,11 +265,12 @@ class ScanState:
         while aside.exists():
             n += 1
             aside = Path(f"{self.path}.unusable{n}")
-        os.replace(self.path, aside)
-        for suffix in ("-wal", "-shm"):  # SQLite's side files belong to the moved database
+        # SQLite's side files go first: a new database must never meet the old one's WAL.
+        for suffix in ("-wal", "-shm"):
             side = Path(f"{self.path}{suffix}")
             if side.exists():
                 os.replace(side, Path(f"{aside}{suffix}"))
+        os.replace(self.path, aside)
         return aside
 
     def close(self) -> None:
@@ -545,6 +547,7 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
         summary.missing = len(missing)
         summary.results = results
         if report_path is not None and str(report_path) != "-":
+            _remove_stale_temporaries(report_path)
             with atomic_write(report_path) as f:
                 w = ReportWriter(f, fmt, meta)
                 w.summary = summary.report
@@ -562,6 +565,18 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
     if summary.interrupted:
         raise ScanInterrupted(summary)
     return summary
+
+
+def _remove_stale_temporaries(report_path) -> None:
+    """Temporary reports left by a run killed while writing (atomic_write's `.NAME.*.tmp`):
+    under the state's lock no other run of this report can be writing one."""
+    report_path = Path(report_path)
+    folder = report_path.parent
+    for tmp in folder.glob(f".{glob.escape(report_path.name)}.*.tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 class ScanInterrupted(KeyboardInterrupt):

@@ -271,3 +271,13 @@ def test_result_json_round_trip_with_a_name_that_is_not_utf8():
     assert back == r and back.faces == r.faces
     moved = st.result_from_json(st.result_to_json(r), "rel/caf.mp4")
     assert moved.path == "rel/caf.mp4" and moved.faces[0].path == "rel/caf.mp4"
+
+
+def test_temporaries_of_a_run_killed_while_writing_the_report_are_removed(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    stale = tmp_path / ".r.csv.k2j4h1.tmp"  # what atomic_write leaves when killed
+    stale.write_text("half a report")
+    other = tmp_path / ".other.csv.abc.tmp"
+    other.write_text("not ours")
+    run(tmp_path, paths)
+    assert not stale.exists() and other.exists()
