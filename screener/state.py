@@ -484,7 +484,7 @@ class RunSummary:
 def _as_missing(result_json: str) -> VideoResult:
     r = result_from_json(result_json)
     r.status = MISSING
-    r.error = "file no longer found; last result kept (--keep-missing)"
+    r.error = "no longer found among the scanned files; last result kept (--keep-missing)"
     return r
 
 

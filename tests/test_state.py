@@ -281,3 +281,46 @@ def test_temporaries_of_a_run_killed_while_writing_the_report_are_removed(tmp_pa
     other.write_text("not ours")
     run(tmp_path, paths)
     assert not stale.exists() and other.exists()
+
+
+KILLED_CHILD = r"""
+import sys, time
+from screener import state as st
+from screener.verdict import VideoResult
+
+class Slow:
+    def run(self, paths):
+        for p in paths:
+            time.sleep(0.01)
+            yield VideoResult(path=p, status="ok", verdict="REAL", fake_score=0.25)
+
+paths = sys.argv[2:]
+st.run_incremental(paths, Slow(), state_path=sys.argv[1] + "/s.sqlite", model_id="m",
+                   options="o", report_path=sys.argv[1] + "/r.json", fmt="json", settle_s=0)
+"""
+
+
+def test_sigkill_at_any_moment_never_loses_duplicates_or_damages(tmp_path):
+    """Kill a run at random moments (planning, recording, writing the report), again and
+    again: the state always opens, the report is always whole, and the end result is exact."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    paths = make_files(tmp_path / "in", [f"v{i:02d}.mp4" for i in range(40)])
+    rng = random.Random(6)
+    for _ in range(10):
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(tmp_path), *paths])
+        time.sleep(rng.uniform(0.2, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with st.ScanState(tmp_path / "s.sqlite") as state:  # opens: not damaged
+            assert state.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if (tmp_path / "r.json").exists():  # a report is there whole, or not at all
+            assert json.loads((tmp_path / "r.json").read_text())["complete"] is True
+    engine, s = run(tmp_path, paths, fmt="json")
+    assert s.reused > 0 and s.scanned + s.reused == 40  # the killed runs' rows are kept
+    assert [v["path"] for v in json.loads((tmp_path / "r.json").read_text())["videos"]] == paths
+    with sqlite3.connect(tmp_path / "s.sqlite") as c:
+        assert c.execute("SELECT count(*) FROM files").fetchone()[0] == 40
