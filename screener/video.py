@@ -44,7 +44,7 @@ class Frame:
 def _check_file(path: Path) -> None:
     """Reasons OpenCV would only report as "cannot open", found first and said plainly."""
     if not path.exists():
-        raise VideoError("no such file")
+        raise VideoError("broken symbolic link or link loop" if path.is_symlink() else "no such file")
     if path.is_dir():
         raise VideoError("is a directory")
     try:
@@ -97,9 +97,24 @@ def _fourcc(cap) -> str:
     return text if text.isprintable() and text else "unknown"
 
 
+def _capture(path: Path):
+    """cv2.VideoCapture, also for a name that is not valid UTF-8 (Linux names are bytes):
+    OpenCV's binding crashes the process on such a str, so open it through an ASCII-named
+    symlink, removed at once (FFmpeg keeps its own file descriptor)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="screener-") as tmp:
+            link = os.path.join(tmp, "video")
+            os.symlink(os.path.abspath(path), link)
+            return cv2.VideoCapture(link, cv2.CAP_FFMPEG)
+    return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+
+
 def _open(path: Path):
     _check_file(path)
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    cap = _capture(path)
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     if not cap.isOpened():
         cap.release()
@@ -180,16 +195,46 @@ def open_video(path: str | os.PathLike, frames: int = 32, every_s: float | None 
         cap.release()
         raise
     want = targets(info.frame_count, info.fps, frames, every_s)
-    return info, _iter_frames(path, cap, info, want)
+    keys = None
+    if want and info.frame_count / len(want) >= SEEK_MIN_GAP:
+        keys = keyframes(path)
+    return info, _iter_frames(path, cap, info, want, keys)
 
 
-def _iter_frames(path: Path, cap, info: VideoInfo, want: list[int]) -> Iterator[Frame]:
+# Seeking costs a demuxer reset and decoding from the keyframe before the target; grab()
+# costs one decode per frame skipped. Below this average gap between sampled frames, grabbing
+# through always wins and the keyframe index is not even read (bench/seek.py measures both).
+SEEK_MIN_GAP = 48
+SEEK_OVERHEAD_FRAMES = 60
+
+
+def keyframes(path: Path) -> list[int] | None:
+    """Indices of the keyframes, from the container's packets (demuxed, not decoded)."""
+    try:
+        import av
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            pts = [(p.pts, p.is_keyframe) for p in c.demux(s) if p.pts is not None]
+    except Exception:  # no index: grab through instead
+        return None
+    order = sorted(pts)  # display order
+    return [i for i, (_, key) in enumerate(order) if key]
+
+
+def _iter_frames(path: Path, cap, info: VideoInfo, want: list[int],
+                 keys: list[int] | None = None) -> Iterator[Frame]:
+    import bisect
     fps = info.fps or 25.0
     pending = iter(want)
     nxt = next(pending, None)
     index = got = 0
     try:
         while nxt is not None:
+            if keys and nxt - index > SEEK_OVERHEAD_FRAMES:
+                key = keys[bisect.bisect_right(keys, nxt) - 1] if keys[0] <= nxt else 0
+                if key - index > SEEK_OVERHEAD_FRAMES:  # seeking skips decoding that many frames
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, nxt)
+                    index = nxt
             if not cap.grab():
                 break
             if index == nxt:

@@ -148,3 +148,20 @@ def test_unreadable_permissions(clip40, tmp_path):
     p.chmod(0)
     with pytest.raises(VideoError, match="permission denied"):
         video.probe(p)
+
+
+def test_seeking_returns_the_same_frames_as_grabbing(tmp_path, monkeypatch):
+    def frames():
+        for i in range(240):
+            f = synth.background(160, 120, 0)
+            f[:, (i * 3) % 160] = 255  # every frame differs
+            yield f
+    p = synth.write_video(tmp_path / "long.mp4", frames(), options={"g": "10"})
+    grabbed = list(video.sample_frames(p, frames=6))
+    monkeypatch.setattr(video, "SEEK_MIN_GAP", 1)
+    monkeypatch.setattr(video, "SEEK_OVERHEAD_FRAMES", 0)
+    assert video.keyframes(p)[:3] == [0, 10, 20]
+    seeked = list(video.sample_frames(p, frames=6))
+    assert [f.index for f in seeked] == [f.index for f in grabbed] == [0, 48, 96, 143, 191, 239]
+    for a, b in zip(grabbed, seeked):
+        assert np.array_equal(a.rgb, b.rgb)
