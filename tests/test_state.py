@@ -295,9 +295,9 @@ class Slow:
             yield VideoResult(path=p, status="ok", verdict="REAL", fake_score=0.25)
 
 paths = sys.argv[2:]
-st.run_incremental(paths, Slow(), state_path=sys.argv[1] + "/s.sqlite", model_id="m",
-                   options="o", report_path=sys.argv[1] + "/r.json", fmt="json", settle_s=0)
-"""
+st.run_incremental(paths, Slow(), state_path=sys.argv[1] + "/s.sqlite", model_id=%r,
+                   options=%r, report_path=sys.argv[1] + "/r.json", fmt="json", settle_s=0)
+""" % (MODEL, OPTS)
 
 
 def test_sigkill_at_any_moment_never_loses_duplicates_or_damages(tmp_path):
