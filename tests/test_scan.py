@@ -63,7 +63,7 @@ def test_one_row_per_file_in_sorted_order(zoo, zoo_results):
     ("notes.mp4", ["not a video"]),
     ("audio_only.mp4", ["no video stream", "audio"]),
     ("unknown_codec.mp4", []),
-    ("self.mp4", []),
+    ("self.mp4", ["link"]),
 ])
 def test_bad_inputs_get_an_error_row_with_a_reason(zoo_results, name, words):
     r = by_name(zoo_results)[name]
@@ -165,7 +165,8 @@ def test_all_faces(two_face_video, scorer):
     first = {f.frame_index: f for f in every.faces if f.face_index == 0}
     second = {f.frame_index: f for f in every.faces if f.face_index == 1}
     assert all(first[k].box_w >= second[k].box_w for k in first)
-    assert [(f.frame_index, f.box_x) for f in one.faces] == [(k, first[k].box_x) for k in first]
+    assert [f.frame_index for f in one.faces] == list(first)
+    assert all(abs(f.box_x - first[f.frame_index].box_x) < 4 for f in one.faces)
 
 
 def test_batches_across_videos_keep_each_score_on_its_video(
