@@ -6,7 +6,7 @@ read, no face was found) or `error` (it could not be read; `error` says why).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -50,16 +50,18 @@ class VideoResult:
     model: str = ""
     threshold: float | None = None
     error: str = ""                      # why there is no verdict (error or no_face), else ""
-    faces: list[FaceScore] = field(default_factory=list, repr=False)  # not a report column
+    # Not report columns: the scored faces (--frames-out) and the time of every sampled frame
+    # (a timeline shows the gaps where no face was found).
+    faces: list[FaceScore] = field(default_factory=list, repr=False)
+    frame_times_s: list[float] = field(default_factory=list, repr=False)
 
     def row(self) -> dict:
         """The report columns, in order, as plain Python values (None where there is no value)."""
-        d = asdict(self)
-        d.pop("faces")
-        return d
+        return {name: getattr(self, name) for name in COLUMNS}
 
 
-COLUMNS = tuple(f.name for f in fields(VideoResult) if f.name != "faces")
+NOT_COLUMNS = ("faces", "frame_times_s")
+COLUMNS = tuple(f.name for f in fields(VideoResult) if f.name not in NOT_COLUMNS)
 FACE_COLUMNS = tuple(f.name for f in fields(FaceScore))
 
 
@@ -109,6 +111,7 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
                             model=model, threshold=threshold)
     base = dict(path=str(video.path), frames_sampled=video.frames_sampled,
                 frames_with_face=video.frames_with_face, model=model, threshold=threshold,
+                frame_times_s=[float(t) for t in getattr(video, "frame_times_s", [])],
                 **_video_fields(video.info))
     if len(p) == 0:
         reason = f"no face found in {video.frames_sampled} sampled frames"
