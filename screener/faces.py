@@ -115,6 +115,33 @@ def _quiet_stderr():
         os.close(saved)
 
 
+class _NoTensorFlow:
+    """Import hook that hides TensorFlow while mediapipe imports.
+
+    mediapipe.tasks imports `tensorflow.tools.docs` only for its API docs, falling back to a
+    no-op when TensorFlow is absent. With TensorFlow installed that costs every detector process
+    seconds of start-up and ~400 MB of memory for nothing (measured: 15 s under load).
+    """
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+def _mediapipe():
+    import sys
+    if "mediapipe.tasks.python" not in sys.modules and "tensorflow" not in sys.modules:
+        hook = _NoTensorFlow()
+        sys.meta_path.insert(0, hook)
+        try:
+            import mediapipe.tasks.python  # noqa: F401
+        finally:
+            sys.meta_path.remove(hook)
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+    return mp, BaseOptions, vision
+
+
 def _iou(a, b) -> float:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
@@ -143,7 +170,7 @@ class FaceDetector:
 
     def __init__(self, min_score: float = MIN_SCORE, full_range: bool = True,
                  tile_from_px: int | None = TILE_FROM_PX, tile_px: int = TILE_PX):
-        from mediapipe.tasks.python import BaseOptions, vision
+        mp, BaseOptions, vision = _mediapipe()
 
         def make(model: Path, confidence: float):
             opts = vision.FaceDetectorOptions(
@@ -167,7 +194,7 @@ class FaceDetector:
         self._finalizer()
 
     def _run(self, detector, rgb: np.ndarray, dx: int = 0, dy: int = 0) -> list[Face]:
-        import mediapipe as mp
+        mp = _mediapipe()[0]
         h, w = rgb.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         if not self._warmed:  # LiteRT warns once per process about input alignment; harmless
