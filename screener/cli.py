@@ -111,6 +111,9 @@ def main():
 @click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
 @click.option("--all-faces", is_flag=True, help="Score every face of a frame, not only the largest.")
+@click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
+              help="Smallest face width scored, in frame pixels (default 64); smaller faces "
+                   "are counted as too small.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Face crops per model call.")
 @click.option("--model", type=click.Path(dir_okay=False), default=None,
@@ -135,8 +138,8 @@ def main():
               help="Keep the rows of files that disappeared, with status missing.")
 @click.option("--log-file", metavar="FILE",
               help="Append one line per scanned video and the summary to FILE.")
-def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, batch_size, model, threshold,
-         fail_on_fake, quiet, verbose, state, no_state, rescan, settle_s,
+def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
+         threshold, fail_on_fake, quiet, verbose, state, no_state, rescan, settle_s,
          keep_missing, log_file):
     """Screen videos for deepfakes and write one row per video.
 
@@ -152,7 +155,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, batch_size, mo
             _error(f"cannot write the log file {log_file}: {e.strerror or e}")
             sys.exit(EXIT_OUTPUT)
     common = dict(out=out, fmt=fmt, frames_out=frames_out, frames=frames, every_s=every_s,
-                  all_faces=all_faces, batch_size=batch_size, model=model, threshold=threshold,
+                  all_faces=all_faces, min_face=min_face, batch_size=batch_size, model=model, threshold=threshold,
                   fail_on_fake=fail_on_fake, quiet=quiet)
     try:
         if not no_state and (state or str(out) != "-"):  # README "Running from cron"
@@ -171,13 +174,12 @@ def _error(message: str) -> None:
 
 
 def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
-             all_faces=False, batch_size=256, model=None, threshold=None, fail_on_fake=False,
+             all_faces=False, min_face=None, batch_size=256, model=None, threshold=None, fail_on_fake=False,
              quiet=False) -> int:
     """The scan command's body; returns the exit code."""
     from .api import iter_scan
     from .discover import InputError, find_videos
     from .errors import ModelError
-    from .pipeline import SampleOptions
     from .report import ReportWriter, FramesWriter
 
     started = time.monotonic()
@@ -193,8 +195,8 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     except ModelError as e:
         _error(str(e))
         return EXIT_MODEL
-    meta = _report_meta(scorer.card, frames, every_s, all_faces)
-    options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
+    options = _sample_options(frames, every_s, all_faces, min_face)
+    meta = _report_meta(scorer.card, options)
     to_stdout = str(out) == "-"
     show_rows = not to_stdout and not quiet and sys.stdout.isatty()
     show_bar = not quiet and sys.stderr.isatty()
@@ -248,7 +250,13 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     return EXIT_FAKE if fail_on_fake and s.fake else EXIT_OK
 
 
-def _report_meta(card, frames, every_s, all_faces) -> dict:
+def _sample_options(frames, every_s, all_faces, min_face):
+    from .pipeline import SampleOptions
+    extra = {} if min_face is None else {"min_face": min_face}
+    return SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces, **extra)
+
+
+def _report_meta(card, options) -> dict:
     """The report's header. Nothing here may depend on the clock: an unchanged incremental
     rerun must write the same bytes."""
     from . import __version__
@@ -256,11 +264,13 @@ def _report_meta(card, frames, every_s, all_faces) -> dict:
             "model": {"name": card.name, "arch": card.arch, "threshold": card.threshold,
                       "sha256": card.sha256, "path": card.path, "metrics": card.metrics,
                       "limits": card.limits},
-            "options": {"frames": frames, "every_s": every_s, "all_faces": all_faces}}
+            "options": {"frames": options.frames, "every_s": options.every_s,
+                        "all_faces": options.all_faces, "min_face": options.min_face}}
 
 
 def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
-                         all_faces=False, batch_size=256, model=None, threshold=None,
+                         all_faces=False, min_face=None, batch_size=256, model=None,
+                         threshold=None,
                          fail_on_fake=False, quiet=False, state=None, rescan=False,
                          settle_s=30.0, keep_missing=False) -> int:
     """The scan command with a state file (api.scan_incremental); returns the exit code."""
@@ -269,7 +279,6 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     from .api import find_videos_or_empty, scan_incremental
     from .discover import InputError
     from .errors import ModelError, StateError, StateLocked
-    from .pipeline import SampleOptions
     from .report import ReportWriter
     from .scoring import load_model_lazily
     from .state import ReportSummary, ScanInterrupted
@@ -288,7 +297,8 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     except ModelError as e:
         _error(str(e))
         return EXIT_MODEL
-    meta = _report_meta(scorer.card, frames, every_s, all_faces)
+    options = _sample_options(frames, every_s, all_faces, min_face)
+    meta = _report_meta(scorer.card, options)
     to_stdout = str(out) == "-"
     if not to_stdout and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         _error(f"cannot write {printable(out)}: its folder does not exist")
@@ -309,7 +319,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                 videos, discover=False, out=None if to_stdout else out, state=state, fmt=fmt,
                 rescan=rescan, settle_s=settle_s, keep_missing=keep_missing,
                 frames_out=frames_out, meta=meta, scorer=scorer,
-                options=SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces),
+                options=options,
                 batch_size=batch_size, on_plan=lambda plan: bar.reset(total=len(plan.scan)),
                 on_result=on_result)
         except StateLocked as e:

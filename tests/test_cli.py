@@ -95,7 +95,7 @@ def test_json_to_stdout_and_options(two_face_video, no_face_video, tiny_model):
     assert r.exit_code == 0
     doc = json.loads(r.stdout)
     assert doc["complete"] is True and doc["model"]["name"] == "tiny-test"
-    assert doc["options"] == {"frames": 32, "every_s": 0.2, "all_faces": True}
+    assert doc["options"] == {"frames": 32, "every_s": 0.2, "all_faces": True, "min_face": 64}
     a, b = doc["videos"]
     assert (a["frames_sampled"], a["faces_scored"], a["status"]) == (3, 6, "ok")
     assert b["status"] == "no_face" and b["fake_score"] is None
@@ -185,3 +185,11 @@ def test_sigint_in_a_subprocess(tmp_path, face_video, tiny_model):
     assert 2 <= len(rows) < len(paths)
     assert [Path(r["path"]).name for r in rows] == [f"v{i:02d}.mp4" for i in range(len(rows))]
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_min_face(face_video, tiny_model):
+    # the face in face_video is ~97 px wide: scored at the default, too small above that
+    r = run(face_video, "--model", tiny_model, "--frames", 2, "--min-face", 200, "-q")
+    assert r.exit_code == 0
+    row = list(csv.DictReader(r.stdout.splitlines()))[0]
+    assert row["status"] == "no_face" and "smaller than the minimum" in row["error"]
