@@ -299,7 +299,7 @@ def _write_image(path: Path, rgb, fmt: str, quality: int) -> None:
 
 # --- the run --------------------------------------------------------------------------------
 
-def extract(paths: Iterable = (), out_dir="dataset", *, label: str | None = None,
+def extract(paths: Iterable, out_dir, *, label: str | None = None,
             labels_csv=None, options: SampleOptions | None = None, frames: int = 32,
             every_s: float | None = None, all_faces: bool = False,
             min_face: int = faces_mod.MIN_FACE_PX, min_score: float = faces_mod.MIN_SCORE,
@@ -308,8 +308,8 @@ def extract(paths: Iterable = (), out_dir="dataset", *, label: str | None = None
             detector=None) -> ExtractSummary:
     """Extract aligned face crops of videos into `out_dir`; resumes an interrupted run.
 
-    paths: files, folders, globs (as for the scan). With `labels_csv` and no paths, the videos
-        listed in it. `label` (df, real, unlabeled) applies to all; `labels_csv` maps each
+    paths: files, folders, globs (as for the scan). With `labels_csv` and no paths (`[]`), the
+        videos listed in it. `label` (df, real, unlabeled) applies to all; `labels_csv` maps each
         video (unlisted ones are unlabeled). Sampling: as `screener.scan`; `options` overrides.
     fmt: "png" (lossless, default) or "jpg" at `quality`.
     progress(done, total, record): called once with record None before the first video, then
@@ -430,5 +430,5 @@ def make_contact_sheet(out_dir, sheet_path, per_label: int = 24, cols: int = 8,
     return Path(sheet_path)
 
 
-__all__ = ["make_contact_sheet", "extract", "ExtractSummary", "ExtractError", "VideoRecord", "video_id",
-           "read_labels", "normalize_label", "FORMATS", "LABELS"]
+__all__ = ["extract", "make_contact_sheet", "ExtractSummary", "ExtractError", "VideoRecord",
+           "video_id", "read_labels", "normalize_label", "FORMATS", "LABELS"]
