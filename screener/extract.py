@@ -334,7 +334,7 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
     elif mapping:  # the labels file is the list (a missing file is reported as a bad video)
         videos = list(mapping)
     else:
-        videos = find_videos(paths)  # raises: nothing to extract
+        raise ExtractError("nothing to extract: give PATHs or a labels file listing videos")
     options = options or SampleOptions(frames, every_s, all_faces, min_face, min_score)
     settings = {**asdict(options), "format": fmt}
     if fmt == "jpg":
