@@ -14,5 +14,5 @@ _os.environ.setdefault("GLOG_minloglevel", "2")
 from .errors import (ImageError, ModelError, ScreenerError, StateError, StateLocked,  # noqa: F401
                      VideoError)
 
-from .api import iter_scan, scan  # noqa: F401,E402
+from .api import iter_scan, scan, scan_incremental  # noqa: F401,E402
 from .extract import extract  # noqa: F401,E402
