@@ -144,6 +144,15 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     """Screen videos for deepfakes and write one row per video.
 
     PATHS are video files, folders (searched recursively) and glob patterns.
+
+    \b
+    Exit codes: 0 finished (unreadable videos are rows with status error)
+                1 --fail-on-fake and a video is FAKE
+                2 usage: bad option, missing PATH, no video found
+                3 the model could not be loaded
+                4 the report could not be written
+                5 another scan holds the state lock   6 the state file is unusable
+              130 interrupted (the rows written so far are kept)
     """
     if state and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
