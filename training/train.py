@@ -68,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
                         "same architecture), i.e. fine-tune; recorded in the model card")
     g.add_argument("--freeze-blocks", type=int, default=0, choices=range(0, 5), metavar="N",
                    help="freeze blocks 1..N (their convs and BatchNorm) when fine-tuning")
+    g.add_argument("--cache-trunk", action="store_true",
+                   help="with --freeze-blocks N: compute the frozen blocks' output once per image "
+                        "(float16 memmap in the run folder) and train only the rest; augmentation "
+                        "is then off (the cache holds plain images)")
     g = p.add_argument_group("augmentation (the paper's, each switchable, plus JPEG and blur)")
     g.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     g.add_argument("--rotation", type=float, default=15.0, help="max rotation, degrees (0: off)")
@@ -127,17 +131,7 @@ def build_model(a):
         except ValueError as e:
             raise ScreenerError(f"--init {a.init} does not match --arch {a.arch} "
                                 f"and its options: {e}") from e
-    for k in range(1, a.freeze_blocks + 1):
-        for layer in model.layers:
-            if layer.name.startswith(f"block{k}_"):
-                layer.trainable = False
-    return model
-
-
-def compile_model(model, a):
-    import keras
-    model.compile(optimizer=keras.optimizers.Adam(a.lr), loss="binary_crossentropy",
-                  metrics=[keras.metrics.BinaryAccuracy(name="acc")], jit_compile=not a.no_xla)
+    _freeze(model, a.freeze_blocks)
     return model
 
 
@@ -146,9 +140,9 @@ def lr_at(step: int, a, steps_per_epoch: int) -> float:
     return max(a.lr_floor, a.lr * a.lr_decay_rate ** (step / max(decay_steps, 1)))
 
 
-def score_holdout(model, stream: BatchStream):
+def score_holdout(model, batches):
     ys, ps = [], []
-    for x, y, _ in stream:
+    for x, y, _ in batches:
         ps.append(np.asarray(model.predict_on_batch(x)).reshape(-1))
         ys.append(y)
     y, p = np.concatenate(ys), np.concatenate(ps)
@@ -200,7 +194,8 @@ def card(a, state: dict, split_info: dict) -> dict:
         "threshold": 0.5,
         "labels": "output is P(fake); 1 = fake (folder %r), 0 = real (folder %r)" % (a.fake_dir, a.real_dir),
         "options": {"activation": a.activation, "batchnorm": not a.no_batchnorm,
-                    "dropout": a.dropout, "freeze_blocks": a.freeze_blocks},
+                    "dropout": a.dropout, "freeze_blocks": a.freeze_blocks,
+                    "cache_trunk": a.cache_trunk},
         "start_point": f"fine-tuned from {a.init}" if a.init else "trained from scratch (random init)",
         "data": {"root": str(a.data), "split": a.split, "resize": a.resize, **split_info},
         "training": {"seed": a.seed, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
@@ -208,16 +203,63 @@ def card(a, state: dict, split_info: dict) -> dict:
                      "lr": a.lr, "lr_decay_rate": a.lr_decay_rate, "lr_floor": a.lr_floor,
                      "decay_epochs": a.decay_epochs or a.epochs / 2,
                      "class_weights": not a.no_class_weights,
-                     "augment": make_augment(a).options() if make_augment(a) else None},
+                     "augment": (make_augment(a).options()
+                                 if make_augment(a) and not a.cache_trunk else None)},
         "command": state["command"],
         "metrics": {},
         "limits": [],
     }
 
 
+def _freeze(model, n: int) -> None:
+    for k in range(1, n + 1):
+        for layer in model.layers:
+            if layer.name.startswith(f"block{k}_"):
+                layer.trainable = False
+
+
+def _compile(net, a, optimizer=None):
+    import keras
+    net.compile(optimizer=optimizer or keras.optimizers.Adam(a.lr), loss="binary_crossentropy",
+                metrics=[keras.metrics.BinaryAccuracy(name="acc")], jit_compile=not a.no_xla)
+    return net
+
+
+def _cached_source(model, a, fit_set, held, weights):
+    """Frozen trunk computed once (see training.trunk); returns (net to train, batch makers)."""
+    from . import trunk as tk
+    trunk, head = tk.split_model(model, a.freeze_blocks)
+    print(f"caching block{a.freeze_blocks} features (once; resumable)", flush=True)
+    out = []
+    for name, part in (("fit", fit_set), ("holdout", held)):
+        path = a.run / f"cache_{name}_block{a.freeze_blocks}.npy"
+        feats = tk.build_cache(trunk, part, path, a.resize, workers=a.workers, progress=not a.quiet)
+        bad = set(json.loads(path.with_suffix(".json").read_text())["skipped"])
+        rows = np.array([i for i, s in enumerate(part) if str(s.path) not in bad], int)
+        y = np.array([part[i].label for i in rows], np.float32)
+        w = np.array([(weights or {0: 1.0, 1: 1.0})[int(v)] for v in y], np.float32)
+        out.append((feats, rows, y, w))
+    (ff, fr, fy, fw), (hf, hr, hy, hw) = out
+
+    class Rows:  # the cache's rows of readable images, without copying the memmap
+        def __init__(self, feats, rows):
+            self.feats, self.rows = feats, rows
+
+        def __getitem__(self, idx):
+            return self.feats[self.rows[idx]]
+
+    fit_rows, held_rows = Rows(ff, fr), Rows(hf, hr)
+    train_batches = lambda epoch: tk.cached_batches(  # noqa: E731
+        fit_rows, fy, fw, a.batch_size, np.random.default_rng((a.seed, epoch)))
+    held_batches = lambda: tk.cached_batches(held_rows, hy, hw, 256)  # noqa: E731
+    return head, train_batches, held_batches, -(-len(fy) // a.batch_size)
+
+
 def train(a) -> dict:
     import keras
     keras.utils.set_random_seed(a.seed)
+    if a.cache_trunk and not a.freeze_blocks:
+        raise ScreenerError("--cache-trunk needs --freeze-blocks N (the blocks it caches)")
     a.run.mkdir(parents=True, exist_ok=True)
     samples = list_split(a.data, a.split, a.fake_dir, a.real_dir)
     fit_set, held = holdout_split(samples, a.holdout, a.seed)
@@ -230,57 +272,65 @@ def train(a) -> dict:
     split_info = {"train_images": len(fit_set), "holdout_images": len(held),
                   "holdout_by": "video" if all(s.video for s in samples) else "blocks of 50 consecutive files",
                   "class_weights": weights}
-    train_stream = BatchStream(fit_set, a.batch_size, a.resize, shuffle=True, seed=a.seed,
-                               augment=make_augment(a), weights=weights, workers=a.workers)
-    held_stream = BatchStream(held, 64, a.resize, workers=a.workers)
-    steps = len(train_stream)
 
     state_path, last_path = a.run / "state.json", a.run / "last.keras"
     log_csv = a.run / "log.csv"
-    if last_path.is_file() and state_path.is_file():
+    resumed = last_path.is_file() and state_path.is_file()
+    if resumed:
         state = json.loads(state_path.read_text())
         model = keras.models.load_model(last_path, safe_mode=True)
-        for k in range(1, a.freeze_blocks + 1):  # trainable flags are not part of the weights
-            for layer in model.layers:
-                if layer.name.startswith(f"block{k}_"):
-                    layer.trainable = False
-        model.compile(optimizer=model.optimizer, loss="binary_crossentropy",
-                      metrics=[keras.metrics.BinaryAccuracy(name="acc")], jit_compile=not a.no_xla)
+        _freeze(model, a.freeze_blocks)
         print(f"resuming {a.run} after epoch {state['epoch']} (best holdout AUC "
               f"{state['best_holdout'].get('roc_auc')})", flush=True)
     else:
-        model = compile_model(build_model(a), a)
-        state = {"epoch": 0, "best_epoch": 0, "best_holdout": {"roc_auc": -1.0}, "bad_epochs": 0,
-                 "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+        model = build_model(a)
+        state = {"epoch": 0, "step": 0, "best_epoch": 0, "best_holdout": {"roc_auc": -1.0},
+                 "bad_epochs": 0, "command": "python -m training.train " + shlex.join(sys.argv[1:]),
                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with open(log_csv, "w", newline="") as f:
             csv.writer(f).writerow(["epoch", "lr", "loss", "acc", "holdout_loss", "holdout_acc",
                                     "holdout_auc", "holdout_eer", "images_per_s", "seconds"])
+
+    if a.cache_trunk:
+        # The full model is never compiled here, so last.keras holds no optimizer: a resumed
+        # cached run restarts Adam's moment estimates (the learning-rate schedule continues).
+        net, train_batches, held_batches, steps = _cached_source(model, a, fit_set, held, weights)
+        _compile(net, a)
+    else:
+        train_stream = BatchStream(fit_set, a.batch_size, a.resize, shuffle=True, seed=a.seed,
+                                   augment=make_augment(a), weights=weights, workers=a.workers)
+        held_stream = BatchStream(held, 64, a.resize, workers=a.workers)
+
+        def train_batches(epoch):
+            train_stream.epoch = epoch  # same order and augmentation on resume
+            return iter(train_stream)
+        held_batches = lambda: iter(held_stream)  # noqa: E731
+        steps = len(train_stream)
+        net = _compile(model, a, model.optimizer if resumed else None)
+
     t_start, start_epoch = time.time(), state["epoch"]
     print(f"{a.arch}: {len(fit_set)} training images ({steps} steps/epoch), {len(held)} holdout",
           flush=True)
     while state["epoch"] < a.epochs:
         epoch = state["epoch"] + 1
-        train_stream.epoch = held_stream.epoch = epoch  # same order/augmentation on resume
         bar = None if a.quiet else keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "lr"])
-        t0, seen = time.time(), 0
-        step = int(model.optimizer.iterations.numpy())
-        for i, (x, y, w) in enumerate(train_stream):
+        t0, seen, step = time.time(), 0, state.get("step", 0)
+        for i, (x, y, w) in enumerate(train_batches(epoch)):
             lr = lr_at(step, a, steps)
-            model.optimizer.learning_rate.assign(lr)
-            out = model.train_on_batch(x, y, sample_weight=w, return_dict=True)
+            net.optimizer.learning_rate.assign(lr)
+            out = net.train_on_batch(x, y, sample_weight=w, return_dict=True)
             step += 1
             seen += len(x)
             if bar:
                 bar.update(i + 1, [("loss", out["loss"]), ("acc", out["acc"]), ("lr", lr)])
         train_s = time.time() - t0
-        h_loss, h = score_holdout(model, held_stream)
+        h_loss, h = score_holdout(net, held_batches())
         row = [epoch, f"{lr:.3g}", f"{out['loss']:.4f}", f"{out['acc']:.4f}", f"{h_loss:.4f}",
                f"{h['accuracy']:.4f}", f"{h['roc_auc']:.4f}", f"{h['eer']:.4f}",
                f"{seen / train_s:.1f}", f"{time.time() - t0:.0f}"]
         with open(log_csv, "a", newline="") as f:
             csv.writer(f).writerow(row)
-        state["epoch"] = epoch
+        state["epoch"], state["step"] = epoch, step
         improved = h["roc_auc"] > state["best_holdout"]["roc_auc"]
         if improved:
             state.update(best_epoch=epoch, bad_epochs=0,

@@ -1,0 +1,87 @@
+"""Fine-tuning with a frozen trunk whose outputs are computed once and cached on disk.
+
+When blocks 1..N are frozen (`--freeze-blocks N`), every epoch would push each image through
+the same frozen convolutions again; on a 2-core CPU that forward pass is most of the cost.
+`--cache-trunk` runs it once per image (no augmentation: the cache holds the plain image's
+features), stores the blockN_pool output as float16 in a memory-mapped `.npy` in the run folder
+(read a batch at a time, never loaded whole) and trains only the layers after the cut.
+
+The head shares its layers with the full model, so the full model (and `best.keras`) holds the
+trained weights with no copying. The cache fills in chunks and resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import BatchStream
+
+log = logging.getLogger(__name__)
+
+
+def split_model(model, n: int):
+    """(trunk: image -> blockN_pool output, head: that output -> P(fake)), sharing layers.
+    After block 2 MesoNet is a plain chain, so the head replays the layers after the cut."""
+    import keras
+    names = [lay.name for lay in model.layers]
+    i = names.index(f"block{n}_pool")
+    cut = model.layers[i].output
+    trunk = keras.Model(model.input, cut, name=f"trunk{n}")
+    x = inp = keras.Input(cut.shape[1:], name="features")
+    for layer in model.layers[i + 1:]:
+        x = layer(x)
+    return trunk, keras.Model(inp, x, name=f"head{n}")
+
+
+def build_cache(trunk, samples, path: Path, resize_mode: str, batch_size: int = 64,
+                workers: int = 2, progress: bool = True) -> np.ndarray:
+    """Features of `samples` in order, as a read-only float16 memmap (N, H, W, C).
+
+    Unreadable images get all-zero features and are listed in `<path>.json` ("skipped") so
+    the caller can leave them out."""
+    meta_path = path.with_suffix(".json")
+    shape = (len(samples),) + tuple(int(d) for d in trunk.output.shape[1:])
+    paths = [str(s.path) for s in samples]
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if meta is None or meta["paths"] != paths or tuple(meta["shape"]) != shape:
+        meta = {"paths": paths, "shape": shape, "done": 0, "skipped": []}
+        np.lib.format.open_memmap(path, "w+", np.float16, shape).flush()
+    feats = np.lib.format.open_memmap(path, "r+")
+    t0, start = time.time(), meta["done"]
+    chunk = batch_size * 8  # checkpoint the cache every few batches
+    for lo in range(start, len(samples), chunk):
+        part = samples[lo:lo + chunk]
+        stream = BatchStream(part, batch_size, resize_mode, workers=workers)
+        kept_rows, outs = [], []
+        for x, _, _ in stream:
+            outs.append(np.asarray(trunk.predict_on_batch(x), np.float16))
+        index = {str(s.path): lo + j for j, s in enumerate(part)}
+        kept_rows = [index[str(s.path)] for s in stream.kept]
+        if outs:
+            feats[kept_rows] = np.concatenate(outs)
+        meta["skipped"] += sorted(stream.stats.skipped)
+        meta["done"] = lo + len(part)
+        feats.flush()
+        meta_path.write_text(json.dumps(meta))
+        if progress:
+            rate = (meta["done"] - start) / (time.time() - t0)
+            print(f"  cache {path.name}: {meta['done']}/{len(samples)} ({rate:.1f} img/s)",
+                  flush=True)
+    del feats
+    return np.load(path, mmap_mode="r")
+
+
+def cached_batches(feats, labels, weights, batch_size, rng=None):
+    """Batches (features float32, labels, weights) from the cache, shuffled when rng is given."""
+    order = np.arange(len(labels))
+    if rng is not None:
+        rng.shuffle(order)
+    for i in range(0, len(order), batch_size):
+        idx = np.sort(order[i:i + batch_size])  # sorted reads are kinder to the page cache
+        if rng is not None:
+            rng.shuffle(idx)
+        yield np.asarray(feats[idx], np.float32), labels[idx], weights[idx]
