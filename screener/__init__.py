@@ -10,6 +10,9 @@ import os as _os
 # TensorFlow and mediapipe's C++ logging go straight to stderr; keep it for real problems.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _os.environ.setdefault("GLOG_minloglevel", "2")
+# OpenCV and FFmpeg print a line per unreadable file; we report those ourselves, once.
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from .errors import (ImageError, ModelError, ScreenerError, StateError, StateLocked,  # noqa: F401
                      VideoError)

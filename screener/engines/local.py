@@ -1,8 +1,11 @@
-"""The simple engine: videos one after another in this process, crops scored in batches.
+"""The local engine: a pipeline of worker processes feeding one inference stage.
 
-Crops of consecutive videos are pooled until `batch_size` of them wait (or a video without
-crops arrives while nothing waits), then scored in one call, so many short videos still fill
-the model's batches. Results come out in input order as soon as their scores are known.
+Workers (`workers.WorkerPool`, default one per core) decode, detect and align; this process
+scores the crops. Crops of consecutive videos are pooled until `batch_size` of them wait (or a
+video without crops arrives while nothing waits), then scored in one call, so many short
+videos still fill the model's batches, and the workers keep decoding meanwhile. Results come
+out in input order as soon as their scores are known. `workers=0` runs everything in this
+process, one video after another (same results).
 """
 from __future__ import annotations
 
@@ -19,13 +22,17 @@ log = logging.getLogger(__name__)
 
 class LocalEngine:
     def __init__(self, scorer, options: "pipeline.SampleOptions | None" = None,
-                 batch_size: int = 256, detector=None):
+                 batch_size: int = 256, detector=None, workers: int | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.scorer = scorer
         self.options = options or pipeline.SampleOptions()
         self.batch_size = batch_size
         self._detector = detector
+        from .workers import default_workers
+        self.workers = default_workers() if workers is None else workers
+        if self.workers < 0:
+            raise ValueError("workers must be 0 (in this process) or more")
 
     @property
     def detector(self):
@@ -44,11 +51,20 @@ class LocalEngine:
             return error_result(path, f"internal error: {type(e).__name__}: {e}",
                                 **self._model_fields())
 
+    def videos(self, paths: Sequence[str]):
+        """VideoCrops per path, in order: from worker processes, or from this one."""
+        if self.workers == 0 or len(paths) <= 1:  # one video: not worth starting a process
+            for path in paths:
+                yield self.crops(path)
+            return
+        from .workers import WorkerPool
+        with WorkerPool(self.options, min(self.workers, len(paths))) as pool:
+            yield from pool.run(paths)
+
     def run(self, paths: Sequence[str]) -> Iterator[VideoResult]:
         pending: list = []   # VideoCrops waiting for scores, or results already final
         waiting = 0          # crops in `pending`
-        for path in paths:
-            video = self.crops(path)
+        for video in self.videos(list(paths)):
             pending.append(video)
             if not isinstance(video, VideoResult):
                 waiting += len(video.crops)
