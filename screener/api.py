@@ -19,7 +19,8 @@ from .verdict import VideoResult
 def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=None,
               threshold: float | None = None, frames: int = 32, every_s: float | None = None,
               all_faces: bool = False, batch_size: int = 256, scorer=None, options=None,
-              engine: str = "local", discover: bool = True) -> Iterator[VideoResult]:
+              engine: str = "local", discover: bool = True,
+              workers: int | None = None) -> Iterator[VideoResult]:
     """Screen videos and yield one VideoResult per file, in a stable order.
 
     paths: files, folders (recursive) and glob patterns, or with `discover=False` the exact
@@ -27,6 +28,7 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
     model, threshold: a model file (default: the shipped model) and a threshold overriding its
         card's; or pass an already loaded `scorer` (`scoring.load_model`).
     frames, every_s, all_faces: sampling (see `pipeline.SampleOptions`; `options` overrides).
+    workers: decode/detect processes (default: one per core; 0: all in this process).
     Raises discover.InputError (nothing to scan) and ModelError before any video is read;
     a video that cannot be read is a result with status "error", never an exception.
     """
@@ -41,7 +43,8 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
         scorer = load_model(model, threshold)
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
-    yield from make_engine(engine, scorer, options, batch_size=batch_size).run(videos)
+    yield from make_engine(engine, scorer, options, batch_size=batch_size,
+                           workers=workers).run(videos)
 
 
 def scan(paths, **kwargs) -> list[VideoResult]:
@@ -67,6 +70,7 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
                      meta: dict | None = None, model=None, threshold: float | None = None,
                      frames: int = 32, every_s: float | None = None, all_faces: bool = False,
                      batch_size: int = 256, scorer=None, options=None, engine: str = "local",
+                     workers: int | None = None,
                      discover: bool = True, on_plan=None, on_result=None):
     """Scan only what changed since the last run and rewrite the report `out` atomically with
     every current result (see screener.state). Returns a state.RunSummary.
@@ -94,7 +98,8 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
     return state_mod.run_incremental(
-        videos, make_engine(engine, scorer, options, batch_size=batch_size), state_path=state,
+        videos, make_engine(engine, scorer, options, batch_size=batch_size, workers=workers),
+        state_path=state,
         model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,
         meta=meta, frames_out=frames_out, rescan=rescan, settle_s=settle_s,
         keep_missing=keep_missing, on_plan=on_plan, on_result=on_result)

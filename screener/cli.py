@@ -122,6 +122,11 @@ def main():
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="FAKE when fake_score >= this (default: the model card's threshold).")
 @click.option("--fail-on-fake", is_flag=True, help="Exit with status 1 when any video is FAKE.")
+@click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Processes that decode and find faces  [default: one per core; 0: none, "
+                   "all in the main process]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+              show_default=True, help="Where the model runs (gpu: fail unless TensorFlow sees one).")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
 @click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
 @click.option("--state", metavar="FILE", default=None,
@@ -139,8 +144,8 @@ def main():
 @click.option("--log-file", metavar="FILE",
               help="Append one line per scanned video and the summary to FILE.")
 def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
-         threshold, fail_on_fake, quiet, verbose, state, no_state, rescan, settle_s,
-         keep_missing, log_file):
+         threshold, fail_on_fake, workers, device, quiet, verbose, state, no_state, rescan,
+         settle_s, keep_missing, log_file):
     """Screen videos for deepfakes and write one row per video.
 
     PATHS are video files, folders (searched recursively) and glob patterns.
@@ -163,9 +168,16 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
         except OSError as e:
             _error(f"cannot write the log file {log_file}: {e.strerror or e}")
             sys.exit(EXIT_OUTPUT)
+    from .errors import ScreenerError
+    try:
+        from .device import select_device
+        select_device(device)
+    except ScreenerError as e:
+        _error(str(e))
+        sys.exit(EXIT_MODEL)
     common = dict(out=out, fmt=fmt, frames_out=frames_out, frames=frames, every_s=every_s,
                   all_faces=all_faces, min_face=min_face, batch_size=batch_size, model=model, threshold=threshold,
-                  fail_on_fake=fail_on_fake, quiet=quiet)
+                  fail_on_fake=fail_on_fake, quiet=quiet, workers=workers)
     try:
         if not no_state and (state or str(out) != "-"):  # README "Running from cron"
             code = run_incremental_scan(paths, state=state, rescan=rescan, settle_s=settle_s,
@@ -184,7 +196,7 @@ def _error(message: str) -> None:
 
 def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
              all_faces=False, min_face=None, batch_size=256, model=None, threshold=None, fail_on_fake=False,
-             quiet=False) -> int:
+             quiet=False, workers=None) -> int:
     """The scan command's body; returns the exit code."""
     from .api import iter_scan
     from .discover import InputError, find_videos
@@ -229,7 +241,7 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
                                        file=sys.stderr, dynamic_ncols=True))
         try:
             for r in iter_scan(videos, scorer=scorer, options=options, batch_size=batch_size,
-                               discover=False):
+                               discover=False, workers=workers):
                 report.write(r)
                 if face_rows:
                     face_rows.write(r)
@@ -281,7 +293,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                          all_faces=False, min_face=None, batch_size=256, model=None,
                          threshold=None,
                          fail_on_fake=False, quiet=False, state=None, rescan=False,
-                         settle_s=30.0, keep_missing=False) -> int:
+                         settle_s=30.0, keep_missing=False, workers=None) -> int:
     """The scan command with a state file (api.scan_incremental); returns the exit code."""
     from tqdm import tqdm
 
@@ -327,7 +339,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
             s = scan_incremental(
                 videos, discover=False, out=None if to_stdout else out, state=state, fmt=fmt,
                 rescan=rescan, settle_s=settle_s, keep_missing=keep_missing,
-                frames_out=frames_out, meta=meta, scorer=scorer,
+                frames_out=frames_out, meta=meta, scorer=scorer, workers=workers,
                 options=options,
                 batch_size=batch_size, on_plan=lambda plan: bar.reset(total=len(plan.scan)),
                 on_result=on_result)
