@@ -10,6 +10,7 @@ report rows from it). Heavy modules (TensorFlow, mediapipe) load on first use, n
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from typing import Iterable, Iterator
 
 from .discover import find_videos
@@ -43,8 +44,8 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
         scorer = load_model(model, threshold)
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
-    yield from make_engine(engine, scorer, options, batch_size=batch_size,
-                           workers=workers).run(videos)
+    with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers)) as e:
+        yield from e.run(videos)
 
 
 def scan(paths, **kwargs) -> list[VideoResult]:
@@ -97,9 +98,9 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
         scorer = load_model_lazily(model, threshold)
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
-    return state_mod.run_incremental(
-        videos, make_engine(engine, scorer, options, batch_size=batch_size, workers=workers),
-        state_path=state,
-        model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,
-        meta=meta, frames_out=frames_out, rescan=rescan, settle_s=settle_s,
-        keep_missing=keep_missing, on_plan=on_plan, on_result=on_result)
+    with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers)) as e:
+        return state_mod.run_incremental(
+            videos, e, state_path=state,
+            model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,
+            meta=meta, frames_out=frames_out, rescan=rescan, settle_s=settle_s,
+            keep_missing=keep_missing, on_plan=on_plan, on_result=on_result)

@@ -33,6 +33,18 @@ class LocalEngine:
         self.workers = default_workers() if workers is None else workers
         if self.workers < 0:
             raise ValueError("workers must be 0 (in this process) or more")
+        self._pool = None  # started on first use, kept for later runs until close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     @property
     def detector(self):
@@ -53,13 +65,19 @@ class LocalEngine:
 
     def videos(self, paths: Sequence[str]):
         """VideoCrops per path, in order: from worker processes, or from this one."""
-        if self.workers == 0 or len(paths) <= 1:  # one video: not worth starting a process
-            for path in paths:
+        if self.workers == 0 or (len(paths) <= 1 and self._pool is None):
+            for path in paths:  # one video: not worth starting processes for
                 yield self.crops(path)
             return
         from .workers import WorkerPool
-        with WorkerPool(self.options, min(self.workers, len(paths))) as pool:
-            yield from pool.run(paths)
+        if self._pool is None:
+            self._pool = WorkerPool(self.options, self.workers)
+        try:
+            yield from self._pool.run(paths)
+        except BaseException:  # interrupted or abandoned: do not wait for videos in flight
+            self._pool.abort()
+            self._pool = None
+            raise
 
     def run(self, paths: Sequence[str]) -> Iterator[VideoResult]:
         pending: list = []   # VideoCrops waiting for scores, or results already final

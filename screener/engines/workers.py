@@ -85,12 +85,16 @@ class WorkerPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def abort(self) -> None:
+        """Stop without waiting for videos in flight (interrupted, or the consumer left)."""
+        self._restart()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        if exc[0] is not None:  # interrupted: do not wait for videos nobody will read
-            self._restart()
+        if exc[0] is not None:
+            self.abort()
         self.close()
 
     def run(self, paths: Iterable[str]) -> Iterator[pipeline.VideoCrops]:
