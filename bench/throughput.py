@@ -1,0 +1,299 @@
+"""Scan throughput against the decode limit and a naive baseline, all in one run on one machine.
+
+    python bench/throughput.py [--clips 8] [--seconds 10] [--short-clips 200] [--out FILE]
+
+Makes its own H.264 clips with faces (1080p and 720p, 30 fps, a keyframe every 2 s; and
+`--short-clips` small ones for the memory check), adds ../shared/data/videos-dev when present,
+and measures, on the same clips and cores, in this order:
+
+- decode-only: the same sampled frames (32 per video) decoded by the same number of worker
+  processes, nothing else: the limit of a CPU box;
+- scan: the pipelined local engine at default settings (workers = cores, batch 256);
+- naive: one process that read()s every frame, and for each sampled one runs detection,
+  alignment and the model on that one face, in turn (the reference);
+- stages: time per stage from an instrumented sequential pass;
+- memory: peak RSS of this process plus its workers while scanning the short clips, at
+  25/50/100/200 clips (it must not grow with their number);
+- incremental: an unchanged rerun against the full scan of the short clips (screener.state).
+
+Worker pools are started and warmed before they are timed (start-up is paid once per worker
+and reported on its own). The model is the shipped default when present, else an untrained
+Meso-4 of the same size (speed does not depend on the weights).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from screener import synth, video  # noqa: E402
+from screener.pipeline import SampleOptions  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+
+
+# --- clips -------------------------------------------------------------------------------
+
+def make_clips(folder: Path, n: int, seconds: float) -> list[str]:
+    out = []
+    specs = [(1920, 1080, 260), (1280, 720, 160)]
+    for i in range(n):
+        w, h, face = specs[i % 2]
+        name = ["collins", "hopper"][i // 2 % 2]
+        p = synth.face_clip(folder / f"clip{i:02d}_{h}p.mp4", w, h, int(30 * seconds), fps=30,
+                            faces=[synth.Placement(name, w // 4 + 40 * i, h // 8, face)],
+                            seed=i, drift_px=1, options={"g": "60"})
+        out.append(str(p))
+    return out
+
+
+def make_short_clips(folder: Path, n: int) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = synth.face_clip(folder / f"short{i:03d}.mp4", 320, 240, 16, fps=8,
+                            faces=[synth.Placement("collins", 60 + i % 40, 20, 70)], seed=i % 7)
+        out.append(str(p))
+    return out
+
+
+# --- memory ------------------------------------------------------------------------------
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return kids + [g for k in kids for g in _children(k)]
+
+
+class RssSampler:
+    """Peak of (this process + all its descendants) RSS, sampled every 50 ms."""
+
+    def __init__(self):
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        me = os.getpid()
+        while not self._stop.is_set():
+            total = _rss_kb(me) + sum(_rss_kb(c) for c in _children(me))
+            self.peak_kb = max(self.peak_kb, total)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+# --- the measured passes -----------------------------------------------------------------
+
+def _decode_only(path: str) -> int:
+    return sum(1 for _ in video.sample_frames(path, frames=32))
+
+
+def _noop(_=None) -> None:
+    return None
+
+
+def decode_only(paths, workers: int) -> tuple[float, int]:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_noop, range(workers)))  # warm: processes started
+        t = time.perf_counter()
+        frames = sum(pool.map(_decode_only, paths))
+        return time.perf_counter() - t, frames
+
+
+def scan(engine, paths) -> tuple[float, list]:
+    t = time.perf_counter()
+    results = list(engine.run(paths))
+    return time.perf_counter() - t, results
+
+
+def naive(paths, scorer, detector) -> float:
+    import cv2
+
+    from screener import faces
+    t = time.perf_counter()
+    for p in paths:
+        info = video.probe(p)
+        want = set(video.targets(info.frame_count, info.fps, 32))
+        cap = cv2.VideoCapture(p)
+        i = 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if i in want:
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                found = detector.detect(rgb, "largest")
+                if found:
+                    scorer.predict(faces.align(rgb, found[0].keypoints)[None])
+            i += 1
+        cap.release()
+    return time.perf_counter() - t
+
+
+def stages(paths, scorer, detector) -> dict:
+    from screener import faces
+    tot = {"decode_s": 0.0, "detect_s": 0.0, "align_s": 0.0, "infer_s": 0.0}
+    n_frames = n_faces = 0
+    for p in paths:
+        t = time.perf_counter()
+        frames = list(video.sample_frames(p, frames=32))
+        tot["decode_s"] += time.perf_counter() - t
+        n_frames += len(frames)
+        crops = []
+        for f in frames:
+            t = time.perf_counter()
+            found = detector.detect(f.rgb, "largest")
+            tot["detect_s"] += time.perf_counter() - t
+            if found:
+                t = time.perf_counter()
+                crops.append(faces.align(f.rgb, found[0].keypoints))
+                tot["align_s"] += time.perf_counter() - t
+        if crops:
+            t = time.perf_counter()
+            scorer.predict(np.stack(crops))
+            tot["infer_s"] += time.perf_counter() - t
+            n_faces += len(crops)
+    out = {k: round(v, 2) for k, v in tot.items()}
+    out.update(frames=n_frames, faces=n_faces,
+               decode_frames_per_s=round(n_frames / tot["decode_s"], 1),
+               detect_frames_per_s=round(n_frames / tot["detect_s"], 1),
+               align_faces_per_s=round(n_faces / max(tot["align_s"], 1e-9), 1),
+               infer_faces_per_s=round(n_faces / max(tot["infer_s"], 1e-9), 1))
+    return out
+
+
+def memory(scorer, paths, workers) -> dict:
+    from screener.engines.local import LocalEngine
+    marks = {}
+    with LocalEngine(scorer, SampleOptions(), workers=workers) as engine, RssSampler() as rss:
+        for k, _ in enumerate(engine.run(paths), 1):
+            if k in (25, 50, 100, 200, len(paths)):
+                marks[k] = round(rss.peak_kb / 1024)
+    return {"clips": len(paths), "peak_rss_mb_after_n_clips": marks}
+
+
+def incremental(scorer, paths, workers, tmp: Path) -> dict:
+    from screener.api import scan_incremental
+    out = tmp / "inc.csv"
+    t = time.perf_counter()
+    scan_incremental(paths, out=out, scorer=scorer, discover=False, workers=workers, settle_s=0)
+    full = time.perf_counter() - t
+    first = out.read_bytes()
+    t = time.perf_counter()
+    s = scan_incremental(paths, out=out, scorer=scorer, discover=False, workers=workers,
+                         settle_s=0)
+    rerun = time.perf_counter() - t
+    return {"clips": len(paths), "full_scan_s": round(full, 2), "unchanged_rerun_s": round(rerun, 3),
+            "rerun_over_full": round(rerun / full, 4), "report_identical": out.read_bytes() == first,
+            "rerun_summary": str(s)[:200]}
+
+
+def load_scorer(tmp: Path):
+    from screener import nets, scoring
+    try:
+        return scoring.load_model(), "shipped default model"
+    except Exception:
+        m = nets.build("meso4")
+        m.save(tmp / "untrained.keras")
+        return scoring.load_model(tmp / "untrained.keras"), "untrained Meso-4 (no default model found)"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", type=int, default=8, help="generated 1080p/720p clips")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--short-clips", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/throughput.json")
+    args = ap.parse_args()
+
+    from screener.engines.local import LocalEngine
+    from screener.engines.workers import default_workers
+    from screener.faces import FaceDetector
+
+    workers = args.workers or default_workers()
+    res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                      f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB",
+           "workers": workers}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t = time.perf_counter()
+        paths = make_clips(tmp, args.clips, args.seconds)
+        dev = sorted(str(p) for p in (SHARED / "data/videos-dev").glob("*.mp4"))
+        paths += dev
+        res["clips"] = {"generated": args.clips, "seconds_each": args.seconds,
+                        "videos_dev": len(dev), "make_s": round(time.perf_counter() - t, 1)}
+        scorer, res["model"] = load_scorer(tmp)
+        scorer.predict(np.zeros((1, 256, 256, 3), np.uint8))  # load and trace once
+
+        res["decode_only_s"], n = decode_only(paths, workers)
+        res["sampled_frames"] = n
+
+        engine = LocalEngine(scorer, SampleOptions(), workers=workers)
+        t = time.perf_counter()
+        list(engine.run(paths[:workers]))  # start and warm the workers
+        res["worker_startup_and_warmup_s"] = round(time.perf_counter() - t, 2)
+        with RssSampler() as rss:
+            res["scan_s"], results = scan(engine, paths)
+        engine.close()
+        res["scan_peak_rss_mb"] = round(rss.peak_kb / 1024)
+        faces = sum(r.faces_scored for r in results)
+        res["scan"] = {"videos_per_s": round(len(paths) / res["scan_s"], 2),
+                       "sampled_frames_per_s": round(n / res["scan_s"], 1),
+                       "faces_per_s": round(faces / res["scan_s"], 1),
+                       "statuses": {s: sum(r.status == s for r in results)
+                                    for s in {r.status for r in results}}}
+        det = FaceDetector()
+        res["naive_s"] = round(naive(paths, scorer, det), 2)
+        res["stages_sequential"] = stages(paths, scorer, det)
+        res["ratio_a_scan_vs_decode_only"] = round(res["decode_only_s"] / res["scan_s"], 3)
+        res["ratio_b_scan_vs_naive"] = round(res["naive_s"] / res["scan_s"], 2)
+        for k in ("decode_only_s", "scan_s"):
+            res[k] = round(res[k], 2)
+        if args.short_clips:
+            short = make_short_clips(tmp / "short", args.short_clips)
+            res["memory_short_clips"] = memory(scorer, short, workers)
+            res["incremental"] = incremental(scorer, short, workers, tmp)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
