@@ -46,7 +46,7 @@ TEMPLATE = np.array([[0.346, 0.352], [0.654, 0.352], [0.500, 0.515], [0.500, 0.6
 # Faces narrower than this (box width, px) are reported as too small and not scored: MesoNet
 # looks at mesoscopic texture, which a face upscaled 4x from 64 px no longer has.
 MIN_FACE_PX = 64
-MIN_SCORE = 0.5
+MIN_SCORE = 0.6
 # Frames whose larger side is at least this get full-range tiles as well (see bench/faces.py).
 TILE_FROM_PX = 1280
 TILE_PX = 960
