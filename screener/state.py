@@ -33,7 +33,8 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass, field, fields
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -72,6 +73,12 @@ CREATE TABLE IF NOT EXISTS pending (
     first_seen REAL NOT NULL
 );
 """
+
+
+# The report's thumbnails per file (media.VideoMedia bytes): apart from `files`, so planning a
+# rerun never reads them.
+_MEDIA_SCHEMA = "CREATE TABLE IF NOT EXISTS media (key BLOB PRIMARY KEY, data BLOB NOT NULL)"
+LAST_RUN = "last_run"  # meta key: the last run's report header, finish time and duration
 
 
 def default_state_path(report_path: str | os.PathLike) -> Path:
@@ -127,7 +134,8 @@ def path_key(path: str) -> bytes:
 
 def result_to_json(r: VideoResult) -> str:
     # ensure_ascii keeps non-UTF-8 file names (surrogate escapes) storable and exact.
-    return json.dumps({"row": r.row(), "faces": [vars(f) for f in r.faces]}, sort_keys=True)
+    return json.dumps({"row": r.row(), "faces": [vars(f) for f in r.faces],
+                       "frame_times_s": r.frame_times_s}, sort_keys=True)
 
 
 def result_from_json(text: str, path: str | None = None) -> VideoResult:
@@ -137,6 +145,7 @@ def result_from_json(text: str, path: str | None = None) -> VideoResult:
     known = {f.name for f in fields(VideoResult)}
     r = VideoResult(**{k: v for k, v in row.items() if k in known and k != "faces"})
     r.faces = [FaceScore(**f) for f in d.get("faces", [])]
+    r.frame_times_s = d.get("frame_times_s", [])
     if path is not None and path != r.path:
         r.path = path
         for f in r.faces:
@@ -222,6 +231,7 @@ class ScanState:
                              "pass --state PATH in a folder you can write") from e
         try:
             self._check(conn)
+            conn.execute(_MEDIA_SCHEMA)  # added after schema 1 shipped; older states get it here
         except sqlite3.DatabaseError as e:
             conn.close()
             raise StateError(_unusable(self.path, f"it is not a readable SQLite database ({e})"))
@@ -299,6 +309,15 @@ class ScanState:
                               (key, stat.size, stat.mtime_ns, stat.ctime_ns, stat.ino, fp,
                                model_id, options, result_to_json(result), time.time()))
             self.conn.execute("DELETE FROM pending WHERE key = ?", (key,))
+            if getattr(result, "media", None) is not None:
+                self.conn.execute("INSERT OR REPLACE INTO media VALUES (?, ?)",
+                                  (key, result.media.to_bytes()))
+            else:
+                self.conn.execute("DELETE FROM media WHERE key = ?", (key,))
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def update_stat(self, key: bytes, stat: FileStat) -> None:
         """Same content, new metadata (moved over, chmod): the fast path will match next time."""
@@ -312,6 +331,7 @@ class ScanState:
             with self._transaction():
                 self.conn.executemany("DELETE FROM files WHERE key = ?", [(k,) for k in keys])
                 self.conn.executemany("DELETE FROM pending WHERE key = ?", [(k,) for k in keys])
+                self.conn.executemany("DELETE FROM media WHERE key = ?", [(k,) for k in keys])
 
     def pending(self) -> dict[bytes, tuple[FileStat, float]]:
         return {bytes(k): (FileStat(s, m, c, 0), t) for k, s, m, c, t in self.conn.execute(
@@ -505,6 +525,7 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
     """
     from .report import FramesWriter, ReportWriter, atomic_write
 
+    started = time.monotonic()
     with ScanState(state_path, reset_unusable=rescan) as state:
         plan = state.plan(paths, model_id=model_id, options=options, settle_s=settle_s,
                           rescan=rescan, keep_missing=keep_missing)
@@ -528,7 +549,8 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
                     else:
                         if pf.stat is not None:
                             state.record(pf.key, pf.stat, pf.fingerprint, model_id, options, r)
-                        done[r.path] = r
+                        # The thumbnails are stored; the kept copy goes without them.
+                        done[r.path] = replace(r, media=None) if pf.stat is not None else r
                         summary.scanned += 1
                     if on_result:
                         on_result(r)
@@ -536,6 +558,10 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
             summary.interrupted = True
         state.forget(plan.dropped)
         summary.dropped = len(plan.dropped)
+        state.set_meta(LAST_RUN, json.dumps({"meta": meta or {}, "finished_at": time.time(),
+                                             "elapsed_s": round(time.monotonic() - started, 2),
+                                             "complete": not summary.interrupted},
+                                            default=str))
         results = []
         for p in plan.order:
             if p in done:
@@ -577,6 +603,64 @@ def _remove_stale_temporaries(report_path) -> None:
             tmp.unlink()
         except OSError:
             pass
+
+
+@dataclass
+class SavedScan:
+    """What a state holds for a report rebuild (`screener report`): every stored result (by
+    path), the last run's header (`meta`, `finished_at`, `elapsed_s`), and the thumbnails."""
+    path: Path
+    results: list[tuple[bytes, VideoResult]]
+    last_run: dict
+
+    def media(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Stored `media.VideoMedia` bytes of the given files (those that have some)."""
+        keys = list(keys)
+        out: dict[bytes, bytes] = {}
+        with _read_only(self.path) as conn:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'media'").fetchone():
+                return out
+            for i in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+                chunk = keys[i:i + 500]
+                out.update((bytes(k), bytes(d)) for k, d in conn.execute(
+                    f"SELECT key, data FROM media WHERE key IN ({','.join('?' * len(chunk))})",
+                    chunk))
+        return out
+
+
+@contextmanager
+def _read_only(path: Path):
+    # No flock: reading while a scan writes is safe with WAL, and must not fail as "locked".
+    try:
+        conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as e:
+        raise StateError(f"cannot open the state {path}: {e}") from e
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def read_saved(state_path: str | os.PathLike) -> SavedScan:
+    """The results saved in a state file, without taking its lock. Raises StateError."""
+    path = Path(state_path)
+    if not path.is_file():
+        raise StateError(f"no scan state at {path}")
+    try:
+        with _read_only(path) as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            if meta.get("app") != APP:
+                raise StateError(f"{path} is not a screener scan state")
+            rows = conn.execute("SELECT key, result FROM files").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise StateError(_unusable(path, f"it is not a readable SQLite database ({e})")) from e
+    results = sorted(((bytes(k), result_from_json(text)) for k, text in rows),
+                     key=lambda kr: kr[0])
+    try:
+        last_run = json.loads(meta.get(LAST_RUN, "{}"))
+    except ValueError:
+        last_run = {}
+    return SavedScan(path, results, last_run)
 
 
 class ScanInterrupted(KeyboardInterrupt):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from . import media
+
 OK, NO_FACE, ERROR = "ok", "no_face", "error"
 FAKE, REAL = "FAKE", "REAL"
 
@@ -54,13 +56,15 @@ class VideoResult:
     # (a timeline shows the gaps where no face was found).
     faces: list[FaceScore] = field(default_factory=list, repr=False)
     frame_times_s: list[float] = field(default_factory=list, repr=False)
+    # Thumbnails for the visual report (media.VideoMedia): a few small JPEGs, not compared.
+    media: object = field(default=None, repr=False, compare=False)
 
     def row(self) -> dict:
         """The report columns, in order, as plain Python values (None where there is no value)."""
         return {name: getattr(self, name) for name in COLUMNS}
 
 
-NOT_COLUMNS = ("faces", "frame_times_s")
+NOT_COLUMNS = ("faces", "frame_times_s", "media")
 COLUMNS = tuple(f.name for f in fields(VideoResult) if f.name not in NOT_COLUMNS)
 FACE_COLUMNS = tuple(f.name for f in fields(FaceScore))
 
@@ -130,7 +134,8 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
              for c, pf in zip(video.crops, p)]
     return VideoResult(status=OK, verdict=FAKE if s.mean >= threshold else REAL,
                        fake_score=s.mean, fake_score_median=s.median, fake_score_max=s.max,
-                       fake_share=s.share_at_or_above, faces_scored=len(p), faces=faces, **base)
+                       fake_share=s.share_at_or_above, faces_scored=len(p), faces=faces,
+                       media=media.keep(video.crops, p), **base)
 
 
 def _one_line(text: str) -> str:

@@ -1,0 +1,104 @@
+"""The few images a scan keeps per video for the visual report (`html_report`).
+
+While a video's crops are in memory (`verdict.aggregate`), we keep:
+- the k faces scored most fake and the k least fake as small JPEG thumbnails (96 px), with
+  their frame time and P(fake);
+- the most fake face whole (256 px JPEG, quality 92): the report explains it with the model
+  (Grad-CAM heat map, feature maps) when it is rendered, so the scan pays nothing for that.
+
+That is at most 2k + 1 small JPEGs per video (about 30 KB), however long the video: memory and
+the state database do not grow with video length. The incremental scan stores them in the
+state's `media` table (one row per file, written in the same transaction as its result), so
+`screener report --html` rebuilds a report without rescanning.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+K = 3              # thumbnails kept at each end (most fake, least fake)
+THUMB_PX = 96
+THUMB_QUALITY = 80
+KEY_QUALITY = 92   # the explained crop: high enough that its score barely moves
+
+
+@dataclass
+class Thumb:
+    frame_index: int
+    face_index: int
+    time_s: float
+    p_fake: float
+    jpeg: bytes = field(repr=False)
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/jpeg;base64," + base64.b64encode(self.jpeg).decode("ascii")
+
+
+@dataclass
+class VideoMedia:
+    most_fake: list[Thumb] = field(default_factory=list)    # highest P(fake) first
+    least_fake: list[Thumb] = field(default_factory=list)   # lowest P(fake) first
+    key_crop: Thumb | None = None                          # the most fake face, 256 px
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(t.jpeg) for t in self.most_fake + self.least_fake) + (
+            len(self.key_crop.jpeg) if self.key_crop else 0)
+
+    def to_bytes(self) -> bytes:
+        def one(t: Thumb) -> dict:
+            d = {k: v for k, v in vars(t).items() if k != "jpeg"}
+            d["jpeg"] = base64.b64encode(t.jpeg).decode("ascii")
+            return d
+        return json.dumps({"most_fake": [one(t) for t in self.most_fake],
+                           "least_fake": [one(t) for t in self.least_fake],
+                           "key_crop": one(self.key_crop) if self.key_crop else None}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "VideoMedia":
+        def one(d: dict) -> Thumb:
+            return Thumb(**{**d, "jpeg": base64.b64decode(d["jpeg"])})
+        d = json.loads(bytes(data).decode())
+        return cls([one(t) for t in d.get("most_fake", [])],
+                   [one(t) for t in d.get("least_fake", [])],
+                   one(d["key_crop"]) if d.get("key_crop") else None)
+
+
+def encode_jpeg(rgb: np.ndarray, size_px: int | None = None, quality: int = THUMB_QUALITY) -> bytes:
+    from PIL import Image
+    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    if size_px is not None and img.size != (size_px, size_px):
+        img = img.resize((size_px, size_px), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def keep(crops, p_fake, k: int = K) -> VideoMedia | None:
+    """The thumbnails of one video's scored crops (`pipeline.FaceCrop`s, one P(fake) each)."""
+    p = np.asarray(p_fake, dtype=np.float64).reshape(-1)
+    if len(p) == 0 or k <= 0 or any(getattr(c, "crop", None) is None for c in crops):
+        return None  # nothing scored, or crops without pixels (tests, stubs)
+    order = np.argsort(-p, kind="stable")       # most fake first; ties keep frame order
+    top = [int(i) for i in order[:k]]
+    rest = [int(i) for i in order[k:]][::-1]    # least fake first, never a face already shown
+    bottom = rest[:k]
+
+    def thumb(i: int, size_px: int, quality: int) -> Thumb:
+        c = crops[i]
+        return Thumb(int(c.frame_index), int(getattr(c, "face_index", 0)), float(c.time_s),
+                     float(p[i]), encode_jpeg(c.crop, size_px, quality))
+    return VideoMedia([thumb(i, THUMB_PX, THUMB_QUALITY) for i in top],
+                      [thumb(i, THUMB_PX, THUMB_QUALITY) for i in bottom],
+                      thumb(top[0], None, KEY_QUALITY))
