@@ -22,7 +22,7 @@ import numpy as np
 
 K = 3              # thumbnails kept at each end (most fake, least fake)
 THUMB_PX = 96
-THUMB_QUALITY = 80
+THUMB_QUALITY = 75
 KEY_QUALITY = 92   # the explained crop: high enough that its score barely moves
 
 

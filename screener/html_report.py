@@ -1,0 +1,446 @@
+"""The visual report: one self-contained HTML file that shows why a video looks fake.
+
+- Summary: counts by verdict and status, the model (threshold, card metrics, stated limits),
+  date and elapsed time. A table of every video, sortable and filterable (a little vanilla JS),
+  error and no-face rows with their reasons.
+- Details for the highest-scoring videos (every FAKE one first, at most `details`, so a report
+  of thousands of videos stays quick to open): a timeline of P(fake) over the sampled frames
+  (inline SVG: threshold line, gaps where no face was found), the k most and k least fake faces
+  (the thumbnails `media` kept during the scan), and for the most fake face a Grad-CAM heat map
+  and the feature maps of each conv block (`explain`, computed here with the model).
+
+Safety: file names are user input. The page is built with jinja2 with autoescaping on, every
+image is a data: URI, and a Content-Security-Policy meta tag allows only the page's own script
+and style (by hash) and data: images: nothing loads from the network and an injected script
+would not run even if something slipped past the escaping.
+
+Sources: `write_html` takes results (and their media) in hand; `rebuild` reads a state file (the
+incremental scan's, with thumbnails) or a JSON/CSV report (rows only).
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import heapq
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .media import VideoMedia, encode_jpeg, decode_jpeg
+from .report import atomic_write, safe_text
+from .verdict import ERROR, FAKE, NO_FACE, OK, REAL, VideoResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DETAILS = 100   # videos shown with thumbnails, timeline and heat map
+TABLE_THUMBS = 100      # of those, the ones with a thumbnail in the table row
+MISSING = "missing"     # state.MISSING, without importing the state here
+CATEGORIES = (FAKE, REAL, NO_FACE, ERROR, MISSING)
+
+
+# --- collecting results during a scan ------------------------------------------------------
+
+class Collector:
+    """Keeps what a report needs from a streaming scan: every row without its thumbnails, and
+    the thumbnails of the `details` highest-scoring videos only (bounded memory)."""
+
+    def __init__(self, details: int = DEFAULT_DETAILS):
+        self.details = details
+        self.results: list[VideoResult] = []
+        self._top: list[tuple[float, int, VideoMedia]] = []  # min-heap on score
+
+    def add(self, r: VideoResult) -> None:
+        m = getattr(r, "media", None)
+        if m is not None:
+            r = _without_media(r)
+        i = len(self.results)
+        self.results.append(r)
+        if m is not None and r.fake_score is not None and self.details > 0:
+            item = (float(r.fake_score), -i, m)
+            if len(self._top) < self.details:
+                heapq.heappush(self._top, item)
+            elif item[:2] > self._top[0][:2]:
+                heapq.heapreplace(self._top, item)
+
+    def media(self) -> dict[int, VideoMedia]:
+        return {-neg_i: m for _, neg_i, m in self._top}
+
+
+def _without_media(r: VideoResult) -> VideoResult:
+    from dataclasses import replace
+    return replace(r, media=None)
+
+
+# --- the page -------------------------------------------------------------------------------
+
+def detail_indices(results: list[VideoResult], details: int) -> list[int]:
+    """The videos shown in detail: scored ones, highest fake_score first (so every FAKE one
+    comes before any REAL one), at most `details`."""
+    scored = [i for i, r in enumerate(results) if r.status == OK and r.fake_score is not None]
+    scored.sort(key=lambda i: (-results[i].fake_score, i))
+    return scored[:max(details, 0)]
+
+
+def write_html(path, results: Iterable[VideoResult], *, meta: dict | None = None,
+               media: dict[int, VideoMedia] | Callable[[list[int]], dict[int, VideoMedia]]
+               | None = None, model=None, details: int = DEFAULT_DETAILS,
+               elapsed_s: float | None = None, finished_at: float | None = None,
+               complete: bool = True, source: str = "") -> dict:
+    """Write the report to `path` atomically. `media`: thumbnails by result index (or a function
+    of the detail indices returning them); by default each result's own `.media`. `model`: a
+    Keras model (or a model file) to explain the most fake faces; None: from meta's model path
+    when that file is there with the same SHA-256, else no heat maps. Returns figures (bytes,
+    details, explained)."""
+    results = list(results)
+    html, stats = render(results, meta=meta, media=media, model=model, details=details,
+                         elapsed_s=elapsed_s, finished_at=finished_at, complete=complete,
+                         source=source)
+    data = html.encode("utf-8")
+    with atomic_write(path, "wb", encoding=None, newline=None) as f:
+        f.write(data)
+    stats["bytes"] = len(data)
+    return stats
+
+
+def render(results: list[VideoResult], *, meta=None, media=None, model=None,
+           details: int = DEFAULT_DETAILS, elapsed_s=None, finished_at=None, complete=True,
+           source: str = "") -> tuple[str, dict]:
+    meta = meta or {}
+    picked = detail_indices(results, details)
+    if media is None:
+        got = {i: results[i].media for i in picked if getattr(results[i], "media", None)}
+    elif callable(media):
+        got = media(picked)
+    else:
+        got = media
+    explainer, why_not = _explainer(model, meta) if any(
+        got.get(i) is not None and got[i].key_crop is not None for i in picked) else (None, "")
+    cards, explained = [], 0
+    for rank, i in enumerate(picked):
+        card = _detail(i, results[i], got.get(i), explainer, why_not)
+        explained += card["explained"]
+        cards.append(card)
+    thumbs_in_table = {c["i"]: c["row_thumb"] for c in cards[:TABLE_THUMBS] if c["row_thumb"]}
+    detailed = set(picked)
+    # Highest score first, as the page's script sorts by default; unscored rows last.
+    order = sorted(range(len(results)), key=lambda i: (results[i].fake_score is None,
+                                                       -(results[i].fake_score or 0.0), i))
+    rows = [_row(i, results[i], thumbs_in_table.get(i), i in detailed) for i in order]
+    counts = {c: 0 for c in CATEGORIES}
+    for row in rows:
+        counts[row["cat"]] = counts.get(row["cat"], 0) + 1
+    flagged_without = max(0, counts[FAKE] - len([c for c in cards if c["verdict"] == FAKE]))
+    css, js = _asset("report.css"), _asset("report.js")
+    when = dt.datetime.fromtimestamp(finished_at if finished_at is not None
+                                     else dt.datetime.now().timestamp(), dt.timezone.utc)
+    page = _template().render(
+        css=css, js=js, csp=_csp(css, js), rows=rows, cards=cards, counts=counts,
+        categories=CATEGORIES, total=len(rows), model=_model_info(meta, results),
+        options=meta.get("options") or {}, version=meta.get("screener", ""),
+        date=when.strftime("%Y-%m-%d %H:%M UTC"), elapsed=_duration(elapsed_s),
+        complete=complete, details=details, flagged_without=flagged_without, source=source,
+        explain_note=why_not)
+    return page, {"videos": len(rows), "details": len(cards), "explained": explained}
+
+
+def _asset(name: str) -> str:
+    return resources.files("screener").joinpath("templates", name).read_text("utf-8")
+
+
+_TEMPLATE = None
+
+
+def _template():
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        import jinja2
+        env = jinja2.Environment(loader=jinja2.PackageLoader("screener", "templates"),
+                                 autoescape=True, undefined=jinja2.StrictUndefined,
+                                 trim_blocks=True, lstrip_blocks=True)
+        env.filters["num"] = _num
+        _TEMPLATE = env.get_template("report.html.j2")
+    return _TEMPLATE
+
+
+def _csp(css: str, js: str) -> str:
+    def h(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+    return (f"default-src 'none'; img-src data:; style-src {h(css)}; script-src {h(js)}; "
+            "base-uri 'none'; form-action 'none'")
+
+
+def _num(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "–"
+    s = float(s)
+    return f"{s:.1f} s" if s < 120 else f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min" \
+        if s >= 3600 else f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
+def _category(r: VideoResult) -> str:
+    if r.status == OK:
+        return r.verdict if r.verdict in (FAKE, REAL) else REAL
+    return r.status if r.status in CATEGORIES else ERROR
+
+
+def _row(i: int, r: VideoResult, thumb: str | None, detailed: bool) -> dict:
+    path = safe_text(str(r.path))
+    folder, name = os.path.split(path)
+    return dict(i=i, path=path, name=name or path, folder=folder, cat=_category(r),
+                status=r.status, verdict=r.verdict, score=r.fake_score, max=r.fake_score_max,
+                share=r.fake_share, faces=r.faces_scored, frames=r.frames_sampled,
+                with_face=r.frames_with_face, duration=r.duration_s,
+                reason=safe_text(r.error or ""), thumb=thumb, detailed=detailed)
+
+
+def _model_info(meta: dict, results: list[VideoResult]) -> dict:
+    m = dict(meta.get("model") or {})
+    if not m.get("name"):
+        m["name"] = next((r.model for r in results if r.model), "")
+    if m.get("threshold") is None:
+        m["threshold"] = next((r.threshold for r in results if r.threshold is not None), None)
+    metrics = []
+    for k, v in _flat(m.get("metrics") or {}):
+        metrics.append((k, _num(v, 3) if isinstance(v, float) else str(v)))
+    limits = m.get("limits") or []
+    if isinstance(limits, str):
+        limits = [limits]
+    return dict(name=str(m.get("name") or "unknown"), arch=str(m.get("arch") or ""),
+                threshold=m.get("threshold"), sha256=str(m.get("sha256") or "")[:12],
+                metrics=metrics, limits=[str(x) for x in limits])
+
+
+def _flat(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            yield from _flat(v, key + " · ")
+        elif isinstance(v, (list, tuple)) and len(v) > 8:
+            yield key, f"{len(v)} values"
+        else:
+            yield key, v
+
+
+# --- per-video details ----------------------------------------------------------------------
+
+def _detail(i: int, r: VideoResult, m: VideoMedia | None, explainer, why_not: str) -> dict:
+    threshold = r.threshold if r.threshold is not None else 0.5
+    card = dict(i=i, name=safe_text(os.path.basename(str(r.path)) or str(r.path)),
+                path=safe_text(str(r.path)), verdict=r.verdict, score=r.fake_score,
+                max=r.fake_score_max, share=r.fake_share, threshold=threshold,
+                timeline=timeline(r, threshold), most=[], least=[], heat=None,
+                row_thumb=None, explained=0, explain_note="")
+    if m is None:
+        card["explain_note"] = "no thumbnails were kept for this video"
+        return card
+    card["most"] = [_thumb(t) for t in m.most_fake]
+    card["least"] = [_thumb(t) for t in m.least_fake]
+    card["row_thumb"] = card["most"][0]["src"] if card["most"] else None
+    if m.key_crop is None:
+        return card
+    if explainer is None:
+        card["explain_note"] = why_not
+        return card
+    try:
+        crop = decode_jpeg(m.key_crop.jpeg)
+        e = explainer.explain(crop)
+    except Exception as exc:  # one face that cannot be explained must not lose the report
+        log.warning("%s: no heat map: %s", r.path, exc)
+        card["explain_note"] = f"no heat map: {exc}"
+        return card
+    from . import explain
+    card["heat"] = dict(
+        time_s=m.key_crop.time_s, p_fake=m.key_crop.p_fake, p_fake_here=e.p_fake,
+        flat=not bool(e.heat.max() > 0),
+        crop=_uri(encode_jpeg(crop, 128, 80)),
+        overlay=_uri(encode_jpeg(explain.overlay(crop, e.heat), 128, 80)),
+        blocks=[_feature_block(b, a) for b, a in e.feature_maps])
+    card["explained"] = 1
+    return card
+
+
+def _feature_block(name: str, maps: np.ndarray) -> dict:
+    from . import explain
+    grid = explain.feature_grid(maps)
+    scale = max(1, 32 // min(32, maps.shape[0]))  # show 8x8 maps as 32 px tiles
+    # Large tiles compress best as JPEG; 8 px ones as PNG (JPEG blurs their hard edges).
+    src = _uri(encode_jpeg(grid, None, 70)) if scale == 1 else _png_uri(grid)
+    return dict(name=name, shape="×".join(map(str, maps.shape)), src=src,
+                width=grid.shape[1] * scale, height=grid.shape[0] * scale)
+
+
+def _png_uri(rgb: np.ndarray) -> str:
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(rgb).quantize(64).save(buf, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _thumb(t) -> dict:
+    return dict(src=t.data_uri, time_s=t.time_s, p_fake=t.p_fake, frame=t.frame_index)
+
+
+def _uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+@dataclass
+class _Scale:
+    x0: float
+    x1: float
+    t_max: float
+    y0: float
+    y1: float
+
+    def x(self, t: float) -> float:
+        return round(self.x0 + (self.x1 - self.x0) * (t / self.t_max if self.t_max else 0), 1)
+
+    def y(self, p: float) -> float:
+        return round(self.y1 - (self.y1 - self.y0) * min(max(p, 0.0), 1.0), 1)
+
+
+def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 140) -> dict:
+    """P(fake) over the sampled frames as SVG drawing data: a line through the largest face of
+    each frame, broken where a sampled frame had no face (those frames are ticks on the axis),
+    dots for other faces, and the threshold line."""
+    times = sorted(float(t) for t in (r.frame_times_s or []))
+    faces = sorted(r.faces, key=lambda f: (f.time_s, f.face_index))
+    t_max = max([r.duration_s or 0.0] + times + [f.time_s for f in faces]) or 1.0
+    s = _Scale(40, width - 10, t_max, 10, height - 24)
+    main = {round(f.time_s, 6): f.p_fake for f in faces if f.face_index == 0}
+    others = [(s.x(f.time_s), s.y(f.p_fake)) for f in faces if f.face_index != 0]
+    sampled = times or sorted(main)
+    segments, current, gaps = [], [], []
+    for t in sampled:
+        p = main.get(round(t, 6))
+        if p is None:
+            gaps.append(s.x(t))
+            if current:
+                segments.append(current)
+            current = []
+        else:
+            current.append((s.x(t), s.y(p)))
+    if current:
+        segments.append(current)
+    paths = " ".join("M" + " L".join(f"{x},{y}" for x, y in seg) for seg in segments)
+    dots = [pt for seg in segments for pt in seg]
+    ticks = [dict(x=s.x(t), label=f"{t:.0f} s" if t_max >= 10 else f"{t:.1f} s")
+             for t in np.linspace(0, t_max, 5)]
+    return dict(width=width, height=height, path=paths, dots=dots, others=others, gaps=gaps,
+                thr_y=s.y(threshold), y0=s.y(0), y_half=s.y(0.5), y1=s.y(1), x0=s.x0, x1=s.x1,
+                ticks=ticks, base=height - 24, n_sampled=len(sampled), n_gaps=len(gaps))
+
+
+def _explainer(model, meta: dict):
+    """(Explainer or None, why not): from a Keras model, a model file, or meta's model path."""
+    try:
+        from .explain import Explainer, ExplainUnavailable
+        if model is None:
+            m = meta.get("model") or {}
+            path = m.get("path")
+            if not path or not Path(path).is_file():
+                return None, ("heat maps need the model: pass --model (the scan's model file "
+                              f"{path or '(unknown)'} is not there)")
+            from .scoring import file_sha256
+            if m.get("sha256") and file_sha256(Path(path)) != m["sha256"]:
+                return None, (f"heat maps need the scan's model: {path} has changed since the "
+                              "scan; pass --model")
+            model = path
+        if isinstance(model, (str, os.PathLike)):
+            from .scoring import load_model
+            model = load_model(model).model
+        return Explainer(model), ""
+    except ExplainUnavailable as e:
+        return None, f"no heat maps: {e}"
+    except Exception as e:  # a model that cannot load costs the heat maps, not the report
+        log.warning("no heat maps: %s", e)
+        return None, f"no heat maps: {e}"
+
+
+# --- rebuilding from saved results ----------------------------------------------------------
+
+def rebuild(html_path, *, state=None, report=None, model=None,
+            details: int = DEFAULT_DETAILS) -> dict:
+    """Write the report from a state file (rows, per-frame scores and thumbnails) or, without
+    one, from a JSON or CSV report (rows only: no timeline or thumbnails). A report's default
+    state (`<report>.state.sqlite`) is used when it exists. Raises StateError, ValueError."""
+    from . import state as state_mod
+    if state is None and report is not None:
+        beside = state_mod.default_state_path(report)
+        if beside.is_file():
+            state = beside
+    if state is not None:
+        saved = state_mod.read_saved(state)
+        keys = [k for k, _ in saved.results]
+        results = [r for _, r in saved.results]
+
+        def media(indices: list[int]) -> dict[int, VideoMedia]:
+            blobs = saved.media(keys[i] for i in indices)
+            return {i: VideoMedia.from_bytes(blobs[keys[i]]) for i in indices if keys[i] in blobs}
+        run = saved.last_run
+        return write_html(html_path, results, meta=run.get("meta") or {}, media=media,
+                          model=model, details=details, elapsed_s=run.get("elapsed_s"),
+                          finished_at=run.get("finished_at"), complete=run.get("complete", True),
+                          source=f"state {safe_text(os.fspath(state))}")
+    if report is None:
+        raise ValueError("give a state file or a report file")
+    results, meta, extra = read_report(report)
+    return write_html(html_path, results, meta=meta, model=model, details=details,
+                      elapsed_s=extra.get("elapsed_s"), finished_at=os.path.getmtime(report),
+                      complete=extra.get("complete", True),
+                      source=f"report {safe_text(os.fspath(report))} (rows only)")
+
+
+def read_report(path) -> tuple[list[VideoResult], dict, dict]:
+    """Rows of a JSON or CSV report as VideoResults (no faces), its header and its tail."""
+    from dataclasses import fields
+    known = {f.name: f.type for f in fields(VideoResult)}
+    text = Path(path).read_text("utf-8")
+    if text.lstrip().startswith("{"):
+        try:
+            d = json.loads(text)
+        except ValueError:  # a killed streaming run: its rows are one per line
+            d = {"videos": [json.loads(line.strip().rstrip(","))
+                            for line in text.splitlines() if line.strip().startswith('{"path"')],
+                 "complete": False}
+        rows = d.get("videos", [])
+        meta = {k: d[k] for k in ("screener", "model", "options") if k in d}
+        extra = {k: d[k] for k in ("elapsed_s", "complete") if k in d}
+    else:
+        import csv
+        import io
+        rows = list(csv.DictReader(io.StringIO(text)))
+        meta, extra = {}, {}
+    results = []
+    for row in rows:
+        kw = {}
+        for k, v in row.items():
+            if k not in known or k in ("faces", "frame_times_s", "media"):
+                continue
+            if isinstance(v, str) and k != "path" and k not in ("status", "verdict", "codec",
+                                                                 "model", "error"):
+                v = None if v == "" else float(v) if "." in v or "e" in v else int(v)
+            elif isinstance(v, str) and v.startswith("'") and v[1:2] in "=+-@\t\r\n":
+                v = v[1:]  # undo the CSV formula guard
+            kw[k] = v
+        results.append(VideoResult(**kw))
+    return results, meta, extra
+
+
+__all__ = ["Collector", "write_html", "render", "rebuild", "read_report", "timeline",
+           "DEFAULT_DETAILS"]
