@@ -143,9 +143,15 @@ def main():
               help="Keep the rows of files that disappeared, with status missing.")
 @click.option("--log-file", metavar="FILE",
               help="Append one line per scanned video and the summary to FILE.")
+@click.option("--html", "html", metavar="FILE", default=None,
+              help="Also write the visual report: one self-contained HTML file (README "
+                   "\"The visual report\").")
+@click.option("--details", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Videos shown in detail in the --html report: the N highest scores "
+                   "[default: 100].")
 def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
          threshold, fail_on_fake, workers, device, quiet, verbose, state, no_state, rescan,
-         settle_s, keep_missing, log_file):
+         settle_s, keep_missing, log_file, html=None, details=None):
     """Screen videos for deepfakes and write one row per video.
 
     PATHS are video files, folders (searched recursively) and glob patterns.
@@ -178,6 +184,8 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     common = dict(out=out, fmt=fmt, frames_out=frames_out, frames=frames, every_s=every_s,
                   all_faces=all_faces, min_face=min_face, batch_size=batch_size, model=model, threshold=threshold,
                   fail_on_fake=fail_on_fake, quiet=quiet, workers=workers)
+    if html:
+        common.update(html=html, details=details)
     try:
         if not no_state and (state or str(out) != "-"):  # README "Running from cron"
             code = run_incremental_scan(paths, state=state, rescan=rescan, settle_s=settle_s,
@@ -196,7 +204,7 @@ def _error(message: str) -> None:
 
 def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
              all_faces=False, min_face=None, batch_size=256, model=None, threshold=None, fail_on_fake=False,
-             quiet=False, workers=None) -> int:
+             quiet=False, workers=None, html=None, details=None) -> int:
     """The scan command's body; returns the exit code."""
     from .api import iter_scan
     from .discover import InputError, find_videos
@@ -223,6 +231,10 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     show_bar = not quiet and sys.stderr.isatty()
 
     interrupted = False
+    collector = None
+    if html:
+        from .html_report import DEFAULT_DETAILS, Collector
+        collector = Collector(DEFAULT_DETAILS if details is None else details)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     with ExitStack() as stack:
         try:
@@ -245,6 +257,8 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
                 report.write(r)
                 if face_rows:
                     face_rows.write(r)
+                if collector:
+                    collector.add(r)
                 if show_rows:
                     tqdm.write(_row_line(r), file=sys.stdout)
                 bar.update()
@@ -261,6 +275,11 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
             except OSError:
                 pass
     s = report.summary
+    if collector and not _write_html(html, collector.results, meta=meta,
+                                     media=collector.media(), model=scorer.model,
+                                     details=collector.details, elapsed_s=elapsed,
+                                     complete=not interrupted, quiet=quiet):
+        return EXIT_OUTPUT
     if interrupted:
         _error(f"interrupted after {s.videos} of {len(videos)} videos; their rows are kept"
                + ("" if to_stdout else f" in {printable(out)}"))
@@ -269,6 +288,20 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     _summary(f"{s.videos} videos: {s.fake} fake, {s.real} real, "
              f"{s.no_face} no face, {s.errors} errors in {elapsed:.1f} s{where}", quiet)
     return EXIT_FAKE if fail_on_fake and s.fake else EXIT_OK
+
+
+def _write_html(path, results, *, quiet=False, **kw) -> bool:
+    """Write the visual report; False (after saying why) when it cannot be written."""
+    from .html_report import write_html
+    try:
+        figures = write_html(path, results, **kw)
+    except OSError as e:
+        _error(f"cannot write {printable(e.filename or path)}: {e.strerror or e}")
+        return False
+    if not quiet:
+        click.echo(f"screener: visual report: {printable(path)} ({figures['bytes'] / 1e6:.1f} MB, "
+                   f"{figures['details']} videos in detail)", err=True)
+    return True
 
 
 def _sample_options(frames, every_s, all_faces, min_face):
@@ -293,7 +326,8 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                          all_faces=False, min_face=None, batch_size=256, model=None,
                          threshold=None,
                          fail_on_fake=False, quiet=False, state=None, rescan=False,
-                         settle_s=30.0, keep_missing=False, workers=None) -> int:
+                         settle_s=30.0, keep_missing=False, workers=None, html=None,
+                         details=None) -> int:
     """The scan command with a state file (api.scan_incremental); returns the exit code."""
     from tqdm import tqdm
 
@@ -361,6 +395,14 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
             return EXIT_OUTPUT
         finally:
             signal.signal(signal.SIGTERM, previous)
+    if html:  # from the state just written: the same page `screener report` rebuilds
+        from .html_report import DEFAULT_DETAILS
+        from .state import default_state_path
+        ok = _rebuild_html(html, state=state or default_state_path(out),
+                           model=scorer.model or scorer.card.path, quiet=quiet,
+                           details=DEFAULT_DETAILS if details is None else details)
+        if not ok:
+            return EXIT_OUTPUT
     if to_stdout:  # --state without --out: the whole report, once, at the end
         report = ReportWriter(sys.stdout, fmt, meta)
         report.summary = ReportSummary()
@@ -377,6 +419,51 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
             + ("" if to_stdout else f"; report: {printable(out)}"))
     _summary(line, quiet)
     return EXIT_FAKE if fail_on_fake and r.fake else EXIT_OK
+
+
+def _rebuild_html(html, *, quiet=False, **kw) -> bool:
+    from .errors import StateError
+    from .html_report import rebuild
+    try:
+        figures = rebuild(html, **kw)
+    except (StateError, ValueError) as e:
+        _error(str(e))
+        return False
+    except OSError as e:
+        _error(f"cannot write {printable(e.filename or html)}: {e.strerror or e}")
+        return False
+    if not quiet:
+        click.echo(f"screener: visual report: {printable(html)} ({figures['bytes'] / 1e6:.1f} MB, "
+                   f"{figures['details']} videos in detail)", err=True)
+    return True
+
+
+@main.command()
+@click.option("--html", "html", metavar="FILE", required=True,
+              help="The visual report to write (one self-contained HTML file).")
+@click.option("--state", metavar="FILE", default=None,
+              help="Rebuild from this scan state (rows, per-frame scores, thumbnails).")
+@click.option("--from", "from_report", metavar="REPORT", default=None,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Rebuild from a JSON or CSV report; its state (REPORT.state.sqlite) is used "
+                   "when it is there, else the page has rows only.")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Model for the heat maps (default: the scan's model file, if unchanged).")
+@click.option("--details", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Videos shown in detail: the N highest scores  [default: 100]")
+@click.option("--quiet", "-q", is_flag=True, help="Errors only.")
+def report(html, state, from_report, model, details, quiet):
+    """Rebuild the visual report from a finished or incremental scan, without rescanning."""
+    from .html_report import DEFAULT_DETAILS
+    _setup_logging(quiet, 0)
+    if not state and not from_report:
+        raise click.UsageError("give --state FILE or --from REPORT")
+    if state and not os.path.isfile(state):
+        _error(f"no scan state at {printable(state)}")
+        sys.exit(EXIT_USAGE)
+    ok = _rebuild_html(html, state=state, report=from_report, model=model, quiet=quiet,
+                       details=DEFAULT_DETAILS if details is None else details)
+    sys.exit(EXIT_OK if ok else EXIT_OUTPUT)
 
 
 def _row_line(r) -> str:

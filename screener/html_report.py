@@ -400,7 +400,8 @@ def rebuild(html_path, *, state=None, report=None, model=None,
     if report is None:
         raise ValueError("give a state file or a report file")
     results, meta, extra = read_report(report)
-    return write_html(html_path, results, meta=meta, model=model, details=details,
+    # A report holds no per-frame scores or faces: no detail cards, the page says so.
+    return write_html(html_path, results, meta=meta, model=model, details=0,
                       elapsed_s=extra.get("elapsed_s"), finished_at=os.path.getmtime(report),
                       complete=extra.get("complete", True),
                       source=f"report {safe_text(os.fspath(report))} (rows only)")
