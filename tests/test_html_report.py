@@ -1,0 +1,253 @@
+"""The visual report: built from a real scan of generated clips (fake-looking, real-looking, no
+face, broken, hostile name) through the CLI, then opened in headless Chromium (Debian's
+`chromium`, driven by playwright): no console error, no network request, one row per video,
+sorting and filtering work, thumbnails, timeline and heat map render, the hostile name runs
+nothing. The screenshot is kept in tests/artifacts/ (ignored by git) and the pytest tmp dir.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from screener.cli import main
+
+from conftest import H, W, copy
+
+HOSTILE = "<img src=x onerror=alert(1)>.mp4"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+def gappy_clip(path: Path, gain: float, n_frames: int = 12, gap=range(5, 8)) -> Path:
+    """Collins' portrait scaled in brightness by `gain` (bright: the test model calls it fake),
+    absent from the frames in `gap` (the timeline must show the gap)."""
+    from screener import synth
+    bg = synth.background(W, H)
+    face = np.clip(synth.portrait("collins").astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    side = round(90 * synth.PORTRAIT_SCALE)
+    frames = []
+    for i in range(n_frames):
+        f = bg.copy()
+        if i not in gap:
+            synth.paste(f, face, (W - side) // 2, (H - side) // 2, side)
+        frames.append(f)
+    return synth.write_video(path, frames)
+
+
+def brightness_model(folder: Path, fake_crops, real_crops) -> Path:
+    """A real Meso-4 whose P(fake) rises with the crop's brightness: every conv kernel
+    averages, the dense layers average, the last one puts its threshold between the two sets
+    of crops. Its gradients are real, so Grad-CAM has something to show (a brightness map)."""
+    import keras
+    from screener import nets
+    m = nets.build("meso4", batchnorm=False, dropout=0.0)
+    for layer in m.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            k, b = layer.get_weights()
+            layer.set_weights([np.full_like(k, 1.0 / np.prod(k.shape[:3])), np.zeros_like(b)])
+    d16 = m.get_layer("dense16")
+    k, b = d16.get_weights()
+    d16.set_weights([np.full_like(k, 1.0 / k.shape[0]), np.zeros_like(b)])
+    feat = keras.Model(m.inputs, m.get_layer("p_fake").input)
+    f_fake = float(np.mean(feat.predict_on_batch(np.stack(fake_crops))))
+    f_real = float(np.mean(feat.predict_on_batch(np.stack(real_crops))))
+    assert abs(f_fake - f_real) > 1e-3, (f_fake, f_real)
+    a, c = 8.0 / (f_fake - f_real), (f_fake + f_real) / 2
+    last = m.get_layer("p_fake")
+    k, b = last.get_weights()
+    last.set_weights([np.full_like(k, a / k.shape[0]), np.full_like(b, -a * c)])
+    path = folder / "brightness.keras"
+    m.save(path)
+    path.with_suffix(".json").write_text(json.dumps({
+        "name": "brightness-test", "threshold": 0.5, "arch": "meso4",
+        "metrics": {"test": {"auc": 0.99, "accuracy": 0.95}},
+        "limits": ["<script>alert('card')</script> is text, like every limit"]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory, detector, no_face_video):
+    """A folder of every kind of video, scanned by the CLI with --html."""
+    from screener.pipeline import SampleOptions, crops_from_video
+    root = tmp_path_factory.mktemp("html")
+    clips = root / "clips"
+    clips.mkdir()
+    fake = gappy_clip(clips / "fake_looking.mp4", 1.35)
+    real = gappy_clip(clips / "real_looking.mp4", 0.55, gap=())
+    opts = SampleOptions(frames=12)
+    fake_crops = [c.crop for c in crops_from_video(fake, opts, detector).crops]
+    real_crops = [c.crop for c in crops_from_video(real, opts, detector).crops]
+    assert fake_crops and real_crops
+    model = brightness_model(root, fake_crops, real_crops)
+    copy(no_face_video, clips / "no_face.mp4")
+    (clips / "broken.mp4").write_bytes(fake.read_bytes()[:700])
+    (clips / "empty.mp4").write_bytes(b"")
+    copy(fake, clips / HOSTILE)
+    out, html = root / "report.csv", root / "report.html"
+    r = CliRunner().invoke(main, ["scan", str(clips), "--model", str(model), "--frames", "12",
+                                  "--workers", "0", "--out", str(out), "--html", str(html)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "visual report: " in r.output
+    return dict(root=root, clips=clips, model=model, out=out, html=html, n=6)
+
+
+def test_page_is_self_contained_and_escaped(scanned):
+    page = scanned["html"].read_text("utf-8")
+    assert '<meta http-equiv="Content-Security-Policy"' in page
+    csp = html.unescape(re.search(r'Content-Security-Policy" content="([^"]+)"', page).group(1))
+    assert "default-src 'none'" in csp and "img-src data:" in csp and "unsafe-inline" not in csp
+    # Nothing is fetched: every src is a data: URI, no link to another origin.
+    assert set(re.findall(r'\bsrc="([a-z]+):', page)) <= {"data"}
+    assert not re.search(r'(href|src)="(https?:)?//', page)
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.mp4" in page
+    assert "<script>alert(" not in page and "&lt;script&gt;alert(" in page
+    assert page.count("<script>") == 1
+    assert page.count('<tr data-i=') == scanned["n"]
+    for text in ("brightness-test", "auc", "0.990", "no face found in 12 sampled frames",
+                 "Most fake faces", "Least fake faces", "Grad-CAM", "block4 (8×8×16)"):
+        assert text in page, text
+
+
+def test_report_rebuilds_from_the_state_and_from_a_report(scanned, tmp_path):
+    state = Path(f"{scanned['out']}.state.sqlite")
+    again = tmp_path / "again.html"
+    r = CliRunner().invoke(main, ["report", "--html", str(again), "--state", str(state)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    a, b = scanned["html"].read_text("utf-8"), again.read_text("utf-8")
+    strip = lambda s: re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "", s)  # noqa: E731
+    assert strip(a) == strip(b)      # the same page, without rescanning
+    # A report alone (no state beside it) gives the rows, and says why there is no more.
+    lone = tmp_path / "lone.csv"
+    shutil.copyfile(scanned["out"], lone)
+    rows = tmp_path / "rows.html"
+    r = CliRunner().invoke(main, ["report", "--html", str(rows), "--from", str(lone)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    page = rows.read_text("utf-8")
+    assert page.count('<tr data-i=') == scanned["n"] and "rows only" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;.mp4" in page
+    r = CliRunner().invoke(main, ["report", "--html", str(rows)])
+    assert r.exit_code == 2
+
+
+def test_collector_keeps_thumbnails_of_the_top_videos_only():
+    from screener.html_report import Collector
+    from screener.media import Thumb, VideoMedia
+    from screener.verdict import VideoResult
+    c = Collector(details=3)
+    for i, score in enumerate([0.1, 0.9, 0.5, 0.95, 0.2, 0.7]):
+        m = VideoMedia([Thumb(0, 0, 0.0, score, b"jpeg")], [], None)
+        c.add(VideoResult(path=f"{i}.mp4", status="ok", verdict="REAL", fake_score=score,
+                          media=m))
+    assert sorted(c.media()) == [1, 3, 5]
+    assert all(r.media is None for r in c.results)
+
+
+def test_timeline_breaks_where_no_face_was_found():
+    from screener.html_report import timeline
+    from screener.verdict import FaceScore, VideoResult
+    times = [i * 0.5 for i in range(8)]
+    faces = [FaceScore("v", i, 0, t, 0, 0, 1, 1, 0.9, 0.2 + 0.1 * i)
+             for i, t in enumerate(times) if i not in (3, 4)]
+    r = VideoResult(path="v", status="ok", faces=faces, frame_times_s=times, duration_s=4.0)
+    t = timeline(r, 0.5)
+    assert t["n_gaps"] == 2 and t["path"].count("M") == 2 and len(t["dots"]) == 6
+
+
+def _browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright)")
+    return sync_playwright
+
+
+def test_report_in_headless_chromium(scanned, tmp_path):
+    sync_playwright = _browser()
+    requests, problems, dialogs = [], [], []
+
+    def route(r):
+        url = r.request.url
+        requests.append(url)
+        if url.startswith(("file:", "data:")):
+            r.continue_()
+        else:
+            r.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/*", route)
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            page.goto(scanned["html"].as_uri(), wait_until="load")
+            page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+
+            rows = page.locator("#videos tbody tr")
+            assert rows.count() == scanned["n"]
+            cats = rows.evaluate_all("rs => rs.map(r => r.dataset.cat)")
+            assert sorted(cats) == sorted(["FAKE", "FAKE", "REAL", "no_face", "error", "error"])
+            # The hostile name is text: no element came from it, no dialog opened.
+            assert page.locator('img[src="x"]').count() == 0
+            assert page.get_by_text(HOSTILE).count() >= 2     # table row and detail card
+            # Sorting: default is score descending; a click on "video" sorts by name.
+            scores = rows.evaluate_all("rs => rs.map(r => r.dataset.score)")
+            nums = [float(s) for s in scores if s]
+            assert nums == sorted(nums, reverse=True) and scores[len(nums):] == [""] * (
+                len(scores) - len(nums))
+            page.click("th[data-key=name] button")
+            names = rows.evaluate_all("rs => rs.map(r => r.dataset.name.toLowerCase())")
+            assert names == sorted(names)
+            page.click("th[data-key=score] button")
+            page.click("th[data-key=score] button")
+            assert page.get_attribute("th[data-key=score]", "aria-sort") == "ascending"
+            scores = rows.evaluate_all("rs => rs.map(r => r.dataset.score)")
+            assert scores[:2] == ["", ""] or scores[0] == ""
+            page.click("th[data-key=score] button")
+            # Filtering: hide errors, then search by name.
+            page.uncheck("input[name=show][value=error]")
+            assert page.locator("#videos tbody tr:not([hidden])").count() == scanned["n"] - 2
+            assert page.text_content("#shown") == str(scanned["n"] - 2)
+            page.check("input[name=show][value=error]")
+            page.fill("#search", "real_looking")
+            assert page.locator("#videos tbody tr:not([hidden])").count() == 1
+            page.fill("#search", "")
+            # Details: thumbnails, timeline with its gap, heat map and feature maps render.
+            cards = page.locator("article")
+            assert cards.count() == 3                      # the three scored videos
+            broken = page.evaluate("Array.from(document.images).filter("
+                                   "i => !(i.naturalWidth > 0)).map(i => i.alt)")
+            assert broken == []
+            assert page.locator("article .thumbs img").count() >= 3 * 4
+            assert page.locator("article svg path.line").count() == 3
+            assert page.locator("article svg line.thr").count() == 3
+            first = cards.first
+            assert first.locator("line.gap").count() == 3   # three frames without the face
+            assert page.locator("img.heatmap").count() == 3
+            assert page.locator(".fm img").count() == 3 * 4
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+            shutil.copyfile(shot, ARTIFACTS / "html_report.png")
+        finally:
+            browser.close()
+    assert dialogs == [], dialogs
+    assert problems == [], problems
+    assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests
