@@ -321,15 +321,18 @@ def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 1
     times = sorted(float(t) for t in (r.frame_times_s or []))
     faces = sorted(r.faces, key=lambda f: (f.time_s, f.face_index))
     t_max = max([r.duration_s or 0.0] + times + [f.time_s for f in faces]) or 1.0
-    s = _Scale(40, width - 10, t_max, 10, height - 24)
+    s = _Scale(40, width - 24, t_max, 10, height - 24)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else t_max / 20
     main = {round(f.time_s, 6): f.p_fake for f in faces if f.face_index == 0}
     others = [(s.x(f.time_s), s.y(f.p_fake)) for f in faces if f.face_index != 0]
     sampled = times or sorted(main)
-    segments, current, gaps = [], [], []
+    segments, current, gaps, bands = [], [], [], []
     for t in sampled:
         p = main.get(round(t, 6))
         if p is None:
             gaps.append(s.x(t))
+            x0, x1 = s.x(max(t - step / 2, 0)), s.x(min(t + step / 2, t_max))
+            bands.append((x0, round(max(x1 - x0, 1.0), 1)))
             if current:
                 segments.append(current)
             current = []
@@ -342,6 +345,7 @@ def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 1
     ticks = [dict(x=s.x(t), label=f"{t:.0f} s" if t_max >= 10 else f"{t:.1f} s")
              for t in np.linspace(0, t_max, 5)]
     return dict(width=width, height=height, path=paths, dots=dots, others=others, gaps=gaps,
+                bands=bands,
                 thr_y=s.y(threshold), y0=s.y(0), y_half=s.y(0.5), y1=s.y(1), x0=s.x0, x1=s.x1,
                 ticks=ticks, base=height - 24, n_sampled=len(sampled), n_gaps=len(gaps))
 
