@@ -42,6 +42,11 @@ def _init(options: pipeline.SampleOptions) -> None:
 
 
 def _work(path: str) -> pipeline.VideoCrops:
+    # Test hook: a worker "crashes" (is killed) on paths containing this text, as a decoder
+    # segfault or the OOM killer would do it. Unset in normal use.
+    mark = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
+    if mark and mark in path:
+        os.kill(os.getpid(), signal.SIGKILL)
     return pipeline.crops_from_video(path, _options, _detector)
 
 

@@ -1,0 +1,58 @@
+"""The pipelined local engine: same results whatever the number of workers, in input order,
+and a worker that dies costs one error row, not the scan."""
+import numpy as np
+import pytest
+
+from conftest import bad_inputs, copy
+from screener.engines.local import LocalEngine
+from screener.pipeline import SampleOptions
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, face_video, two_face_video, no_face_video):
+    d = tmp_path_factory.mktemp("engine")
+    paths = [copy(face_video, d / "a_face.mp4"), copy(no_face_video, d / "b_none.mp4"),
+             copy(two_face_video, d / "c_two.mp4")]
+    bad = bad_inputs(d / "bad", face_video)
+    paths += [bad["text"], bad["truncated"], copy(face_video, d / "d_face_again.mp4")]
+    return [str(p) for p in paths]
+
+
+def rows(results):
+    return [(r.path, r.status, r.verdict, r.fake_score, r.faces_scored, r.frames_with_face,
+             r.error, [(f.frame_index, f.face_index, round(f.p_fake, 6)) for f in r.faces])
+            for r in results]
+
+
+def test_same_results_with_0_1_and_2_workers(folder, stub_scorer):
+    opts = SampleOptions(frames=6, all_faces=True)
+    runs = {}
+    for workers in (0, 1, 2):
+        with LocalEngine(stub_scorer, opts, batch_size=7, workers=workers) as engine:
+            runs[workers] = rows(engine.run(folder))
+    assert runs[0] == runs[1] == runs[2]
+    assert [r[0] for r in runs[2]] == folder  # input order
+    statuses = [r[1] for r in runs[2]]
+    assert statuses == ["ok", "no_face", "ok", "error", "error", "ok"]
+    assert runs[2][2][4] == 12  # two faces in each of 6 frames
+
+
+def test_pool_is_reused_across_runs(folder, stub_scorer):
+    with LocalEngine(stub_scorer, SampleOptions(frames=2), workers=2) as engine:
+        first = rows(engine.run(folder[:3]))
+        pool = engine._pool
+        second = rows(engine.run(folder[:3]))
+        assert engine._pool is pool and pool is not None
+    assert first == second
+    assert engine._pool is None
+
+
+def test_a_worker_that_dies_costs_one_row(folder, stub_scorer, monkeypatch):
+    monkeypatch.setenv("SCREENER_TEST_KILL_WORKER_ON", "c_two")
+    with LocalEngine(stub_scorer, SampleOptions(frames=3), workers=2) as engine:
+        results = list(engine.run(folder))
+    assert [r.path for r in results] == folder
+    dead = results[2]
+    assert dead.status == "error" and "worker process died" in dead.error
+    assert [r.status for r in results] == ["ok", "no_face", "error", "error", "error", "ok"]
+    assert np.isclose(results[0].fake_score, results[5].fake_score)
