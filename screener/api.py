@@ -21,7 +21,7 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
               threshold: float | None = None, frames: int = 32, every_s: float | None = None,
               all_faces: bool = False, batch_size: int = 256, scorer=None, options=None,
               engine: str = "local", discover: bool = True,
-              workers: int | None = None) -> Iterator[VideoResult]:
+              workers: int | None = None, address: str | None = None) -> Iterator[VideoResult]:
     """Screen videos and yield one VideoResult per file, in a stable order.
 
     paths: files, folders (recursive) and glob patterns, or with `discover=False` the exact
@@ -30,6 +30,8 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
         card's; or pass an already loaded `scorer` (`scoring.load_model`).
     frames, every_s, all_faces: sampling (see `pipeline.SampleOptions`; `options` overrides).
     workers: decode/detect processes (default: one per core; 0: all in this process).
+    engine, address: "local", or "ray" with a cluster address (default: RAY_ADDRESS, else
+        a local Ray started for the scan); see screener.engines.
     Raises discover.InputError (nothing to scan) and ModelError before any video is read;
     a video that cannot be read is a result with status "error", never an exception.
     """
@@ -44,8 +46,13 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
         scorer = load_model(model, threshold)
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
-    with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers)) as e:
+    with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers,
+                             **_engine_kw(address))) as e:
         yield from e.run(videos)
+
+
+def _engine_kw(address) -> dict:
+    return {} if address is None else {"address": address}
 
 
 def scan(paths, **kwargs) -> list[VideoResult]:
@@ -71,7 +78,7 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
                      meta: dict | None = None, model=None, threshold: float | None = None,
                      frames: int = 32, every_s: float | None = None, all_faces: bool = False,
                      batch_size: int = 256, scorer=None, options=None, engine: str = "local",
-                     workers: int | None = None,
+                     workers: int | None = None, address: str | None = None,
                      discover: bool = True, on_plan=None, on_result=None):
     """Scan only what changed since the last run and rewrite the report `out` atomically with
     every current result (see screener.state). Returns a state.RunSummary.
@@ -98,7 +105,8 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
         scorer = load_model_lazily(model, threshold)
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
-    with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers)) as e:
+    with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers,
+                             **_engine_kw(address))) as e:
         return state_mod.run_incremental(
             videos, e, state_path=state,
             model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,

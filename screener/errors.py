@@ -23,3 +23,7 @@ class StateError(ScreenerError):
 
 class StateLocked(StateError):
     """Another scan holds the lock on the same state database."""
+
+
+class EngineUnavailable(ScreenerError):
+    """An engine's optional dependency is not installed (the message says how to install it)."""

@@ -6,16 +6,19 @@ Every engine has the same shape, so the CLI and `screener.scan` do not care whic
     engine = make_engine("local", scorer, options, batch_size=256)
     for result in engine.run(paths): ...
 
-`local` is sequential (one process). A pipelined multi-process engine and a Ray engine can
-replace its inside later and keep this interface and the row order.
+`local` runs worker processes on this machine (engines/local.py); `ray` runs the same
+per-video function as tasks on a Ray cluster, scoring in actors (engines/ray.py, needs the
+`ray` extra).
 """
 from __future__ import annotations
 
 from typing import Iterator, Protocol, Sequence
 
+from ..errors import EngineUnavailable
 from ..verdict import VideoResult
 
-ENGINES = ("local",)
+ENGINES = ("local", "ray")
+RAY_INSTALL = "pip install 'screener[ray]'"
 
 
 class Engine(Protocol):
@@ -25,6 +28,15 @@ class Engine(Protocol):
 
 def make_engine(name: str, scorer, options=None, batch_size: int = 256, **kw) -> Engine:
     if name == "local":
+        if kw.pop("address", None) is not None:
+            raise ValueError("an address is for the ray engine")
         from .local import LocalEngine
         return LocalEngine(scorer, options, batch_size=batch_size, **kw)
+    if name == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise EngineUnavailable(f"the ray engine needs Ray: {RAY_INSTALL}") from None
+        from .ray import RayEngine
+        return RayEngine(scorer, options, batch_size=batch_size, **kw)
     raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")

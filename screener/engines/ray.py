@@ -1,0 +1,374 @@
+"""The Ray engine: the same scan as the local engine, spread over a Ray cluster.
+
+Ray Core, not Ray Data: the scan needs input-order rows, per-video error rows after a bounded
+number of retries and a hard bound on what sits in the object store; with tasks and actors each
+of these is a few lines here, where Ray Data would reorder rows and hide retries in its executor.
+
+    driver (this process)           CPU tasks, any node              scoring actors
+    paths ---------------------->  crops_from_video(path) ----+
+    VideoCrops without pixels  <-- (meta, crops)              |  crops refs, never the driver
+    batches of refs across videos ----------------------------+-> Scorer.predict -> P(fake)
+    aggregate() -> VideoResult, in input order  <-------------------- scores
+
+- Each video is one task (`num_cpus=1`) running `pipeline.crops_from_video`, the function every
+  engine runs; it gets a path (the file must be on a filesystem every node mounts) and returns
+  two objects: the video's metadata without pixels (to the driver) and its crops as one uint8
+  array (left in the object store, read by the actor that scores them).
+- Scoring is an actor pool: one actor per GPU (`num_gpus=1`) when the cluster has GPUs, else
+  CPU actors. Each actor loads the model file once and checks its sha256 against the driver's.
+- Bounded work: at most `window` videos decoding, fewer than `batch_size` crops waiting to be
+  batched and two batches per actor; when scoring is slower, decoding waits, so the object
+  store holds at most window videos + (2 * actors + 1) batches of crops (`stats` says the peak).
+- Faults: tasks run with Ray's retries off and the driver retries a video whose worker or node
+  died (`max_retries` times, then the local engine's error row), so a video that kills its
+  worker every time ends as a row, never a loop (Ray would retry OOM kills without end).
+- The driver keeps the state and the report (screener.state); workers only compute.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+import ray
+
+from .. import pipeline
+from ..errors import ModelError
+from ..verdict import VideoResult, aggregate
+from .local import _log_result
+from .workers import crashed
+
+log = logging.getLogger(__name__)
+
+CROP_BYTES = 256 * 256 * 3
+NO_CROPS = np.zeros((0, 256, 256, 3), np.uint8)
+
+# --- the work, as it runs on the cluster --------------------------------------------------
+
+_detector = None   # one per Ray worker process, reused by every task it runs
+
+
+def _video_crops(path: str, options: pipeline.SampleOptions):
+    """The per-video unit as a task: ((VideoCrops without pixels, node id), crops array)."""
+    global _detector
+    try:
+        if _detector is None or _detector.min_score != options.min_score:
+            import cv2
+            cv2.setNumThreads(1)  # Ray runs one task per CPU; OpenCV's pool would oversubscribe
+            from ..faces import FaceDetector
+            _detector = FaceDetector(min_score=options.min_score)
+        video = pipeline.crops_from_video(path, options, _detector)
+    except Exception as e:  # crops_from_video reports bad videos itself; this is a bug
+        log.exception("%s: unexpected failure", path)
+        video = pipeline.VideoCrops(path, error=f"internal error: {type(e).__name__}: {e}")
+    crops = np.stack([c.crop for c in video.crops]) if video.crops else NO_CROPS
+    for c in video.crops:
+        c.crop = None  # the pixels travel once, as one array, to an actor
+    return (video, ray.get_runtime_context().get_node_id()), crops
+
+
+class ScoringActor:
+    """Loads a model file once and scores crop arrays from the object store."""
+
+    def __init__(self, model_path: str, threshold: float | None, sha256: str, batch_size: int):
+        from ..scoring import load_model
+        self.scorer = load_model(model_path, threshold)
+        if sha256 and self.scorer.card.sha256 != sha256:
+            raise ModelError(f"{model_path} on node {ray.util.get_node_ip_address()} is not "
+                             "the driver's model file (sha256 differs)")
+        self.batch_size = batch_size
+        self.scorer.predict(NO_CROPS[:0])
+
+    def score(self, *crops: np.ndarray) -> np.ndarray:
+        batch = np.concatenate(crops) if len(crops) > 1 else crops[0]
+        return self.scorer.predict(batch, batch_size=self.batch_size)
+
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+@dataclass
+class _Video:
+    path: str
+    attempt: int = 0
+    meta_ref: object = None
+    crops_ref: object = None
+    video: object = None              # VideoCrops without pixels, once known
+    result: VideoResult | None = None  # final without scoring (a worker died every time)
+
+    @property
+    def n_crops(self) -> int:
+        return len(self.video.crops) if self.video is not None and self.result is None else 0
+
+
+@dataclass
+class _Batch:
+    videos: list
+    actor: int | None = None
+    ref: object = None                # scores, or None when there is nothing to score
+    done: bool = False
+
+    @property
+    def n_crops(self) -> int:
+        return sum(v.n_crops for v in self.videos)
+
+
+@dataclass
+class RayStats:
+    """What a run did, for tests and the benchmark."""
+    videos: int = 0
+    retries: int = 0
+    batches: int = 0
+    actors: int = 0
+    gpus_per_actor: float = 0
+    peak_videos_in_flight: int = 0
+    peak_crops_held: int = 0          # crops the driver keeps alive in the object store
+    nodes: dict = field(default_factory=dict)  # node id -> tasks finished there
+
+    @property
+    def peak_crop_mb(self) -> float:
+        return self.peak_crops_held * CROP_BYTES / 2**20
+
+
+class RayEngine:
+    def __init__(self, scorer, options: "pipeline.SampleOptions | None" = None,
+                 batch_size: int = 256, address: str | None = None, workers: int | None = None,
+                 window: int | None = None, actors: int | None = None, max_retries: int = 2,
+                 actor_cpus: float = 0):
+        """address: a cluster to join (else RAY_ADDRESS, else a local Ray started here and
+        shut down by close()); an already initialised Ray in this process is used as it is.
+        workers: videos decoded at once (default: the cluster's CPUs). window: videos in flight
+        (default 2 * workers + 2). actors: scoring actors (default: one per GPU, else 1).
+        actor_cpus: CPUs a CPU scoring actor reserves (0: it shares the node with the tasks,
+        as the local engine's driver does; scoring is a few percent of the work)."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be 0 or more")
+        path = getattr(scorer.card, "path", "")
+        if not path or not os.path.isfile(path):
+            raise ModelError("the ray engine needs a model file to load on the cluster "
+                             "(scoring.load_model(path))")
+        self.scorer = scorer
+        self.options = options or pipeline.SampleOptions()
+        self.batch_size = batch_size
+        self.address = address
+        self.workers = workers or None
+        self.window = window
+        self.actors = actors
+        self.max_retries = max_retries
+        self.actor_cpus = actor_cpus
+        self.stats = RayStats()
+        self._started_ray = False
+        self._pool: list = []
+        self._task = None
+
+    # -- cluster -----------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if not ray.is_initialized():
+            address = self.address or os.environ.get("RAY_ADDRESS") or None
+            # A private Ray for one scan: its advice on securing a shared cluster is noise.
+            auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+            level, auth.level = auth.level, logging.ERROR if address is None else auth.level
+            try:
+                # Worker logs stay in the session's log folder: the report may be on stdout.
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            finally:
+                auth.setLevel(level)
+            self._started_ray = True
+        if self._task is None:
+            self._task = ray.remote(num_cpus=1, max_retries=0, num_returns=2)(_video_crops)
+        if not self._pool:
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            n = self.actors or gpus or 1
+            opts = dict(num_gpus=1 if gpus else 0, num_cpus=self.actor_cpus)
+            cls = ray.remote(ScoringActor).options(max_restarts=3, max_task_retries=3, **opts)
+            card = self.scorer.card
+            self._pool = [cls.remote(card.path, card.threshold, card.sha256, self.batch_size)
+                          for _ in range(n)]
+            self.stats.actors, self.stats.gpus_per_actor = n, opts.get("num_gpus", 0)
+            try:  # a bad model file fails here, before any video is read
+                ray.get([a.node.remote() for a in self._pool])
+            except ray.exceptions.RayActorError as e:
+                raise ModelError(f"the scoring actors could not load the model: {e}") from e
+
+    def close(self) -> None:
+        for actor in self._pool:
+            ray.kill(actor)
+        self._pool = []
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- one run -----------------------------------------------------------------------
+
+    def _submit(self, v: _Video) -> _Video:
+        v.meta_ref, v.crops_ref = self._task.remote(v.path, self.options)
+        v.video = None
+        return v
+
+    def _resolve(self, v: _Video) -> None:
+        """Fetch a finished task's metadata; a dead worker or node means another try."""
+        try:
+            v.video, node = ray.get(v.meta_ref)
+            self.stats.nodes[node] = self.stats.nodes.get(node, 0) + 1
+        except ray.exceptions.RayTaskError as e:  # raised by our code: a bug, no retry
+            cause = getattr(e, "cause", None) or e
+            v.video = pipeline.VideoCrops(v.path, error=f"internal error: {type(cause).__name__}: {cause}")
+        except ray.exceptions.RayError as e:  # worker or node died, object lost, OOM kill
+            if v.attempt < self.max_retries:
+                v.attempt += 1
+                self.stats.retries += 1
+                log.warning("%s: %s; retrying (%d of %d)", v.path, type(e).__name__,
+                            v.attempt, self.max_retries)
+                self._submit(v)
+                return
+            log.warning("%s: the worker died on each of %d tries", v.path, v.attempt + 1)
+            v.result = self._crashed(v.path)
+            v.video = v.result
+
+    def _crashed(self, path: str) -> VideoResult:
+        return aggregate(crashed(path), [], **self._model_fields())
+
+    def _model_fields(self) -> dict:
+        return dict(model=self.scorer.card.name, threshold=self.scorer.card.threshold)
+
+    def run(self, paths: Sequence[str]) -> Iterator[VideoResult]:
+        paths = list(paths)
+        if not paths:
+            return
+        self._connect()
+        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        window = self.window or 2 * workers + 2
+        per_actor = 2
+        todo, exhausted = iter(paths), False
+        flight: deque[_Video] = deque()   # submitted, in input order
+        pending: list[_Video] = []        # known, waiting to fill a batch
+        batches: deque[_Batch] = deque()  # scoring or scored, in input order
+        load = [0] * len(self._pool)      # batches in flight per actor
+
+        def submit_batch() -> bool:
+            nonlocal pending
+            crops = [v.crops_ref for v in pending if v.n_crops]
+            b = _Batch(pending)
+            if crops:
+                free = min(range(len(load)), key=load.__getitem__)
+                if load[free] >= per_actor:
+                    return False
+                b.actor, b.ref = free, self._pool[free].score.remote(*crops)
+                load[free] += 1
+                self.stats.batches += 1
+            else:
+                b.done = True
+            batches.append(b)
+            pending = []
+            return True
+
+        try:
+            while True:
+                # Known videos move to `pending` in order, the input refilling `flight`
+                # behind them; a full batch (or videos without crops while no crop waits,
+                # or the end of the input) goes to the least loaded actor.
+                while True:
+                    while len(flight) < window and not exhausted:
+                        path = next(todo, None)
+                        if path is None:
+                            exhausted = True
+                        else:
+                            flight.append(self._submit(_Video(path)))
+                    waiting = sum(v.n_crops for v in pending)
+                    if pending and (waiting >= self.batch_size or waiting == 0
+                                    or (exhausted and not flight)):
+                        if not submit_batch():
+                            break
+                    elif flight and flight[0].video is not None:
+                        pending.append(flight.popleft())
+                    else:
+                        break
+                held = (sum(v.n_crops for v in flight) + sum(v.n_crops for v in pending)
+                        + sum(b.n_crops for b in batches if not b.done))
+                self.stats.peak_crops_held = max(self.stats.peak_crops_held, held)
+                self.stats.peak_videos_in_flight = max(self.stats.peak_videos_in_flight,
+                                                       len(flight))
+                while batches and batches[0].done:
+                    yield from self._finish(batches.popleft())
+                if not (flight or pending or batches):
+                    return
+                waits = {v.meta_ref: v for v in flight if v.video is None}
+                waits.update({b.ref: b for b in batches if not b.done})
+                if not waits:
+                    continue
+                ready, _ = ray.wait(list(waits), num_returns=1)
+                ready, _ = ray.wait(list(waits), num_returns=len(waits), timeout=0)
+                for ref in ready:
+                    item = waits[ref]
+                    if isinstance(item, _Batch):
+                        item.done = True
+                        load[item.actor] -= 1
+                    else:
+                        self._resolve(item)
+        except BaseException:  # Ctrl-C, or the consumer left: stop the cluster's work now
+            for v in list(flight) + pending:
+                if v.video is None and v.meta_ref is not None:
+                    ray.cancel(v.meta_ref, force=True)
+            raise
+
+    def _finish(self, batch: _Batch) -> Iterator[VideoResult]:
+        scores = np.zeros((0,), np.float32)
+        if batch.ref is not None:
+            try:
+                scores = ray.get(batch.ref)
+            except ray.exceptions.RayError as e:  # crops lost with their node: redo them
+                log.warning("a scoring batch failed (%s); recomputing its %d videos",
+                            type(e).__name__, len(batch.videos))
+                yield from self._redo(batch.videos)
+                return
+        at = 0
+        for v in batch.videos:
+            self.stats.videos += 1
+            if v.result is not None:
+                result = v.result
+            else:
+                result = aggregate(v.video, scores[at:at + v.n_crops], **self._model_fields())
+                at += v.n_crops
+            _log_result(result)
+            yield result
+
+    def _redo(self, videos: list) -> Iterator[VideoResult]:
+        """The slow path after a failed batch: each video again, alone, in order."""
+        for v in videos:
+            while v.result is None:
+                if v.attempt >= self.max_retries:
+                    v.result = self._crashed(v.path)
+                    break
+                v.attempt += 1
+                self.stats.retries += 1
+                self._submit(v)
+                while v.video is None:
+                    ray.wait([v.meta_ref])
+                    self._resolve(v)  # may submit it again
+                if v.result is not None:
+                    break
+                try:
+                    scores = (ray.get(self._pool[0].score.remote(v.crops_ref)) if v.n_crops
+                              else [])
+                except ray.exceptions.RayError:
+                    continue
+                v.result = aggregate(v.video, scores, **self._model_fields())
+            self.stats.videos += 1
+            _log_result(v.result)
+            yield v.result
