@@ -125,6 +125,12 @@ def main():
 @click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",
               help="Processes that decode and find faces  [default: one per core; 0: none, "
                    "all in the main process]")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: worker processes on this machine; ray: a Ray cluster (README "
+                   "\"Running on a Ray cluster\"; needs the ray extra).")
+@click.option("--address", metavar="ADDR", default=None,
+              help="With --engine ray: the cluster to join (default: RAY_ADDRESS, else a "
+                   "local Ray for this scan).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
               show_default=True, help="Where the model runs (gpu: fail unless TensorFlow sees one).")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
@@ -151,7 +157,8 @@ def main():
                    "[default: 100].")
 def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
          threshold, fail_on_fake, workers, device, quiet, verbose, state, no_state, rescan,
-         settle_s, keep_missing, log_file, html=None, details=None):
+         settle_s, keep_missing, log_file, html=None, details=None, engine="local",
+         address=None):
     """Screen videos for deepfakes and write one row per video.
 
     PATHS are video files, folders (searched recursively) and glob patterns.
@@ -167,6 +174,8 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     """
     if state and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
+    if address and engine != "ray":
+        raise click.UsageError("--address needs --engine ray")
     _setup_logging(quiet, verbose)
     if log_file:
         try:
@@ -174,7 +183,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
         except OSError as e:
             _error(f"cannot write the log file {log_file}: {e.strerror or e}")
             sys.exit(EXIT_OUTPUT)
-    from .errors import ScreenerError
+    from .errors import EngineUnavailable, ScreenerError
     try:
         from .device import select_device
         select_device(device)
@@ -186,6 +195,14 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
                   fail_on_fake=fail_on_fake, quiet=quiet, workers=workers)
     if html:
         common.update(html=html, details=details)
+    if engine != "local":
+        from .engines import check_engine
+        try:
+            check_engine(engine)
+        except ScreenerError as e:
+            _error(str(e))
+            sys.exit(EXIT_USAGE)
+        common.update(engine=engine, address=address)
     try:
         if not no_state and (state or str(out) != "-"):  # README "Running from cron"
             code = run_incremental_scan(paths, state=state, rescan=rescan, settle_s=settle_s,
@@ -195,6 +212,9 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     except KeyboardInterrupt:  # before the first video (finding files, loading the model)
         _error("interrupted")
         code = EXIT_INTERRUPTED
+    except EngineUnavailable as e:  # --engine ray: the cluster cannot be joined
+        _error(str(e))
+        code = EXIT_USAGE
     sys.exit(code)
 
 
@@ -204,7 +224,8 @@ def _error(message: str) -> None:
 
 def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
              all_faces=False, min_face=None, batch_size=256, model=None, threshold=None, fail_on_fake=False,
-             quiet=False, workers=None, html=None, details=None) -> int:
+             quiet=False, workers=None, html=None, details=None, engine="local",
+             address=None) -> int:
     """The scan command's body; returns the exit code."""
     from .api import iter_scan
     from .discover import InputError, find_videos
@@ -253,7 +274,8 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
                                        file=sys.stderr, dynamic_ncols=True))
         try:
             for r in iter_scan(videos, scorer=scorer, options=options, batch_size=batch_size,
-                               discover=False, workers=workers):
+                               discover=False, workers=workers, engine=engine,
+                               address=address):
                 report.write(r)
                 if face_rows:
                     face_rows.write(r)
@@ -327,7 +349,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                          threshold=None,
                          fail_on_fake=False, quiet=False, state=None, rescan=False,
                          settle_s=30.0, keep_missing=False, workers=None, html=None,
-                         details=None) -> int:
+                         details=None, engine="local", address=None) -> int:
     """The scan command with a state file (api.scan_incremental); returns the exit code."""
     from tqdm import tqdm
 
@@ -374,7 +396,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                 videos, discover=False, out=None if to_stdout else out, state=state, fmt=fmt,
                 rescan=rescan, settle_s=settle_s, keep_missing=keep_missing,
                 frames_out=frames_out, meta=meta, scorer=scorer, workers=workers,
-                options=options,
+                options=options, engine=engine, address=address,
                 batch_size=batch_size, on_plan=lambda plan: bar.reset(total=len(plan.scan)),
                 on_result=on_result)
         except StateLocked as e:

@@ -26,6 +26,17 @@ class Engine(Protocol):
         """One result per path, in the order of `paths`, each yielded as soon as it is known."""
 
 
+def check_engine(name: str) -> None:
+    """Raise EngineUnavailable (saying how to install it) when an engine cannot run here."""
+    if name == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise EngineUnavailable(f"the ray engine needs Ray: {RAY_INSTALL}") from None
+    elif name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+
+
 def make_engine(name: str, scorer, options=None, batch_size: int = 256, **kw) -> Engine:
     if name == "local":
         if kw.pop("address", None) is not None:
@@ -33,10 +44,7 @@ def make_engine(name: str, scorer, options=None, batch_size: int = 256, **kw) ->
         from .local import LocalEngine
         return LocalEngine(scorer, options, batch_size=batch_size, **kw)
     if name == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise EngineUnavailable(f"the ray engine needs Ray: {RAY_INSTALL}") from None
+        check_engine(name)
         from .ray import RayEngine
         return RayEngine(scorer, options, batch_size=batch_size, **kw)
     raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")

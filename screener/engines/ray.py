@@ -37,7 +37,7 @@ import numpy as np
 import ray
 
 from .. import pipeline
-from ..errors import ModelError
+from ..errors import EngineUnavailable, ModelError
 from ..verdict import VideoResult, aggregate
 from .local import _log_result
 from .workers import crashed
@@ -176,11 +176,16 @@ class RayEngine:
             address = self.address or os.environ.get("RAY_ADDRESS") or None
             # A private Ray for one scan: its advice on securing a shared cluster is noise.
             auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
-            level, auth.level = auth.level, logging.ERROR if address is None else auth.level
+            level = auth.level
+            if address is None:
+                auth.setLevel(logging.ERROR)
             try:
                 # Worker logs stay in the session's log folder: the report may be on stdout.
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                where = f"join the Ray cluster at {address}" if address else "start Ray"
+                raise EngineUnavailable(f"cannot {where}: {str(e).splitlines()[0]}") from e
             finally:
                 auth.setLevel(level)
             self._started_ray = True
