@@ -52,10 +52,12 @@ def test_evaluate_command_writes_reports(tmp_path):
     nets.build("meso4").save(tmp_path / "m.keras")
     out = tmp_path / "out"
     rc = evaluate.main(["--model", str(tmp_path / "m.keras"), "--data", str(tmp_path / "val"),
-                        "--out", str(out)])
+                        "--out", str(out), "--card-key", "val"])
     assert rc == 0
     r = json.loads((out / "metrics.json").read_text())
     assert r["image"]["n"] == 8 and r["skipped"] == 1 and r["video"]["n"] == 4
+    card = json.loads((tmp_path / "m.json").read_text())
+    assert card["metrics"]["val"]["image"]["accuracy"] == r["image"]["accuracy"]
     for f in ("metrics.md", "roc.png", "scores.csv"):
         assert (out / f).is_file()
     assert evaluate.main(["--model", str(tmp_path / "m.keras"), "--data", str(tmp_path / "nope")]) == 2

@@ -130,3 +130,23 @@ def test_lr_schedule_decays_to_floor():
     assert train.lr_at(0, a, 10) == pytest.approx(1e-3)
     assert train.lr_at(20, a, 10) == pytest.approx(1e-4)  # decay_epochs = epochs/2
     assert train.lr_at(10 ** 6, a, 10) == pytest.approx(1e-6)
+
+
+def test_cached_trunk_fine_tune_keeps_frozen_blocks(tmp_path):
+    from screener import nets
+    from screener.scoring import load_model
+    root = make_dataset(tmp_path / "ds", n=6, videos=True)
+    init = nets.build("meso4")
+    init.save(tmp_path / "init.keras")
+    run = tmp_path / "run"
+    assert train.main(["--data", str(root), "--run", str(run), "--epochs", "1", "--holdout", "0.5",
+                       "--init", str(tmp_path / "init.keras"), "--freeze-blocks", "3",
+                       "--cache-trunk", "--quiet", "--no-xla", "--batch-size", "4"]) == 0
+    tuned = load_model(run / "best.keras").model
+    for name in ("block1_conv", "block3_bn"):
+        for w0, w1 in zip(init.get_layer(name).get_weights(), tuned.get_layer(name).get_weights()):
+            assert np.array_equal(w0, w1), name
+    assert not np.array_equal(init.get_layer("dense16").get_weights()[0],
+                              tuned.get_layer("dense16").get_weights()[0])
+    card = json.loads((run / "best.json").read_text())
+    assert card["start_point"].startswith("fine-tuned from") and card["training"]["augment"] is None

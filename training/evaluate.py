@@ -125,6 +125,24 @@ def write_outputs(result: dict, kept, scores, out: Path) -> None:
     plot_roc(y, scores, out / "roc.png", result["model"], video)
 
 
+def summary(result: dict) -> dict:
+    """The figures a model card keeps: the headline numbers, not the per-file lists."""
+    keep = ("n", "threshold", "accuracy", "balanced_accuracy", "roc_auc", "eer", "per_class",
+            "confusion_matrix")
+    out = {"data": result["data"], "resize": result["resize"], "skipped": result["skipped"],
+           "image": {k: result["image"][k] for k in keep}}
+    if "video" in result:
+        out["video"] = {k: result["video"][k] for k in keep}
+    return out
+
+
+def record_in_card(model: Path, key: str, result: dict) -> None:
+    card_path = model.with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {"name": model.stem}
+    card.setdefault("metrics", {})[key] = summary(result)
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None,
                    help="decision threshold on P(fake) (default: the model card's)")
     p.add_argument("--batch-size", type=int, default=64, help="images per prediction batch")
+    p.add_argument("--card-key", default=None,
+                   help="also record the figures in the model card (<model>.json) under "
+                        "metrics[KEY], e.g. aligned_validation")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default runs/eval/<model>-<data folder>)")
     return p
@@ -156,6 +177,8 @@ def main(argv=None) -> int:
         return 2
     out = args.out or Path("runs/eval") / f"{Path(args.model).stem}-{args.data.parent.name}-{args.data.name}"
     write_outputs(result, kept, scores, out)
+    if args.card_key:
+        record_in_card(Path(args.model), args.card_key, result)
     print(to_markdown(result))
     print(f"wrote {out}/metrics.json, metrics.md, roc.png, scores.csv")
     return 0

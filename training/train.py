@@ -72,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
                    help="with --freeze-blocks N: compute the frozen blocks' output once per image "
                         "(float16 memmap in the run folder) and train only the rest; augmentation "
                         "is then off (the cache holds plain images)")
+    g.add_argument("--reuse-cache", type=Path, nargs="*", default=[], metavar="RUN",
+                   help="with --cache-trunk: take features already computed by these run "
+                        "folders (same --init, --freeze-blocks and --resize), matched by file")
     g = p.add_argument_group("augmentation (the paper's, each switchable, plus JPEG and blur)")
     g.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
     g.add_argument("--rotation", type=float, default=15.0, help="max rotation, degrees (0: off)")
@@ -227,13 +230,21 @@ def _compile(net, a, optimizer=None):
 
 def _cached_source(model, a, fit_set, held, weights):
     """Frozen trunk computed once (see training.trunk); returns (net to train, batch makers)."""
+    from screener.scoring import file_sha256
+
     from . import trunk as tk
     trunk, head = tk.split_model(model, a.freeze_blocks)
+    # The cached features depend on the frozen weights (the --init file), the cut and the resize.
+    trunk_id = f"{file_sha256(Path(a.init))[:16] if a.init else 'random-seed' + str(a.seed)}" \
+               f"-block{a.freeze_blocks}-{a.resize}"
     print(f"caching block{a.freeze_blocks} features (once; resumable)", flush=True)
     out = []
     for name, part in (("fit", fit_set), ("holdout", held)):
         path = a.run / f"cache_{name}_block{a.freeze_blocks}.npy"
-        feats = tk.build_cache(trunk, part, path, a.resize, workers=a.workers, progress=not a.quiet)
+        reuse = [r / path.name for r in a.reuse_cache] + sorted(
+            p for r in a.reuse_cache for p in r.glob(f"cache_*_block{a.freeze_blocks}.npy"))
+        feats = tk.build_cache(trunk, part, path, a.resize, workers=a.workers, progress=True,
+                               reuse=list(dict.fromkeys(reuse)), trunk_id=trunk_id)
         bad = set(json.loads(path.with_suffix(".json").read_text())["skipped"])
         rows = np.array([i for i, s in enumerate(part) if str(s.path) not in bad], int)
         y = np.array([part[i].label for i in rows], np.float32)

@@ -5,6 +5,7 @@ the same frozen convolutions again; on a 2-core CPU that forward pass is most of
 `--cache-trunk` runs it once per image (no augmentation: the cache holds the plain image's
 features), stores the blockN_pool output as float16 in a memory-mapped `.npy` in the run folder
 (read a batch at a time, never loaded whole) and trains only the layers after the cut.
+`--reuse-cache RUN` takes the rows another run of the same trunk already computed.
 
 The head shares its layers with the full model, so the full model (and `best.keras`) holds the
 trained weights with no copying. The cache fills in chunks and resumes where it stopped.
@@ -38,39 +39,59 @@ def split_model(model, n: int):
 
 
 def build_cache(trunk, samples, path: Path, resize_mode: str, batch_size: int = 64,
-                workers: int = 2, progress: bool = True) -> np.ndarray:
+                workers: int = 2, progress: bool = True, reuse=(), trunk_id: str = "") -> np.ndarray:
     """Features of `samples` in order, as a read-only float16 memmap (N, H, W, C).
 
-    Unreadable images get all-zero features and are listed in `<path>.json` ("skipped") so
-    the caller can leave them out."""
-    meta_path = path.with_suffix(".json")
+    Rows already computed (this cache, interrupted; or `reuse`: other caches of the same trunk,
+    matched by file path and `trunk_id`) are not computed again. Unreadable images get all-zero
+    features and are listed in `<path>.json` ("skipped") so the caller can leave them out."""
+    meta_path, mask_path = path.with_suffix(".json"), path.with_suffix(".done.npy")
     shape = (len(samples),) + tuple(int(d) for d in trunk.output.shape[1:])
     paths = [str(s.path) for s in samples]
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-    if meta is None or meta["paths"] != paths or tuple(meta["shape"]) != shape:
-        meta = {"paths": paths, "shape": shape, "done": 0, "skipped": []}
+    if (meta is None or meta["paths"] != paths or tuple(meta["shape"]) != shape
+            or meta.get("trunk_id") != trunk_id or not mask_path.is_file()):
+        meta = {"paths": paths, "shape": shape, "trunk_id": trunk_id, "skipped": []}
         np.lib.format.open_memmap(path, "w+", np.float16, shape).flush()
+        np.save(mask_path, np.zeros(len(samples), bool))
     feats = np.lib.format.open_memmap(path, "r+")
-    t0, start = time.time(), meta["done"]
+    done = np.load(mask_path)
+    row_of = {p: i for i, p in enumerate(paths)}
+    for other in reuse:
+        other = Path(other)
+        om_path, omask_path = other.with_suffix(".json"), other.with_suffix(".done.npy")
+        if other == path or not (om_path.is_file() and omask_path.is_file()):
+            continue
+        om = json.loads(om_path.read_text())
+        if om.get("trunk_id") != trunk_id or tuple(om["shape"][1:]) != shape[1:]:
+            continue
+        ofeats, omask = np.load(other, mmap_mode="r"), np.load(omask_path)
+        pairs = [(row_of[p], j) for j, p in enumerate(om["paths"])
+                 if p in row_of and omask[j] and not done[row_of[p]] and p not in om["skipped"]]
+        for k in range(0, len(pairs), 1024):
+            mine, theirs = zip(*pairs[k:k + 1024])
+            feats[list(mine)] = ofeats[list(theirs)]
+            done[list(mine)] = True
+        log.info("reused %d rows from %s", len(pairs), other)
+    t0, todo = time.time(), np.flatnonzero(~done)
     chunk = batch_size * 8  # checkpoint the cache every few batches
-    for lo in range(start, len(samples), chunk):
-        part = samples[lo:lo + chunk]
+    for k in range(0, len(todo), chunk):
+        rows = todo[k:k + chunk]
+        part = [samples[i] for i in rows]
         stream = BatchStream(part, batch_size, resize_mode, workers=workers)
-        kept_rows, outs = [], []
-        for x, _, _ in stream:
-            outs.append(np.asarray(trunk.predict_on_batch(x), np.float16))
-        index = {str(s.path): lo + j for j, s in enumerate(part)}
-        kept_rows = [index[str(s.path)] for s in stream.kept]
+        outs = [np.asarray(trunk.predict_on_batch(x), np.float16) for x, _, _ in stream]
         if outs:
-            feats[kept_rows] = np.concatenate(outs)
+            feats[[row_of[str(s.path)] for s in stream.kept]] = np.concatenate(outs)
         meta["skipped"] += sorted(stream.stats.skipped)
-        meta["done"] = lo + len(part)
+        done[rows] = True
         feats.flush()
+        np.save(mask_path, done)
         meta_path.write_text(json.dumps(meta))
         if progress:
-            rate = (meta["done"] - start) / (time.time() - t0)
-            print(f"  cache {path.name}: {meta['done']}/{len(samples)} ({rate:.1f} img/s)",
-                  flush=True)
+            n = k + len(rows)
+            print(f"  cache {path.name}: {n}/{len(todo)} to compute "
+                  f"({n / (time.time() - t0):.1f} img/s)", flush=True)
+    meta_path.write_text(json.dumps(meta))
     del feats
     return np.load(path, mmap_mode="r")
 
