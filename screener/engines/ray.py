@@ -91,6 +91,20 @@ class ScoringActor:
         return ray.get_runtime_context().get_node_id()
 
 
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast on a wrong --address: ray.init retries an unreachable GCS without end."""
+    import socket
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", "local" and the like: Ray resolves them
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise EngineUnavailable(f"cannot join the Ray cluster at {address}: "
+                                f"{e.strerror or e}") from None
+
+
 # --- the driver ---------------------------------------------------------------------------
 
 @dataclass
@@ -176,6 +190,8 @@ class RayEngine:
             address = self.address or os.environ.get("RAY_ADDRESS") or None
             # A private Ray for one scan: its advice on securing a shared cluster is noise.
             auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+            if address:
+                _check_reachable(address)
             level = auth.level
             if address is None:
                 auth.setLevel(logging.ERROR)
