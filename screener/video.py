@@ -82,7 +82,14 @@ def _diagnose(path: Path) -> str:
             return f"{name} video that OpenCV cannot decode"
     except av.FFmpegError as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "Invalid data" in msg:
+        if "Invalid data" in msg or "moov atom not found" in msg:
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(12)
+            except OSError:
+                head = b""
+            if head[4:8] == b"ftyp":  # an MP4/MOV header, then nothing usable: cut short
+                return "truncated or incomplete MP4 (its index is missing or cut)"
             return "not a video file (unrecognised or corrupt data)"
         if "moov atom not found" in msg:
             return "truncated or incomplete MP4 (no moov atom)"
