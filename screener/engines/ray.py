@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -55,6 +56,11 @@ _detector = None   # one per Ray worker process, reused by every task it runs
 def _video_crops(path: str, options: pipeline.SampleOptions):
     """The per-video unit as a task: ((VideoCrops without pixels, node id), crops array)."""
     global _detector
+    # Test hook (as in workers.py): a worker "crashes" on paths containing this text, as a
+    # decoder segfault or the OOM killer would do it. Unset in normal use.
+    mark = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
+    if mark and mark in path:
+        os.kill(os.getpid(), signal.SIGKILL)
     try:
         if _detector is None or _detector.min_score != options.min_score:
             import cv2

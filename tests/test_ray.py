@@ -1,0 +1,223 @@
+"""The Ray engine on a real two-node local Ray cluster (started once for the module): the same
+report as the local engine, every row once when workers die, incremental reruns, Ctrl-C."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import bad_inputs, copy, one_face
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
+
+KILL_MARK = "__dies__"   # screener.engines.ray's test hook kills the worker on these paths
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two nodes of one CPU each, as separate raylets: tasks really run on both."""
+    from ray.cluster_utils import Cluster
+    old = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
+    os.environ["SCREENER_TEST_KILL_WORKER_ON"] = KILL_MARK  # workers inherit it
+    c = Cluster(initialize_head=True, head_node_args=dict(
+        num_cpus=1, include_dashboard=False, object_store_memory=200 * 2**20))
+    c.add_node(num_cpus=1, object_store_memory=200 * 2**20)
+    ray.init(address=c.address, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+    if old is None:
+        os.environ.pop("SCREENER_TEST_KILL_WORKER_ON", None)
+    else:
+        os.environ["SCREENER_TEST_KILL_WORKER_ON"] = old
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory):
+    """An untrained Meso-4 with random weights: every crop gets its own score, so a score
+    that landed on the wrong video, or a batch-dependent one, shows."""
+    import keras
+    from screener import nets
+    keras.utils.set_random_seed(7)
+    folder = tmp_path_factory.mktemp("random_model")
+    path = folder / "random.keras"
+    nets.build("meso4").save(path)
+    path.with_suffix(".json").write_text(json.dumps({"name": "random", "threshold": 0.5}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, face_video, two_face_video, no_face_video):
+    d = tmp_path_factory.mktemp("ray_scan")
+    copy(face_video, d / "a_face.mp4")
+    copy(no_face_video, d / "b_none.mp4")
+    copy(two_face_video, d / "c_two.mp4")
+    copy(face_video, d / "d_face.mp4")
+    bad_inputs(d / "bad", face_video)
+    return d
+
+
+def report_rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+
+
+def assert_same_rows(a: list[dict], b: list[dict]) -> None:
+    assert [r["path"] for r in a] == [r["path"] for r in b]
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            if k.startswith("fake_score") or k == "fake_share":
+                assert (x[k] == "") == (y[k] == ""), (x["path"], k)
+                if x[k]:
+                    assert abs(float(x[k]) - float(y[k])) <= 1e-4, (x["path"], k, x[k], y[k])
+            else:
+                assert x[k] == y[k], (x["path"], k)
+
+
+def test_same_report_as_the_local_engine(cluster, folder, random_model, tmp_path):
+    from screener.api import scan_incremental
+    outs = {}
+    for engine in ("local", "ray"):
+        outs[engine] = tmp_path / f"{engine}.csv"
+        s = scan_incremental([folder], out=outs[engine], model=random_model, frames=4,
+                             all_faces=True, batch_size=8, engine=engine, settle_s=0,
+                             frames_out=tmp_path / f"{engine}_faces.csv")
+        assert s.scanned == 9
+    local, distributed = report_rows(outs["local"]), report_rows(outs["ray"])
+    assert_same_rows(local, distributed)
+    assert [r["status"] for r in distributed].count("error") == 5
+    assert {r["status"] for r in distributed} == {"ok", "no_face", "error"}
+    faces_local = report_rows(tmp_path / "local_faces.csv")
+    faces_ray = report_rows(tmp_path / "ray_faces.csv")
+    assert len(faces_local) == len(faces_ray) > 0
+    for x, y in zip(faces_local, faces_ray):
+        assert (x["path"], x["frame_index"], x["face_index"]) == \
+               (y["path"], y["frame_index"], y["face_index"])
+        assert abs(float(x["p_fake"]) - float(y["p_fake"])) <= 1e-4
+
+
+def test_tasks_run_on_both_nodes_and_work_stays_bounded(cluster, folder, scorer):
+    from screener.engines.ray import RayEngine
+    from screener.pipeline import SampleOptions
+    paths = [str(folder / n) for n in ("a_face.mp4", "c_two.mp4", "d_face.mp4")] * 4
+    with RayEngine(scorer, SampleOptions(frames=4, all_faces=True), batch_size=4,
+                   window=2) as engine:
+        results = list(engine.run(paths))
+    assert [r.path for r in results] == paths
+    assert all(r.status == "ok" for r in results)
+    st = engine.stats
+    assert len(st.nodes) == 2 and sum(st.nodes.values()) == len(paths)
+    assert st.peak_videos_in_flight <= 2
+    # window videos of at most 8 crops + under one batch pending + 2 batches (of at most
+    # batch + one video) in the one actor
+    assert st.peak_crops_held <= 2 * 8 + (4 + 8) * 3
+    assert ray.is_initialized()  # a Ray it did not start is left running
+
+
+def busy_workers() -> list[int]:
+    """Ray worker processes running a video task right now (Ray names them after it)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read().startswith(b"ray::_video_crops"):
+                        pids.append(int(pid))
+            except OSError:
+                pass
+    return pids
+
+
+def test_a_worker_killed_mid_scan_still_gives_every_row_once(cluster, folder, tmp_path,
+                                                              scorer):
+    """SIGKILL a worker while it decodes (another process, at a random moment): its video is
+    retried elsewhere; and a video that kills its worker on every try becomes an error row."""
+    from screener.api import scan_incremental
+    d = tmp_path / "kill"
+    for i in range(6):
+        copy(folder / "a_face.mp4", d / f"v{i}.mp4")
+    copy(folder / "b_none.mp4", d / f"v9{KILL_MARK}.mp4")
+    killed = []
+    stop = threading.Event()
+
+    def killer():
+        while not stop.is_set() and len(killed) < 2:
+            for pid in busy_workers():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:
+                    pass
+                break
+            time.sleep(0.005)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        s = scan_incremental([d], out=tmp_path / "kill.csv", scorer=scorer, frames=8,
+                             engine="ray", settle_s=0)
+    finally:
+        stop.set()
+        t.join()
+    rows = report_rows(tmp_path / "kill.csv")
+    assert [r["path"] for r in rows] == sorted(str(p) for p in d.iterdir())
+    assert s.scanned == 7
+    assert killed, "no worker was caught mid-task"
+    *good, dead = rows
+    assert all(r["status"] == "ok" for r in good)
+    assert dead["status"] == "error" and "worker process died" in dead["error"]
+
+
+def test_second_run_is_incremental(cluster, folder, tmp_path, scorer):
+    from screener.api import scan_incremental
+    out = tmp_path / "inc.csv"
+    first = scan_incremental([folder], out=out, scorer=scorer, frames=4, engine="ray",
+                             settle_s=0)
+    report = out.read_bytes()
+    again = scan_incremental([folder], out=out, scorer=scorer, frames=4, engine="ray",
+                             settle_s=0)
+    assert (first.scanned, again.scanned, again.reused) == (9, 0, 9)
+    assert out.read_bytes() == report
+
+
+def test_ctrl_c_leaves_state_and_report_consistent(cluster, folder, tmp_path, scorer):
+    from screener.api import scan_incremental
+    from screener.state import ScanInterrupted
+    out = tmp_path / "int.csv"
+    seen = []
+
+    def interrupt_after_two(r):
+        seen.append(r.path)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(ScanInterrupted) as e:
+        scan_incremental([folder], out=out, scorer=scorer, frames=4, engine="ray",
+                         settle_s=0, on_result=interrupt_after_two)
+    assert e.value.summary.scanned == 2
+    assert [r["path"] for r in report_rows(out)] == seen
+    rest = scan_incremental([folder], out=out, scorer=scorer, frames=4, engine="ray",
+                            settle_s=0)
+    assert (rest.scanned, rest.reused) == (7, 2)
+    assert len(report_rows(out)) == 9
+
+
+def test_without_ray_the_cli_says_how_to_install_it(tmp_path, face_video):
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from screener.cli import main; main()")
+    p = subprocess.run([sys.executable, "-c", code, "scan", str(face_video), "--engine", "ray",
+                        "--no-state"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        "screener: error: the ray engine needs Ray: pip install 'screener[ray]'"]
+    assert p.stdout == ""
