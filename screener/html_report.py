@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DETAILS = 100   # videos shown with thumbnails, timeline and heat map
 TABLE_THUMBS = 100      # of those, the ones with a thumbnail in the table row
+PAGE = 500              # table rows displayed at once (the page's script shows more on demand)
 MISSING = "missing"     # state.MISSING, without importing the state here
 CATEGORIES = (FAKE, REAL, NO_FACE, ERROR, MISSING)
 
@@ -147,7 +148,7 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
         options=meta.get("options") or {}, version=meta.get("screener", ""),
         date=when.strftime("%Y-%m-%d %H:%M UTC"), elapsed=_duration(elapsed_s),
         complete=complete, details=details, flagged_without=flagged_without, source=source,
-        explain_note=why_not)
+        explain_note=why_not, page=PAGE)
     return page, {"videos": len(rows), "details": len(cards), "explained": explained}
 
 
@@ -201,10 +202,14 @@ def _row(i: int, r: VideoResult, thumb: str | None, detailed: bool) -> dict:
     path = safe_text(str(r.path))
     folder, name = os.path.split(path)
     return dict(i=i, path=path, name=name or path, folder=folder, cat=_category(r),
-                status=r.status, verdict=r.verdict, score=r.fake_score, max=r.fake_score_max,
-                share=r.fake_share, faces=r.faces_scored, frames=r.frames_sampled,
+                status=r.status, verdict=r.verdict, score=_round(r.fake_score),
+                max=_round(r.fake_score_max), share=_round(r.fake_share), faces=r.faces_scored, frames=r.frames_sampled,
                 with_face=r.frames_with_face, duration=r.duration_s,
                 reason=safe_text(r.error or ""), thumb=thumb, detailed=detailed)
+
+
+def _round(v, digits: int = 4):
+    return None if v is None or not math.isfinite(v) else round(float(v), digits)
 
 
 def _model_info(meta: dict, results: list[VideoResult]) -> dict:
