@@ -111,7 +111,7 @@ def browse(html: Path, runs: int = 3) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", type=int, default=5000)
-    ap.add_argument("--details", type=int, default=100)
+    ap.add_argument("--details", type=int, default=None, help="default: the report's own rule")
     ap.add_argument("--model", default=None)
     ap.add_argument("--keep", default=None, help="copy the report here")
     args = ap.parse_args()

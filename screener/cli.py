@@ -153,8 +153,8 @@ def main():
               help="Also write the visual report: one self-contained HTML file (README "
                    "\"The visual report\").")
 @click.option("--details", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Videos shown in detail in the --html report: the N highest scores "
-                   "[default: 100].")
+              help="Videos shown in detail in the --html report: the N highest scores  "
+                   "[default: every FAKE one and the top of the table, 100 to 500]")
 def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
          threshold, fail_on_fake, workers, device, quiet, verbose, state, no_state, rescan,
          settle_s, keep_missing, log_file, html=None, details=None, engine="local",
@@ -254,8 +254,8 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     interrupted = False
     collector = None
     if html:
-        from .html_report import DEFAULT_DETAILS, Collector
-        collector = Collector(DEFAULT_DETAILS if details is None else details)
+        from .html_report import Collector
+        collector = Collector(details)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     with ExitStack() as stack:
         try:
@@ -418,11 +418,10 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
         finally:
             signal.signal(signal.SIGTERM, previous)
     if html:  # from the state just written: the same page `screener report` rebuilds
-        from .html_report import DEFAULT_DETAILS
         from .state import default_state_path
         ok = _rebuild_html(html, state=state or default_state_path(out),
                            model=scorer.model or scorer.card.path, quiet=quiet,
-                           details=DEFAULT_DETAILS if details is None else details)
+                           details=details)
         if not ok:
             return EXIT_OUTPUT
     if to_stdout:  # --state without --out: the whole report, once, at the end
@@ -472,11 +471,11 @@ def _rebuild_html(html, *, quiet=False, **kw) -> bool:
 @click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Model for the heat maps (default: the scan's model file, if unchanged).")
 @click.option("--details", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Videos shown in detail: the N highest scores  [default: 100]")
+              help="Videos shown in detail: the N highest scores  [default: every FAKE one "
+                   "and the top of the table, 100 to 500]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only.")
 def report(html, state, from_report, model, details, quiet):
     """Rebuild the visual report from a finished or incremental scan, without rescanning."""
-    from .html_report import DEFAULT_DETAILS
     _setup_logging(quiet, 0)
     if not state and not from_report:
         raise click.UsageError("give --state FILE or --from REPORT")
@@ -484,7 +483,7 @@ def report(html, state, from_report, model, details, quiet):
         _error(f"no scan state at {printable(state)}")
         sys.exit(EXIT_USAGE)
     ok = _rebuild_html(html, state=state, report=from_report, model=model, quiet=quiet,
-                       details=DEFAULT_DETAILS if details is None else details)
+                       details=details)
     sys.exit(EXIT_OK if ok else EXIT_OUTPUT)
 
 

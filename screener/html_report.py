@@ -3,8 +3,8 @@
 - Summary: counts by verdict and status, the model (threshold, card metrics, stated limits),
   date and elapsed time. A table of every video, sortable and filterable (a little vanilla JS),
   error and no-face rows with their reasons.
-- Details for the highest-scoring videos (every FAKE one first, at most `details`, so a report
-  of thousands of videos stays quick to open): a timeline of P(fake) over the sampled frames
+- Details for the highest-scoring videos (every FAKE one and the top of the table: at least
+  100, at most 500, or `details`; so a report of thousands of videos stays quick to open): a timeline of P(fake) over the sampled frames
   (inline SVG: threshold line, gaps where no face was found), the k most and k least fake faces
   (the thumbnails `media` kept during the scan), and for the most fake face a Grad-CAM heat map
   and the feature maps of each conv block (`explain`, computed here with the model).
@@ -40,7 +40,10 @@ from .verdict import ERROR, FAKE, NO_FACE, OK, REAL, VideoResult
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DETAILS = 100   # videos shown with thumbnails, timeline and heat map
+# Videos shown with thumbnails, timeline and heat map: by default every FAKE one and the top of
+# the table, at least DEFAULT_DETAILS and at most MAX_DETAILS (the page's size grows ~50 KB each).
+DEFAULT_DETAILS = 100
+MAX_DETAILS = 500
 TABLE_THUMBS = 100      # of those, the ones with a thumbnail in the table row
 PAGE = 500              # table rows displayed at once (the page's script shows more on demand)
 MISSING = "missing"     # state.MISSING, without importing the state here
@@ -51,10 +54,12 @@ CATEGORIES = (FAKE, REAL, NO_FACE, ERROR, MISSING)
 
 class Collector:
     """Keeps what a report needs from a streaming scan: every row without its thumbnails, and
-    the thumbnails of the `details` highest-scoring videos only (bounded memory)."""
+    the thumbnails of the highest-scoring videos only (`details`, else MAX_DETAILS: bounded
+    memory)."""
 
-    def __init__(self, details: int = DEFAULT_DETAILS):
+    def __init__(self, details: int | None = None):
         self.details = details
+        self._keep = MAX_DETAILS if details is None else details
         self.results: list[VideoResult] = []
         self._top: list[tuple[float, int, VideoMedia]] = []  # min-heap on score
 
@@ -64,9 +69,9 @@ class Collector:
             r = _without_media(r)
         i = len(self.results)
         self.results.append(r)
-        if m is not None and r.fake_score is not None and self.details > 0:
+        if m is not None and r.fake_score is not None and self._keep > 0:
             item = (float(r.fake_score), -i, m)
-            if len(self._top) < self.details:
+            if len(self._top) < self._keep:
                 heapq.heappush(self._top, item)
             elif item[:2] > self._top[0][:2]:
                 heapq.heapreplace(self._top, item)
@@ -82,17 +87,21 @@ def _without_media(r: VideoResult) -> VideoResult:
 
 # --- the page -------------------------------------------------------------------------------
 
-def detail_indices(results: list[VideoResult], details: int) -> list[int]:
+def detail_indices(results: list[VideoResult], details: int | None = None) -> list[int]:
     """The videos shown in detail: scored ones, highest fake_score first (so every FAKE one
-    comes before any REAL one), at most `details`."""
+    comes before any REAL one); `details` of them, or by default every FAKE one, at least
+    DEFAULT_DETAILS and at most MAX_DETAILS."""
     scored = [i for i, r in enumerate(results) if r.status == OK and r.fake_score is not None]
     scored.sort(key=lambda i: (-results[i].fake_score, i))
+    if details is None:
+        fake = sum(1 for i in scored if results[i].verdict == FAKE)
+        details = min(max(DEFAULT_DETAILS, fake), MAX_DETAILS)
     return scored[:max(details, 0)]
 
 
 def write_html(path, results: Iterable[VideoResult], *, meta: dict | None = None,
                media: dict[int, VideoMedia] | Callable[[list[int]], dict[int, VideoMedia]]
-               | None = None, model=None, details: int = DEFAULT_DETAILS,
+               | None = None, model=None, details: int | None = None,
                elapsed_s: float | None = None, finished_at: float | None = None,
                complete: bool = True, source: str = "") -> dict:
     """Write the report to `path` atomically. `media`: thumbnails by result index (or a function
@@ -112,7 +121,7 @@ def write_html(path, results: Iterable[VideoResult], *, meta: dict | None = None
 
 
 def render(results: list[VideoResult], *, meta=None, media=None, model=None,
-           details: int = DEFAULT_DETAILS, elapsed_s=None, finished_at=None, complete=True,
+           details: int | None = None, elapsed_s=None, finished_at=None, complete=True,
            source: str = "") -> tuple[str, dict]:
     meta = meta or {}
     picked = detail_indices(results, details)
@@ -124,9 +133,19 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
         got = media
     explainer, why_not = _explainer(model, meta) if any(
         got.get(i) is not None and got[i].key_crop is not None for i in picked) else (None, "")
+    explained_by = {}
+    if explainer is not None:
+        todo = [i for i in picked if got.get(i) is not None and got[i].key_crop is not None]
+        try:
+            crops = np.stack([decode_jpeg(got[i].key_crop.jpeg) for i in todo])
+            explained_by = {i: (c, e) for i, c, e in zip(todo, crops,
+                                                          explainer.explain_many(crops))}
+        except Exception as exc:  # the heat maps are lost, not the report
+            log.warning("no heat maps: %s", exc)
+            why_not = f"no heat maps: {exc}"
     cards, explained = [], 0
-    for rank, i in enumerate(picked):
-        card = _detail(i, results[i], got.get(i), explainer, why_not)
+    for i in picked:
+        card = _detail(i, results[i], got.get(i), explained_by.get(i), why_not)
         explained += card["explained"]
         cards.append(card)
     thumbs_in_table = {c["i"]: c["row_thumb"] for c in cards[:TABLE_THUMBS] if c["row_thumb"]}
@@ -147,7 +166,7 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
         categories=CATEGORIES, total=len(rows), model=_model_info(meta, results),
         options=meta.get("options") or {}, version=meta.get("screener", ""),
         date=when.strftime("%Y-%m-%d %H:%M UTC"), elapsed=_duration(elapsed_s),
-        complete=complete, details=details, flagged_without=flagged_without, source=source,
+        complete=complete, flagged_without=flagged_without, source=source,
         explain_note=why_not, page=PAGE)
     return page, {"videos": len(rows), "details": len(cards), "explained": explained}
 
@@ -242,7 +261,7 @@ def _flat(d: dict, prefix: str = ""):
 
 # --- per-video details ----------------------------------------------------------------------
 
-def _detail(i: int, r: VideoResult, m: VideoMedia | None, explainer, why_not: str) -> dict:
+def _detail(i: int, r: VideoResult, m: VideoMedia | None, explained, why_not: str) -> dict:
     threshold = r.threshold if r.threshold is not None else 0.5
     card = dict(i=i, name=safe_text(os.path.basename(str(r.path)) or str(r.path)),
                 path=safe_text(str(r.path)), verdict=r.verdict, score=r.fake_score,
@@ -257,16 +276,10 @@ def _detail(i: int, r: VideoResult, m: VideoMedia | None, explainer, why_not: st
     card["row_thumb"] = card["most"][0]["src"] if card["most"] else None
     if m.key_crop is None:
         return card
-    if explainer is None:
+    if explained is None:
         card["explain_note"] = why_not
         return card
-    try:
-        crop = decode_jpeg(m.key_crop.jpeg)
-        e = explainer.explain(crop)
-    except Exception as exc:  # one face that cannot be explained must not lose the report
-        log.warning("%s: no heat map: %s", r.path, exc)
-        card["explain_note"] = f"no heat map: {exc}"
-        return card
+    crop, e = explained
     from . import explain
     card["heat"] = dict(
         time_s=m.key_crop.time_s, p_fake=m.key_crop.p_fake, p_fake_here=e.p_fake,
@@ -384,7 +397,7 @@ def _explainer(model, meta: dict):
 # --- rebuilding from saved results ----------------------------------------------------------
 
 def rebuild(html_path, *, state=None, report=None, model=None,
-            details: int = DEFAULT_DETAILS) -> dict:
+            details: int | None = None) -> dict:
     """Write the report from a state file (rows, per-frame scores and thumbnails) or, without
     one, from a JSON or CSV report (rows only: no timeline or thumbnails). A report's default
     state (`<report>.state.sqlite`) is used when it exists. Raises StateError, ValueError."""
