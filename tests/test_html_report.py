@@ -251,3 +251,29 @@ def test_report_in_headless_chromium(scanned, tmp_path):
     assert dialogs == [], dialogs
     assert problems == [], problems
     assert requests and all(u.startswith(("file:", "data:")) for u in requests), requests
+
+
+def test_every_fake_video_is_detailed_by_default_within_bounds():
+    from screener import html_report as hr
+    from screener.verdict import VideoResult
+
+    def results(n_fake, n_real):
+        return [VideoResult(path=f"{i}", status="ok", verdict="FAKE" if i < n_fake else "REAL",
+                            fake_score=0.9 if i < n_fake else 0.1)
+                for i in range(n_fake + n_real)] + [VideoResult(path="x", status="error")]
+    assert len(hr.detail_indices(results(3, 500))) == hr.DEFAULT_DETAILS
+    assert len(hr.detail_indices(results(150, 500))) == 150
+    assert len(hr.detail_indices(results(900, 10))) == hr.MAX_DETAILS
+    assert hr.detail_indices(results(2, 3), 4) == [0, 1, 2, 3]
+
+
+def test_media_round_trip_keeps_the_extremes():
+    from types import SimpleNamespace as N
+    from screener import media
+    crops = [N(frame_index=i, face_index=0, time_s=i / 10,
+               crop=np.full((256, 256, 3), 20 * i, np.uint8)) for i in range(5)]
+    m = media.keep(crops, [0.1, 0.9, 0.5, 0.3, 0.7], k=3)
+    assert [t.p_fake for t in m.most_fake] == [0.9, 0.7, 0.5]
+    assert [t.p_fake for t in m.least_fake] == [0.1, 0.3]   # never a face shown twice
+    assert m.key_crop.frame_index == 1 and media.decode_jpeg(m.key_crop.jpeg).shape == (256, 256, 3)
+    assert media.VideoMedia.from_bytes(m.to_bytes()) == m
