@@ -15,7 +15,8 @@ of these is a few lines here, where Ray Data would reorder rows and hide retries
   two objects: the video's metadata without pixels (to the driver) and its crops as one uint8
   array (left in the object store, read by the actor that scores them).
 - Scoring is an actor pool: one actor per GPU (`num_gpus=1`) when the cluster has GPUs, else
-  CPU actors. Each actor loads the model file once and checks its sha256 against the driver's.
+  one CPU actor per node. Each loads the model file once and checks its sha256 against the
+  driver's. A batch goes to the actor with the fewest batches in flight.
 - Bounded work: at most `window` videos decoding, fewer than `batch_size` crops waiting to be
   batched and two batches per actor; when scoring is slower, decoding waits, so the object
   store holds at most window videos + (2 * actors + 1) batches of crops (`stats` says the peak).
@@ -29,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -165,10 +167,10 @@ class RayEngine:
                  actor_cpus: float = 0):
         """address: a cluster to join (else RAY_ADDRESS, else a local Ray started here and
         shut down by close()); an already initialised Ray in this process is used as it is.
-        workers: videos decoded at once (default: the cluster's CPUs). window: videos in flight
-        (default 2 * workers + 2). actors: scoring actors (default: one per GPU, else 1).
-        actor_cpus: CPUs a CPU scoring actor reserves (0: it shares the node with the tasks,
-        as the local engine's driver does; scoring is a few percent of the work)."""
+        workers: the CPUs to keep busy decoding (default: the cluster's). window: videos in
+        flight (default 2 * workers + 2). actors: scoring actors (default: one per GPU, else one per
+        node). actor_cpus: CPUs a scoring actor reserves (0: it shares its node with the
+        tasks, as the local engine's driver shares the machine with its workers)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if max_retries < 0:
@@ -203,6 +205,9 @@ class RayEngine:
             level = auth.level
             if address is None:
                 auth.setLevel(logging.ERROR)
+            # ray.init makes SIGTERM exit at once; the caller's handler (the CLI turns SIGTERM
+            # into Ctrl-C so state and report are left consistent) is put back below.
+            sigterm = signal.getsignal(signal.SIGTERM)
             try:
                 # Worker logs stay in the session's log folder: the report may be on stdout.
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -212,18 +217,34 @@ class RayEngine:
                 raise EngineUnavailable(f"cannot {where}: {str(e).splitlines()[0]}") from e
             finally:
                 auth.setLevel(level)
+                if sigterm is not None and threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGTERM, sigterm)
             self._started_ray = True
         if self._task is None:
             self._task = ray.remote(num_cpus=1, max_retries=0, num_returns=2)(_video_crops)
         if not self._pool:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
             gpus = int(ray.cluster_resources().get("GPU", 0))
-            n = self.actors or gpus or 1
-            opts = dict(num_gpus=1 if gpus else 0, num_cpus=self.actor_cpus)
-            cls = ray.remote(self.actor_class).options(max_restarts=3, max_task_retries=3, **opts)
+            cls = ray.remote(self.actor_class)
+            common = dict(max_restarts=3, max_task_retries=3, num_cpus=self.actor_cpus,
+                          num_gpus=1 if gpus else 0)
+            if gpus:
+                placements = [{}] * (self.actors or gpus)
+            else:
+                # On CPUs the model costs more per face than decoding and detection per frame
+                # (README "Running on a Ray cluster"): one actor per node, so scoring grows with
+                # the cluster. Soft affinity: a restarted actor may land on another node.
+                alive = [n["NodeID"] for n in ray.nodes()
+                         if n["Alive"] and n["Resources"].get("CPU", 0) > 0] or [None]
+                nodes = [alive[i % len(alive)] for i in range(self.actors or len(alive))]
+                placements = [{} if node is None else dict(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True))
+                    for node in nodes]
             card = self.scorer.card
-            self._pool = [cls.remote(card.path, card.threshold, card.sha256, self.batch_size)
-                          for _ in range(n)]
-            self.stats.actors, self.stats.gpus_per_actor = n, opts.get("num_gpus", 0)
+            self._pool = [cls.options(**common, **where).remote(card.path, card.threshold, card.sha256,
+                                                      self.batch_size)
+                          for where in placements]
+            self.stats.actors, self.stats.gpus_per_actor = len(self._pool), 1 if gpus else 0
             try:  # a bad model file fails here, before any video is read
                 ray.get([a.node.remote() for a in self._pool])
             except ray.exceptions.RayActorError as e:
@@ -353,7 +374,10 @@ class RayEngine:
         except BaseException:  # Ctrl-C, or the consumer left: stop the cluster's work now
             for v in list(flight) + pending:
                 if v.video is None and v.meta_ref is not None:
-                    ray.cancel(v.meta_ref, force=True)
+                    try:
+                        ray.cancel(v.meta_ref, force=True)
+                    except Exception:  # Ray already shut down: nothing left to stop
+                        pass
             raise
 
     def _finish(self, batch: _Batch) -> Iterator[VideoResult]:
