@@ -99,12 +99,15 @@ def test_train_one_epoch_save_reload_predict_and_resume(tmp_path):
     root = make_dataset(tmp_path / "ds", n=12, videos=True)
     run = tmp_path / "run"
     args = ["--data", str(root), "--run", str(run), "--epochs", "1", "--batch-size", "8",
-            "--holdout", "0.34", "--quiet", "--no-xla", "--jpeg-p", "0.5", "--blur-p", "0.5"]
+            "--holdout", "0.34", "--quiet", "--no-xla", "--jpeg-p", "0.5", "--blur-p", "0.5",
+            "--pick-threshold"]
     assert train.main(args) == 0
     for f in ("best.keras", "best.json", "last.keras", "log.csv", "curves.png", "state.json"):
         assert (run / f).is_file(), f
     card = json.loads((run / "best.json").read_text())
     assert card["data"]["holdout_by"] == "video" and card["training"]["epochs_run"] == 1
+    assert card["threshold"] in train.THRESHOLD_GRID and "holdout" in card["threshold_choice"]["chosen_by"]
+    assert card["command"].startswith("python -m training.train --data")
     scorer = load_model(run / "best.keras")
     x = np.stack([data.load_image(s.path) for s in data.list_split(root, "train")])
     p1 = scorer.predict(x)

@@ -102,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
                    help="stop after this many epochs without a better holdout AUC (0: never)")
     g.add_argument("--max-minutes", type=float, default=0,
                    help="stop after the epoch that would overrun this budget (0: none)")
+    g.add_argument("--pick-threshold", action="store_true",
+                   help="after training, set the card's threshold to the one (grid step 0.05) "
+                        "with the best balanced accuracy on the train holdout (default: 0.5)")
     g.add_argument("--no-xla", action="store_true", help="do not JIT-compile the training step")
     g.add_argument("--seed", type=int, default=1234,
                    help="seed for weights, holdout split, shuffling and augmentation (default 1234)")
@@ -194,7 +197,8 @@ def card(a, state: dict, split_info: dict) -> dict:
     return {
         "name": a.name or a.run.name,
         "arch": a.arch,
-        "threshold": 0.5,
+        "threshold": state.get("threshold", {}).get("value", 0.5),
+        "threshold_choice": state.get("threshold", "fixed at 0.5"),
         "labels": "output is P(fake); 1 = fake (folder %r), 0 = real (folder %r)" % (a.fake_dir, a.real_dir),
         "options": {"activation": a.activation, "batchnorm": not a.no_batchnorm,
                     "dropout": a.dropout, "freeze_blocks": a.freeze_blocks,
@@ -209,6 +213,7 @@ def card(a, state: dict, split_info: dict) -> dict:
                      "augment": (make_augment(a).options()
                                  if make_augment(a) and not a.cache_trunk else None)},
         "command": state["command"],
+        "resumed_with": state.get("resumed_with", []),
         "metrics": {},
         "limits": [],
     }
@@ -289,6 +294,8 @@ def train(a) -> dict:
     resumed = last_path.is_file() and state_path.is_file()
     if resumed:
         state = json.loads(state_path.read_text())
+        state.setdefault("resumed_with", []).append(
+            "python -m training.train " + shlex.join(a.argv))
         model = keras.models.load_model(last_path, safe_mode=True)
         _freeze(model, a.freeze_blocks)
         print(f"resuming {a.run} after epoch {state['epoch']} (best holdout AUC "
@@ -296,7 +303,7 @@ def train(a) -> dict:
     else:
         model = build_model(a)
         state = {"epoch": 0, "step": 0, "best_epoch": 0, "best_holdout": {"roc_auc": -1.0},
-                 "bad_epochs": 0, "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+                 "bad_epochs": 0, "command": "python -m training.train " + shlex.join(a.argv),
                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with open(log_csv, "w", newline="") as f:
             csv.writer(f).writerow(["epoch", "lr", "loss", "acc", "holdout_loss", "holdout_acc",
@@ -322,7 +329,8 @@ def train(a) -> dict:
     t_start, start_epoch = time.time(), state["epoch"]
     print(f"{a.arch}: {len(fit_set)} training images ({steps} steps/epoch), {len(held)} holdout",
           flush=True)
-    while state["epoch"] < a.epochs:
+    stopped = a.patience and state["bad_epochs"] >= a.patience  # an early-stopped run stays so
+    while state["epoch"] < a.epochs and not stopped:
         epoch = state["epoch"] + 1
         bar = None if a.quiet else keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "lr"])
         t0, seen, step = time.time(), 0, state.get("step", 0)
@@ -364,11 +372,42 @@ def train(a) -> dict:
         if a.max_minutes and (time.time() - t_start + per_epoch) / 60 > a.max_minutes:
             print(f"stopping: another epoch would overrun --max-minutes {a.max_minutes}", flush=True)
             break
+    if a.pick_threshold and state["best_epoch"]:
+        state["threshold"] = pick_threshold(a, held_batches)
+        state_path.write_text(json.dumps(state, indent=2))
+        (a.run / "best.json").write_text(json.dumps(card(a, state, split_info), indent=2) + "\n")
     return state
+
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+def pick_threshold(a, held_batches) -> dict:
+    """The threshold on a coarse grid that maximises balanced accuracy on the train holdout,
+    scored with best.keras. (The test split is never used to choose it.)"""
+    import keras
+    best = keras.models.load_model(a.run / "best.keras", safe_mode=True)
+    net = best
+    if a.cache_trunk:
+        from . import trunk as tk
+        net = tk.split_model(best, a.freeze_blocks)[1]
+    ys, ps = [], []
+    for x, y, _ in held_batches():
+        ps.append(np.asarray(net.predict_on_batch(x)).reshape(-1))
+        ys.append(y)
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    scores = {float(t): metrics.binary_report(y, p, t)["balanced_accuracy"] for t in THRESHOLD_GRID}
+    t = max(scores, key=lambda k: (scores[k], -abs(k - 0.5)))  # ties: the one nearer 0.5
+    print(f"threshold {t:g} (holdout balanced accuracy {scores[t]:.4f}; at 0.5: {scores[0.5]:.4f})",
+          flush=True)
+    return {"value": t, "holdout_balanced_accuracy": scores[t],
+            "holdout_balanced_accuracy_at_0.5": scores[0.5],
+            "chosen_by": "max balanced accuracy on the train holdout, grid 0.05..0.95 step 0.05"}
 
 
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the model card
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         state = train(a)

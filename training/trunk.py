@@ -73,6 +73,8 @@ def build_cache(trunk, samples, path: Path, resize_mode: str, batch_size: int = 
             feats[list(mine)] = ofeats[list(theirs)]
             done[list(mine)] = True
         log.info("reused %d rows from %s", len(pairs), other)
+    feats.flush()
+    np.save(mask_path, done)
     t0, todo = time.time(), np.flatnonzero(~done)
     chunk = batch_size * 8  # checkpoint the cache every few batches
     for k in range(0, len(todo), chunk):
