@@ -237,9 +237,7 @@ def _model_info(meta: dict, results: list[VideoResult]) -> dict:
         m["name"] = next((r.model for r in results if r.model), "")
     if m.get("threshold") is None:
         m["threshold"] = next((r.threshold for r in results if r.threshold is not None), None)
-    metrics = []
-    for k, v in _flat(m.get("metrics") or {}):
-        metrics.append((k, _num(v, 3) if isinstance(v, float) else str(v)))
+    metrics = _metrics_table(m.get("metrics") or {})
     limits = m.get("limits") or []
     if isinstance(limits, str):
         limits = [limits]
@@ -248,15 +246,31 @@ def _model_info(meta: dict, results: list[VideoResult]) -> dict:
                 metrics=metrics, limits=[str(x) for x in limits])
 
 
-def _flat(d: dict, prefix: str = ""):
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            yield from _flat(v, key + " · ")
-        elif isinstance(v, (list, tuple)) and len(v) > 8:
-            yield key, f"{len(v)} values"
-        else:
-            yield key, v
+# The headline numbers of a model card's metrics, in this order; the rest (per-class figures,
+# confusion matrices, data paths) stays in the card.
+HEADLINE = ("n", "accuracy", "balanced_accuracy", "roc_auc", "auc", "eer", "precision", "recall",
+            "f1")
+SKIP = ("per_class", "confusion_matrix")
+
+
+def _metrics_table(metrics: dict) -> dict:
+    """{"columns": [...], "rows": [(label, [cells])]}: one row per evaluated set (the nested keys
+    above the numbers), one column per headline metric present."""
+    rows: dict[str, dict] = {}
+
+    def walk(d: dict, path: tuple):
+        for k, v in d.items():
+            if k in SKIP:
+                continue
+            if isinstance(v, dict):
+                walk(v, path + (str(k),))
+            elif k in HEADLINE and isinstance(v, (int, float)) and not isinstance(v, bool):
+                rows.setdefault(" · ".join(path) or "test", {})[k] = v
+    walk(metrics, ())
+    columns = [c for c in HEADLINE if any(c in r for r in rows.values())]
+    return {"columns": columns,
+            "rows": [(label, [_num(r[c], 3) if isinstance(r.get(c), float) else
+                              str(r.get(c, "–")) for c in columns]) for label, r in rows.items()]}
 
 
 # --- per-video details ----------------------------------------------------------------------
@@ -283,6 +297,7 @@ def _detail(i: int, r: VideoResult, m: VideoMedia | None, explained, why_not: st
     from . import explain
     card["heat"] = dict(
         time_s=m.key_crop.time_s, p_fake=m.key_crop.p_fake, p_fake_here=e.p_fake,
+        exact=m.key_crop.jpeg[:4] == b"RIFF",  # lossless WebP: the very pixels scored
         flat=not bool(e.heat.max() > 0),
         crop=_uri(encode_jpeg(crop, 128, 80)),
         overlay=_uri(encode_jpeg(explain.overlay(crop, e.heat), 128, 80)),

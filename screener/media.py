@@ -3,10 +3,13 @@
 While a video's crops are in memory (`verdict.aggregate`), we keep:
 - the k faces scored most fake and the k least fake as small JPEG thumbnails (96 px), with
   their frame time and P(fake);
-- the most fake face whole (256 px JPEG, quality 90): the report explains it with the model
-  (Grad-CAM heat map, feature maps) when it is rendered, so the scan pays nothing for that.
+- the most fake face whole (256 px): the report explains it with the model (Grad-CAM heat map,
+  feature maps) when it is rendered, so the scan pays nothing for that. For a FAKE video it is
+  kept lossless (WebP, ~50 KB): MesoNet reacts to compression, and even a quality-100 JPEG moved
+  the shipped model's P(fake) by up to 0.12 on the sample videos, so the heat map would explain
+  another score. Other videos keep a JPEG (quality 90, ~15 KB), and the page shows both scores.
 
-That is at most 2k + 1 small JPEGs per video (about 30 KB: 16 KB for the 256 px face), however long the video: memory and
+That is at most 2k + 1 small images per video (about 30 KB, 65 KB for a FAKE one), however long the video: memory and
 the state database do not grow with video length. The incremental scan stores them in the
 state's `media` table (one row per file, written in the same transaction as its result), so
 `screener report --html` rebuilds a report without rescanning.
@@ -34,7 +37,7 @@ class Thumb:
     face_index: int
     time_s: float
     p_fake: float
-    jpeg: bytes = field(repr=False)
+    jpeg: bytes = field(repr=False)  # JPEG; the key crop of a FAKE video: lossless WebP
 
     @property
     def data_uri(self) -> str:
@@ -97,8 +100,17 @@ def decode_jpeg(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def keep(crops, p_fake, k: int = K) -> VideoMedia | None:
-    """The thumbnails of one video's scored crops (`pipeline.FaceCrop`s, one P(fake) each)."""
+def encode_lossless(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, "WEBP", lossless=True,
+                                                                    quality=50, method=2)
+    return buf.getvalue()
+
+
+def keep(crops, p_fake, k: int = K, lossless_key: bool = False) -> VideoMedia | None:
+    """The thumbnails of one video's scored crops (`pipeline.FaceCrop`s, one P(fake) each);
+    `lossless_key`: keep the most fake face exactly (the video is FAKE)."""
     p = np.asarray(p_fake, dtype=np.float64).reshape(-1)
     if len(p) == 0 or k <= 0 or any(getattr(c, "crop", None) is None for c in crops):
         return None  # nothing scored, or crops without pixels (tests, stubs)
@@ -107,10 +119,12 @@ def keep(crops, p_fake, k: int = K) -> VideoMedia | None:
     rest = [int(i) for i in order[k:]][::-1]    # least fake first, never a face already shown
     bottom = rest[:k]
 
-    def thumb(i: int, size_px: int, quality: int) -> Thumb:
+    def thumb(i: int, size_px: int | None, quality: int | None) -> Thumb:
         c = crops[i]
+        data = encode_lossless(c.crop) if quality is None else encode_jpeg(c.crop, size_px,
+                                                                             quality)
         return Thumb(int(c.frame_index), int(getattr(c, "face_index", 0)), float(c.time_s),
-                     float(p[i]), encode_jpeg(c.crop, size_px, quality))
+                     float(p[i]), data)
     return VideoMedia([thumb(i, THUMB_PX, THUMB_QUALITY) for i in top],
                       [thumb(i, THUMB_PX, THUMB_QUALITY) for i in bottom],
-                      thumb(top[0], None, KEY_QUALITY))
+                      thumb(top[0], None, None if lossless_key else KEY_QUALITY))

@@ -135,7 +135,8 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
     return VideoResult(status=OK, verdict=FAKE if s.mean >= threshold else REAL,
                        fake_score=s.mean, fake_score_median=s.median, fake_score_max=s.max,
                        fake_share=s.share_at_or_above, faces_scored=len(p), faces=faces,
-                       media=media.keep(video.crops, p), **base)
+                       media=media.keep(video.crops, p, lossless_key=s.mean >= threshold),
+                       **base)
 
 
 def _one_line(text: str) -> str:

@@ -69,7 +69,8 @@ def brightness_model(folder: Path, fake_crops, real_crops) -> Path:
     m.save(path)
     path.with_suffix(".json").write_text(json.dumps({
         "name": "brightness-test", "threshold": 0.5, "arch": "meso4",
-        "metrics": {"test": {"auc": 0.99, "accuracy": 0.95}},
+        "metrics": {"test": {"holdout": {"roc_auc": 0.99, "accuracy": 0.95,
+                                         "per_class": {"fake": {"f1": 0.5}}}}},
         "limits": ["<script>alert('card')</script> is text, like every limit"]}))
     return path
 
@@ -113,8 +114,9 @@ def test_page_is_self_contained_and_escaped(scanned):
     assert "<script>alert(" not in page and "&lt;script&gt;alert(" in page
     assert page.count("<script>") == 1
     assert page.count('<tr data-i=') == scanned["n"]
-    for text in ("brightness-test", "auc", "0.990", "no face found in 12 sampled frames",
-                 "Most fake faces", "Least fake faces", "Grad-CAM", "block4 (8×8×16)"):
+    for text in ("brightness-test", "roc auc", "0.990", "test · holdout", "no face found in 12 sampled frames",
+                 "Most fake faces", "Least fake faces", "Grad-CAM", "block4 (8×8×16)",
+                 "The face exactly as scored (kept losslessly)", "Explained on a JPEG copy"):
         assert text in page, text
 
 
@@ -244,8 +246,14 @@ def test_report_in_headless_chromium(scanned, tmp_path):
             assert page.locator(".fm img").count() == 3 * 4
             ARTIFACTS.mkdir(exist_ok=True)
             shot = tmp_path / "report.png"
+            # Detail cards off screen are skipped (content-visibility: auto) and would be blank
+            # in a full-page picture: one picture per card, scrolled into view, beside it.
             page.screenshot(path=str(shot), full_page=True)
+            for k in range(cards.count()):
+                cards.nth(k).scroll_into_view_if_needed()
+                cards.nth(k).screenshot(path=str(tmp_path / f"card{k}.png"))
             shutil.copyfile(shot, ARTIFACTS / "html_report.png")
+            shutil.copyfile(tmp_path / "card0.png", ARTIFACTS / "html_report_card0.png")
         finally:
             browser.close()
     assert dialogs == [], dialogs
