@@ -285,3 +285,17 @@ def test_media_round_trip_keeps_the_extremes():
     assert [t.p_fake for t in m.least_fake] == [0.1, 0.3]   # never a face shown twice
     assert m.key_crop.frame_index == 1 and media.decode_jpeg(m.key_crop.jpeg).shape == (256, 256, 3)
     assert media.VideoMedia.from_bytes(m.to_bytes()) == m
+
+
+def test_streaming_scan_writes_the_page_too(face_video, no_face_video, tiny_model, tmp_path):
+    """--no-state: the page comes from the rows and thumbnails kept while streaming."""
+    html_path = tmp_path / "r.html"
+    r = CliRunner().invoke(main, ["scan", str(face_video), str(no_face_video), "--model",
+                                  str(tiny_model), "--frames", "4", "--workers", "0",
+                                  "--out", str(tmp_path / "r.json"), "--no-state",
+                                  "--html", str(html_path)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    page = html_path.read_text("utf-8")
+    assert page.count("<tr data-i=") == 2 and page.count("<article") == 1
+    assert "flat: no gradient" in page   # the tiny model's score does not depend on the face
+    assert not (tmp_path / "r.json.state.sqlite").exists()
