@@ -113,7 +113,7 @@ def write_html(path, results: Iterable[VideoResult], *, meta: dict | None = None
     html, stats = render(results, meta=meta, media=media, model=model, details=details,
                          elapsed_s=elapsed_s, finished_at=finished_at, complete=complete,
                          source=source)
-    data = html.encode("utf-8")
+    data = html.encode("utf-8", "backslashreplace")  # a stray surrogate never loses the page
     with atomic_write(path, "wb", encoding=None, newline=None) as f:
         f.write(data)
     stats["bytes"] = len(data)
