@@ -212,6 +212,21 @@ def test_ctrl_c_leaves_state_and_report_consistent(cluster, folder, tmp_path, sc
     assert len(report_rows(out)) == 9
 
 
+def test_a_node_lost_mid_scan_still_gives_every_row_once(cluster, folder, tmp_path, scorer):
+    """Last of the cluster tests: it takes the second node away for good."""
+    from screener.engines.ray import RayEngine
+    from screener.pipeline import SampleOptions
+    paths = [str(folder / n) for n in ("a_face.mp4", "b_none.mp4", "c_two.mp4")] * 4
+    results = []
+    with RayEngine(scorer, SampleOptions(frames=8), batch_size=8) as engine:
+        for r in engine.run(paths):
+            results.append(r)
+            if len(results) == 2:
+                cluster.remove_node(cluster.list_all_nodes()[-1], allow_graceful=False)
+    assert [r.path for r in results] == paths
+    assert [r.status for r in results] == ["ok", "no_face", "ok"] * 4
+
+
 def test_without_ray_the_cli_says_how_to_install_it(tmp_path, face_video):
     code = ("import sys; sys.modules['ray'] = None\n"
             "from screener.cli import main; main()")

@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -384,10 +385,18 @@ class RayEngine:
         scores = np.zeros((0,), np.float32)
         if batch.ref is not None:
             try:
-                scores = ray.get(batch.ref)
+                try:
+                    scores = ray.get(batch.ref)
+                except ray.exceptions.RayError as e:
+                    if _lost(e):
+                        raise
+                    log.warning("a scoring batch failed (%s); scoring it again",
+                                type(e).__name__)
+                    scores = self._score([v.crops_ref for v in batch.videos if v.n_crops],
+                                         avoid=batch.actor)
             except ray.exceptions.RayError as e:  # crops lost with their node: redo them
-                log.warning("a scoring batch failed (%s); recomputing its %d videos",
-                            type(e).__name__, len(batch.videos))
+                log.warning("a scoring batch failed (%s); recomputing its videos",
+                            type(e).__name__)
                 yield from self._redo(batch.videos)
                 return
         at = 0
@@ -401,10 +410,35 @@ class RayEngine:
             _log_result(result)
             yield result
 
+    def _score(self, crops: list, avoid: int | None = None) -> np.ndarray:
+        """Score on any live actor, trying the others first when one failed (Ray restarts a
+        dead actor meanwhile). Raises at once when the crops are lost, else after a few tries."""
+        n = len(self._pool)
+        first = 0 if avoid is None else avoid + 1
+        for k in range(2 * n + 2):
+            try:
+                return ray.get(self._pool[(first + k) % n].score.remote(*crops))
+            except ray.exceptions.RayError as e:
+                if _lost(e) or k == 2 * n + 1:
+                    raise
+                time.sleep(min(1 + k, 5))
+        raise AssertionError("unreachable")
+
     def _redo(self, videos: list) -> Iterator[VideoResult]:
-        """The slow path after a failed batch: each video again, alone, in order."""
+        """The slow path after a batch lost its crops: each video with crops again, alone,
+        in order. A try counts against the video only when its crops are computed again."""
         for v in videos:
             while v.result is None:
+                if v.n_crops == 0:  # nothing to score: its row is known already
+                    v.result = aggregate(v.video, [], **self._model_fields())
+                    break
+                try:
+                    v.result = aggregate(v.video, self._score([v.crops_ref]),
+                                         **self._model_fields())
+                    break
+                except ray.exceptions.RayError as e:
+                    if not _lost(e):
+                        raise  # no actor can score: the scan cannot go on
                 if v.attempt >= self.max_retries:
                     v.result = self._crashed(v.path)
                     break
@@ -413,15 +447,13 @@ class RayEngine:
                 self._submit(v)
                 while v.video is None:
                     ray.wait([v.meta_ref])
-                    self._resolve(v)  # may submit it again
-                if v.result is not None:
-                    break
-                try:
-                    scores = (ray.get(self._pool[0].score.remote(v.crops_ref)) if v.n_crops
-                              else [])
-                except ray.exceptions.RayError:
-                    continue
-                v.result = aggregate(v.video, scores, **self._model_fields())
+                    self._resolve(v)  # may submit it again, or give up (v.result)
             self.stats.videos += 1
             _log_result(v.result)
             yield v.result
+
+
+def _lost(e: Exception) -> bool:
+    """Whether a Ray error means an object (crops) is gone, rather than an actor."""
+    lost = ray.exceptions.ObjectLostError
+    return isinstance(e, lost) or isinstance(getattr(e, "cause", None), lost)
