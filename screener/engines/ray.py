@@ -242,9 +242,8 @@ class RayEngine:
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True))
                     for node in nodes]
             card = self.scorer.card
-            self._pool = [cls.options(**common, **where).remote(card.path, card.threshold, card.sha256,
-                                                      self.batch_size)
-                          for where in placements]
+            args = (card.path, card.threshold, card.sha256, self.batch_size)
+            self._pool = [cls.options(**common, **where).remote(*args) for where in placements]
             self.stats.actors, self.stats.gpus_per_actor = len(self._pool), 1 if gpus else 0
             try:  # a bad model file fails here, before any video is read
                 ray.get([a.node.remote() for a in self._pool])
@@ -253,7 +252,10 @@ class RayEngine:
 
     def close(self) -> None:
         for actor in self._pool:
-            ray.kill(actor)
+            try:
+                ray.kill(actor)
+            except Exception:  # Ray already shut down: the actor is gone with it
+                pass
         self._pool = []
         if self._started_ray:
             ray.shutdown()
@@ -279,7 +281,8 @@ class RayEngine:
             self.stats.nodes[node] = self.stats.nodes.get(node, 0) + 1
         except ray.exceptions.RayTaskError as e:  # raised by our code: a bug, no retry
             cause = getattr(e, "cause", None) or e
-            v.video = pipeline.VideoCrops(v.path, error=f"internal error: {type(cause).__name__}: {cause}")
+            v.video = pipeline.VideoCrops(
+                v.path, error=f"internal error: {type(cause).__name__}: {cause}")
         except ray.exceptions.RayError as e:  # worker or node died, object lost, OOM kill
             if v.attempt < self.max_retries:
                 v.attempt += 1
