@@ -80,6 +80,9 @@ def test_video_grouped_holdout_never_leaks():
 def test_video_id_and_class_weights():
     assert data.video_id(data.Path("abc_12_0033.jpg")) == "abc_12"
     assert data.video_id(data.Path("df00012.jpg")) is None
+    # screener extract's names, one face (`_frame`) and --all-faces (`_frame_face`)
+    assert data.video_id(data.Path("clip-0a1b2c3d_000012.png")) == "clip-0a1b2c3d"
+    assert data.video_id(data.Path("clip-0a1b2c3d_000012_1.png")) == "clip-0a1b2c3d"
     s = [data.Sample(data.Path(f"{i}"), int(i < 3), None) for i in range(12)]
     w = data.class_weights(s)
     assert w[1] * 3 == pytest.approx(w[0] * 9)  # both classes weigh the same in total

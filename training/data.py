@@ -33,6 +33,9 @@ RESIZE_MODES = ("nearest", "area")
 FAKE, REAL = 1, 0
 # `<video>_<frame>.<ext>`: the video id is everything before the last underscore + digits.
 _VIDEO_NAME = re.compile(r"^(?P<video>.+)_(?P<frame>\d+)$")
+# `screener extract` names: `<stem>-<8 hex>_<frame>[_<face>]` (its ids hold no underscore), so
+# `vid-0a1b2c3d_000012_1` (an --all-faces crop) is video `vid-0a1b2c3d`, not `..._000012`.
+_EXTRACT_NAME = re.compile(r"^(?P<video>[^_]+-[0-9a-f]{8})_(?P<frame>\d+)(?:_\d+)?$")
 
 
 class DatasetError(ScreenerError):
@@ -52,7 +55,7 @@ class Sample:
 
 
 def video_id(path: Path) -> str | None:
-    m = _VIDEO_NAME.match(path.stem)
+    m = _EXTRACT_NAME.match(path.stem) or _VIDEO_NAME.match(path.stem)
     return m.group("video") if m else None
 
 
