@@ -222,31 +222,44 @@ def _error(message: str) -> None:
     click.echo(f"screener: error: {printable(message)}", err=True)
 
 
+def _prepare(paths, find, load, model, threshold, sampling):
+    """Find the videos and load the model, as both scan paths do: (videos, scorer, options,
+    report header), or the exit code after saying what went wrong."""
+    from .discover import InputError
+    from .errors import ModelError
+    try:
+        videos = find(paths)
+    except InputError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    if not videos:
+        log.warning("no video in %s: the report lists none", ", ".join(map(str, paths)))
+    try:
+        scorer = load(model, threshold)
+    except ModelError as e:
+        _error(str(e))
+        return EXIT_MODEL
+    options = _sample_options(*sampling)
+    return videos, scorer, options, _report_meta(scorer.card, options)
+
+
 def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
              all_faces=False, min_face=None, batch_size=256, model=None, threshold=None, fail_on_fake=False,
              quiet=False, workers=None, html=None, details=None, engine="local",
              address=None) -> int:
     """The scan command's body; returns the exit code."""
     from .api import iter_scan
-    from .discover import InputError, find_videos
-    from .errors import ModelError
+    from .discover import find_videos
     from .report import ReportWriter, FramesWriter
+    from .scoring import load_model
 
     started = time.monotonic()
     fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
-    try:
-        videos = find_videos(paths)
-    except InputError as e:
-        _error(str(e))
-        return EXIT_USAGE
-    try:
-        from .scoring import load_model
-        scorer = load_model(model, threshold)
-    except ModelError as e:
-        _error(str(e))
-        return EXIT_MODEL
-    options = _sample_options(frames, every_s, all_faces, min_face)
-    meta = _report_meta(scorer.card, options)
+    ready = _prepare(paths, find_videos, load_model, model, threshold,
+                     (frames, every_s, all_faces, min_face))
+    if isinstance(ready, int):
+        return ready
+    videos, scorer, options, meta = ready
     to_stdout = str(out) == "-"
     show_rows = not to_stdout and not quiet and sys.stdout.isatty()
     show_bar = not quiet and sys.stderr.isatty()
@@ -354,7 +367,6 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     from tqdm import tqdm
 
     from .api import find_videos_or_empty, scan_incremental
-    from .discover import InputError
     from .errors import ModelError, StateError, StateLocked
     from .report import ReportWriter
     from .scoring import load_model_lazily
@@ -362,20 +374,12 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
 
     started = time.monotonic()
     fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
-    try:
-        videos = find_videos_or_empty(paths)
-    except InputError as e:
-        _error(str(e))
-        return EXIT_USAGE
-    if not videos:
-        log.warning("no video in %s: the report lists none", ", ".join(map(str, paths)))
-    try:
-        scorer = load_model_lazily(model, threshold)  # TensorFlow only if a video needs it
-    except ModelError as e:
-        _error(str(e))
-        return EXIT_MODEL
-    options = _sample_options(frames, every_s, all_faces, min_face)
-    meta = _report_meta(scorer.card, options)
+    # The lazy loader: TensorFlow only if a video needs scoring.
+    ready = _prepare(paths, find_videos_or_empty, load_model_lazily, model, threshold,
+                     (frames, every_s, all_faces, min_face))
+    if isinstance(ready, int):
+        return ready
+    videos, scorer, options, meta = ready
     to_stdout = str(out) == "-"
     if not to_stdout and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         _error(f"cannot write {printable(out)}: its folder does not exist")
