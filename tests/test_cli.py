@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from screener.cli import main
 from screener.verdict import COLUMNS, FACE_COLUMNS
 
-from conftest import CONST_P_FAKE, bad_inputs, copy, one_face
+from conftest import CONST_P_FAKE, bad_inputs, copy
 
 REPO = Path(__file__).parents[1]
 

@@ -13,10 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import bad_inputs, copy, one_face
+from conftest import bad_inputs, copy
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
