@@ -147,6 +147,9 @@ def main():
               help="Leave files changed less than SECONDS ago for the next run.")
 @click.option("--keep-missing", is_flag=True,
               help="Keep the rows of files that disappeared, with status missing.")
+@click.option("--allow-empty", is_flag=True,
+              help="With a state (cron): folders that exist but hold no video are not an "
+                   "error; the report empties and the exit code is 0.")
 @click.option("--log-file", metavar="FILE",
               help="Append one line per scanned video and the summary to FILE.")
 @click.option("--html", "html", metavar="FILE", default=None,
@@ -157,8 +160,8 @@ def main():
                    "[default: every FAKE one and the top of the table, 100 to 500]")
 def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
          threshold, fail_on_fake, workers, device, quiet, verbose, state, no_state, rescan,
-         settle_s, keep_missing, log_file, html=None, details=None, engine="local",
-         address=None):
+         settle_s, keep_missing, allow_empty, log_file, html=None, details=None,
+         engine="local", address=None):
     """Screen videos for deepfakes and write one row per video.
 
     PATHS are video files, folders (searched recursively) and glob patterns.
@@ -176,6 +179,8 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
         raise click.UsageError("--state and --no-state exclude each other")
     if address and engine != "ray":
         raise click.UsageError("--address needs --engine ray")
+    if allow_empty and (no_state or not (state or str(out) != "-")):
+        raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
     _setup_logging(quiet, verbose)
     if log_file:
         try:
@@ -206,7 +211,8 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     try:
         if not no_state and (state or str(out) != "-"):  # README "Running from cron"
             code = run_incremental_scan(paths, state=state, rescan=rescan, settle_s=settle_s,
-                                        keep_missing=keep_missing, **common)
+                                        keep_missing=keep_missing, allow_empty=allow_empty,
+                                        **common)
         else:
             code = run_scan(paths, **common)
     except KeyboardInterrupt:  # before the first video (finding files, loading the model)
@@ -361,12 +367,12 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                          all_faces=False, min_face=None, batch_size=256, model=None,
                          threshold=None,
                          fail_on_fake=False, quiet=False, state=None, rescan=False,
-                         settle_s=30.0, keep_missing=False, workers=None, html=None,
-                         details=None, engine="local", address=None) -> int:
+                         settle_s=30.0, keep_missing=False, allow_empty=False, workers=None,
+                         html=None, details=None, engine="local", address=None) -> int:
     """The scan command with a state file (api.scan_incremental); returns the exit code."""
     from tqdm import tqdm
 
-    from .api import find_videos_or_empty, scan_incremental
+    from .api import find_videos, find_videos_or_empty, scan_incremental
     from .errors import ModelError, StateError, StateLocked
     from .report import ReportWriter
     from .scoring import load_model_lazily
@@ -375,7 +381,10 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     started = time.monotonic()
     fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
     # The lazy loader: TensorFlow only if a video needs scoring.
-    ready = _prepare(paths, find_videos_or_empty, load_model_lazily, model, threshold,
+    # No video is a usage error, as for a plain scan, unless the caller says an empty drop
+    # folder is normal (cron): then the report empties.
+    find = find_videos_or_empty if allow_empty else find_videos
+    ready = _prepare(paths, find, load_model_lazily, model, threshold,
                      (frames, every_s, all_faces, min_face))
     if isinstance(ready, int):
         return ready

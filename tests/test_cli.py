@@ -114,6 +114,11 @@ def test_missing_path_and_no_video(tmp_path, tiny_model):
     (tmp_path / "notes.txt").write_text("x")
     r = run(tmp_path, "--model", tiny_model)
     assert r.exit_code == 2 and "no video found" in r.stderr
+    r = run(tmp_path, "--model", tiny_model, "--out", tmp_path / "r.csv")  # with a state too
+    assert r.exit_code == 2 and "no video found" in r.stderr
+    assert not (tmp_path / "r.csv").exists()
+    r = run(tmp_path, "--model", tiny_model, "--allow-empty")
+    assert r.exit_code == 2 and "--allow-empty needs a state" in r.stderr
     r = run(tmp_path / "*.mp4", "--model", tiny_model)
     assert r.exit_code == 2 and "no file matches" in r.stderr
 
