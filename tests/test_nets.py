@@ -28,3 +28,43 @@ def test_bad_options_raise():
         nets.build("resnet")
     with pytest.raises(ValueError):
         nets.build(activation="tanh")
+
+
+def _randomise_batchnorm(model, rng):
+    """Moving statistics far from the identity, negative scales included: a twin that pooled
+    before BatchNorm, or mixed up channels, would then differ."""
+    import keras
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g = layer.get_weights()[0]
+            layer.set_weights([rng.uniform(-1.5, 1.5, g.shape), rng.normal(0, 0.3, g.shape),
+                               rng.normal(0, 0.3, g.shape), rng.uniform(0.5, 2.0, g.shape)])
+
+
+@pytest.mark.parametrize("activation,batchnorm", [(None, True), ("elu", False),
+                                                  ("leaky_relu", True)])
+def test_cpu_twin_computes_the_same_function(activation, batchnorm):
+    import keras
+
+    from screener.fast_inception import cpu_twin
+    rng = np.random.default_rng(7)
+    m = nets.build("mesoinception4", activation=activation, batchnorm=batchnorm)
+    _randomise_batchnorm(m, rng)
+    twin = cpu_twin(m)
+    assert twin is not None
+    # Smooth images with edges (noise alone would leave most units off), odd values near 255.
+    y, x = np.mgrid[0:256, 0:256]
+    imgs = np.stack([np.dstack([(x * (k + 1) + y * c * 3) % 256 for c in range(3)])
+                     for k in range(3)] + [rng.integers(0, 256, (256, 256, 3))]).astype(np.uint8)
+    deep = keras.Model(m.input, m.get_layer("block2_pool").output).predict_on_batch(imgs)
+    fast = keras.Model(twin.input, twin.get_layer("block2_half_resolution").output)
+    fast = fast.predict_on_batch(imgs)
+    assert deep.shape == fast.shape == (4, 64, 64, 12)
+    assert np.abs(deep).max() > 0.1  # the comparison is not between zeros
+    np.testing.assert_allclose(fast, deep, rtol=0, atol=2e-5 * np.abs(deep).max())
+    np.testing.assert_allclose(twin.predict_on_batch(imgs), m.predict_on_batch(imgs), atol=1e-5)
+
+
+def test_cpu_twin_is_only_for_mesoinception():
+    from screener.fast_inception import cpu_twin
+    assert cpu_twin(nets.build("meso4")) is None
