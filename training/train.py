@@ -334,15 +334,22 @@ def train(a) -> dict:
         epoch = state["epoch"] + 1
         bar = None if a.quiet else keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "lr"])
         t0, seen, step = time.time(), 0, state.get("step", 0)
+        # train_on_batch reports one batch: the epoch's figures are image-weighted means (the
+        # last batch may hold a single image).
+        loss_sum = acc_sum = 0.0
         for i, (x, y, w) in enumerate(train_batches(epoch)):
             lr = lr_at(step, a, steps)
             net.optimizer.learning_rate.assign(lr)
             out = net.train_on_batch(x, y, sample_weight=w, return_dict=True)
             step += 1
             seen += len(x)
+            loss_sum += float(out["loss"]) * len(x)
+            acc_sum += float(out["acc"]) * len(x)
             if bar:
-                bar.update(i + 1, [("loss", out["loss"]), ("acc", out["acc"]), ("lr", lr)])
+                bar.update(i + 1, [("loss", loss_sum / seen), ("acc", acc_sum / seen),
+                                   ("lr", lr)])
         train_s = time.time() - t0
+        out = {"loss": loss_sum / max(seen, 1), "acc": acc_sum / max(seen, 1)}
         h_loss, h = score_holdout(net, held_batches())
         row = [epoch, f"{lr:.3g}", f"{out['loss']:.4f}", f"{out['acc']:.4f}", f"{h_loss:.4f}",
                f"{h['accuracy']:.4f}", f"{h['roc_auc']:.4f}", f"{h['eer']:.4f}",
