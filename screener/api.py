@@ -21,7 +21,8 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
               threshold: float | None = None, frames: int = 32, every_s: float | None = None,
               all_faces: bool = False, batch_size: int = 256, scorer=None, options=None,
               engine: str = "local", discover: bool = True,
-              workers: int | None = None, address: str | None = None) -> Iterator[VideoResult]:
+              workers: int | None = None, address: str | None = None,
+              video_timeout_s: float | None = None) -> Iterator[VideoResult]:
     """Screen videos and yield one VideoResult per file, in a stable order.
 
     paths: files, folders (recursive) and glob patterns, or with `discover=False` the exact
@@ -30,6 +31,8 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
         card's; or pass an already loaded `scorer` (`scoring.load_model`).
     frames, every_s, all_faces: sampling (see `pipeline.SampleOptions`; `options` overrides).
     workers: decode/detect processes (default: one per core; 0: all in this process).
+    video_timeout_s: seconds a worker may spend on one video before it is stopped and the
+        video becomes an error row (local engine, workers >= 1; default: no limit).
     engine, address: "local", or "ray" with a cluster address (default: RAY_ADDRESS, else
         a local Ray started for the scan); see screener.engines.
     Raises discover.InputError (nothing to scan) and ModelError before any video is read;
@@ -47,12 +50,15 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
     with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers,
-                             **_engine_kw(address))) as e:
+                             **_engine_kw(address, video_timeout_s))) as e:
         yield from e.run(videos)
 
 
-def _engine_kw(address) -> dict:
-    return {} if address is None else {"address": address}
+def _engine_kw(address, video_timeout_s=None) -> dict:
+    kw = {} if address is None else {"address": address}
+    if video_timeout_s is not None:
+        kw["video_timeout_s"] = video_timeout_s
+    return kw
 
 
 def scan(paths, **kwargs) -> list[VideoResult]:
@@ -79,6 +85,7 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
                      frames: int = 32, every_s: float | None = None, all_faces: bool = False,
                      batch_size: int = 256, scorer=None, options=None, engine: str = "local",
                      workers: int | None = None, address: str | None = None,
+                     video_timeout_s: float | None = None,
                      discover: bool = True, on_plan=None, on_result=None):
     """Scan only what changed since the last run and rewrite the report `out` atomically with
     every current result (see screener.state). Returns a state.RunSummary.
@@ -106,7 +113,7 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
     with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers,
-                             **_engine_kw(address))) as e:
+                             **_engine_kw(address, video_timeout_s))) as e:
         return state_mod.run_incremental(
             videos, e, state_path=state,
             model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,

@@ -133,6 +133,10 @@ def main():
                    "local Ray for this scan).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
               show_default=True, help="Where the model runs (gpu: fail unless TensorFlow sees one).")
+@click.option("--video-timeout", "video_timeout_s", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="Stop reading a video after SECONDS (a stuck decoder); it becomes an error "
+                   "row and the scan goes on. Local engine with workers. [default: no limit]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
 @click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
 @click.option("--state", metavar="FILE", default=None,
@@ -159,7 +163,7 @@ def main():
               help="Videos shown in detail in the --html report: the N highest scores  "
                    "[default: every FAKE one and the top of the table, 100 to 500]")
 def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
-         threshold, fail_on_fake, workers, device, quiet, verbose, state, no_state, rescan,
+         threshold, fail_on_fake, workers, device, video_timeout_s, quiet, verbose, state, no_state, rescan,
          settle_s, keep_missing, allow_empty, log_file, html=None, details=None,
          engine="local", address=None):
     """Screen videos for deepfakes and write one row per video.
@@ -198,6 +202,10 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     common = dict(out=out, fmt=fmt, frames_out=frames_out, frames=frames, every_s=every_s,
                   all_faces=all_faces, min_face=min_face, batch_size=batch_size, model=model, threshold=threshold,
                   fail_on_fake=fail_on_fake, quiet=quiet, workers=workers)
+    if video_timeout_s is not None:
+        if engine != "local" or workers == 0:
+            raise click.UsageError("--video-timeout needs the local engine with workers")
+        common.update(video_timeout_s=video_timeout_s)
     if html:
         common.update(html=html, details=details)
     if engine != "local":
@@ -251,7 +259,8 @@ def _prepare(paths, find, load, model, threshold, sampling):
 
 def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
              all_faces=False, min_face=None, batch_size=256, model=None, threshold=None, fail_on_fake=False,
-             quiet=False, workers=None, html=None, details=None, engine="local",
+             quiet=False, workers=None, video_timeout_s=None, html=None, details=None,
+             engine="local",
              address=None) -> int:
     """The scan command's body; returns the exit code."""
     from .api import iter_scan
@@ -294,7 +303,7 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
         try:
             for r in iter_scan(videos, scorer=scorer, options=options, batch_size=batch_size,
                                discover=False, workers=workers, engine=engine,
-                               address=address):
+                               address=address, video_timeout_s=video_timeout_s):
                 report.write(r)
                 if face_rows:
                     face_rows.write(r)
@@ -368,6 +377,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                          threshold=None,
                          fail_on_fake=False, quiet=False, state=None, rescan=False,
                          settle_s=30.0, keep_missing=False, allow_empty=False, workers=None,
+                         video_timeout_s=None,
                          html=None, details=None, engine="local", address=None) -> int:
     """The scan command with a state file (api.scan_incremental); returns the exit code."""
     from tqdm import tqdm
@@ -410,6 +420,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                 rescan=rescan, settle_s=settle_s, keep_missing=keep_missing,
                 frames_out=frames_out, meta=meta, scorer=scorer, workers=workers,
                 options=options, engine=engine, address=address,
+                video_timeout_s=video_timeout_s,
                 batch_size=batch_size, on_plan=lambda plan: bar.reset(total=len(plan.scan)),
                 on_result=on_result)
         except StateLocked as e:

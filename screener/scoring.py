@@ -80,6 +80,8 @@ def read_card(model_path: Path) -> dict:
 class Scorer:
     """A loaded model and its card. `predict` takes uint8 crops and returns P(fake) per crop."""
 
+    cpu_twin = True  # on a CPU, run MesoInception-4 as fast_inception's twin (False: as saved)
+
     def __init__(self, model, card: ModelCard):
         self.model = model
         self.card = card
@@ -93,7 +95,7 @@ class Scorer:
         batch size (see predict)."""
         self._compiled = True
         self._net = self.model
-        if not _on_accelerator():
+        if self.cpu_twin and not _on_accelerator():
             from .fast_inception import cpu_twin
             self._net = cpu_twin(self.model) or self.model
         try:

@@ -56,3 +56,26 @@ def test_a_worker_that_dies_costs_one_row(folder, stub_scorer, monkeypatch):
     assert dead.status == "error" and "worker process died" in dead.error
     assert [r.status for r in results] == ["ok", "no_face", "error", "error", "error", "ok"]
     assert np.isclose(results[0].fake_score, results[5].fake_score)
+
+
+def test_a_video_over_the_time_limit_costs_one_row(folder, stub_scorer, monkeypatch):
+    # c_two's worker never returns (as a decoder stuck in native code): with a limit it ends
+    # itself, that video is an error row, and every other row is what a normal run gives.
+    opts = SampleOptions(frames=3)
+    with LocalEngine(stub_scorer, opts, workers=2) as engine:
+        normal = rows(engine.run(folder))
+    monkeypatch.setenv("SCREENER_TEST_HANG_WORKER_ON", "c_two")
+    with LocalEngine(stub_scorer, opts, workers=2, video_timeout_s=3) as engine:
+        results = list(engine.run(folder))
+        hung_dir = engine._pool._hung_dir
+        assert engine._pool._timed_out == {folder[2]}  # never retried: it would hang again
+    limited = rows(results)
+    assert limited[2][1] == "error" and "longer than the 3 s limit" in limited[2][6]
+    assert limited[:2] + limited[3:] == normal[:2] + normal[3:]
+    import os
+    assert not os.path.exists(hung_dir)  # the pool cleans up after itself
+
+
+def test_a_time_limit_needs_workers(stub_scorer):
+    with pytest.raises(ValueError, match="worker processes"):
+        LocalEngine(stub_scorer, workers=0, video_timeout_s=5)

@@ -5,7 +5,8 @@ scores the crops. Crops of consecutive videos are pooled until `batch_size` of t
 video without crops arrives while nothing waits), then scored in one call, so many short
 videos still fill the model's batches, and the workers keep decoding meanwhile. Results come
 out in input order as soon as their scores are known. `workers=0` runs everything in this
-process, one video after another (same results).
+process, one video after another (same results). `video_timeout_s` limits the time a worker
+may spend on one video (then an error row); it needs worker processes.
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ log = logging.getLogger(__name__)
 
 class LocalEngine:
     def __init__(self, scorer, options: "pipeline.SampleOptions | None" = None,
-                 batch_size: int = 256, detector=None, workers: int | None = None):
+                 batch_size: int = 256, detector=None, workers: int | None = None,
+                 video_timeout_s: float | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        self.video_timeout_s = video_timeout_s
         self.scorer = scorer
         self.options = options or pipeline.SampleOptions()
         self.batch_size = batch_size
@@ -33,6 +36,8 @@ class LocalEngine:
         self.workers = default_workers() if workers is None else workers
         if self.workers < 0:
             raise ValueError("workers must be 0 (in this process) or more")
+        if video_timeout_s is not None and self.workers == 0:
+            raise ValueError("a time limit per video needs worker processes (workers >= 1)")
         self._pool = None  # started on first use, kept for later runs until close()
 
     def close(self) -> None:
@@ -65,13 +70,14 @@ class LocalEngine:
 
     def videos(self, paths: Sequence[str]):
         """VideoCrops per path, in order: from worker processes, or from this one."""
-        if self.workers == 0 or (len(paths) <= 1 and self._pool is None):
+        alone = len(paths) <= 1 and self._pool is None and self.video_timeout_s is None
+        if self.workers == 0 or alone:
             for path in paths:  # one video: not worth starting processes for
                 yield self.crops(path)
             return
         from .workers import WorkerPool
         if self._pool is None:
-            self._pool = WorkerPool(self.options, self.workers)
+            self._pool = WorkerPool(self.options, self.workers, timeout_s=self.video_timeout_s)
         try:
             yield from self._pool.run(paths)
         except BaseException:  # interrupted or abandoned: do not wait for videos in flight

@@ -10,16 +10,26 @@ Workers start with "spawn": the parent usually holds TensorFlow's thread pools, 
 would copy in a broken state. A worker that dies (a decoder crash, the OOM killer) breaks
 the pool: the pool is restarted and the video at the head is retried alone; if that kills a
 worker again it becomes an error row and the scan goes on.
+
+With a time limit per video (`timeout_s`), a worker that spends longer on one video ends
+itself (a decoder stuck in native code cannot be interrupted any other way) after leaving the
+video's path in a folder the pool reads: that video becomes an error row at once, without a
+retry, and the others in flight are submitted again.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
+import threading
+import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Iterable, Iterator
 
 from .. import pipeline
@@ -28,10 +38,14 @@ log = logging.getLogger(__name__)
 
 _detector = None
 _options = None
+_timeout_s = None
+_hung_dir = None
 
 
-def _init(options: pipeline.SampleOptions) -> None:
-    global _detector, _options
+def _init(options: pipeline.SampleOptions, timeout_s: float | None = None,
+          hung_dir: str | None = None) -> None:
+    global _detector, _options, _timeout_s, _hung_dir
+    _timeout_s, _hung_dir = timeout_s, hung_dir
     # Ctrl-C goes to the whole process group: only the parent decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cv2
@@ -47,7 +61,27 @@ def _work(path: str) -> pipeline.VideoCrops:
     mark = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
     if mark and mark in path:
         os.kill(os.getpid(), signal.SIGKILL)
-    return pipeline.crops_from_video(path, _options, _detector)
+    timer = None
+    if _timeout_s:
+        timer = threading.Timer(_timeout_s, _give_up, (path,))
+        timer.daemon = True
+        timer.start()
+    try:
+        # Test hook, as above: a decoder that never returns.
+        mark = os.environ.get("SCREENER_TEST_HANG_WORKER_ON")
+        if mark and mark in path:
+            time.sleep(3600)
+        return pipeline.crops_from_video(path, _options, _detector)
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _give_up(path: str) -> None:
+    try:
+        (Path(_hung_dir) / str(os.getpid())).write_bytes(os.fsencode(path))
+    finally:
+        os._exit(70)
 
 
 def default_workers() -> int:
@@ -62,23 +96,54 @@ def crashed(path: str) -> pipeline.VideoCrops:
                                            "(decoder crash or out of memory)")
 
 
+def timed_out(path: str, timeout_s: float) -> pipeline.VideoCrops:
+    return pipeline.VideoCrops(path, error=f"reading this video took longer than the "
+                                           f"{timeout_s:g} s limit (--video-timeout); stopped")
+
+
+def _done(result) -> Future:
+    f = Future()
+    f.set_result(result)
+    return f
+
+
 class WorkerPool:
     """`imap`-like over videos: yields one VideoCrops per path, in the order of `paths`."""
 
-    def __init__(self, options: pipeline.SampleOptions, workers: int, window: int | None = None):
+    def __init__(self, options: pipeline.SampleOptions, workers: int, window: int | None = None,
+                 timeout_s: float | None = None):
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
         self.options = options
         self.workers = workers
         self.window = window or 2 * workers + 2
+        self.timeout_s = timeout_s
         self._pool = None
+        self._hung_dir = tempfile.mkdtemp(prefix="screener-hung-") if timeout_s else None
+        self._timed_out: set[str] = set()
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
             ctx = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init,
-                                             initargs=(self.options,))
+                                             initargs=(self.options, self.timeout_s,
+                                                       self._hung_dir))
         return self._pool
+
+    def _submit(self, path: str) -> Future:
+        if path in self._timed_out:  # never twice: it would hang again
+            return _done(timed_out(path, self.timeout_s))
+        return self._start().submit(_work, path)
+
+    def _collect_hung(self) -> None:
+        """Paths whose worker gave up on them (see _give_up)."""
+        if self._hung_dir is None:
+            return
+        for f in Path(self._hung_dir).iterdir():
+            self._timed_out.add(os.fsdecode(f.read_bytes()))
+            f.unlink()
 
     def _restart(self) -> None:
         if self._pool is not None:
@@ -89,6 +154,9 @@ class WorkerPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._hung_dir is not None:
+            shutil.rmtree(self._hung_dir, ignore_errors=True)
+            self._hung_dir = None
 
     def abort(self) -> None:
         """Stop without waiting for videos in flight (interrupted, or the consumer left)."""
@@ -111,7 +179,7 @@ class WorkerPool:
                 path = next(todo, None)
                 if path is None:
                     return
-                flight.append((path, self._start().submit(_work, path)))
+                flight.append((path, self._submit(path)))
 
         refill()
         while flight:
@@ -119,12 +187,19 @@ class WorkerPool:
             try:
                 result = future.result()
             except BrokenProcessPool:
-                result = self._retry_alone(path)
-                # Everything else in flight died with the pool: submit it again.
-                again = [p for p, _ in flight]
+                self._collect_hung()
+                if path in self._timed_out:
+                    self._restart()
+                    result = timed_out(path, self.timeout_s)
+                else:
+                    result = self._retry_alone(path)
+                # Everything else in flight that had not finished died with the pool: submit
+                # it again.
+                again = list(flight)
                 flight.clear()
-                for p in again:
-                    flight.append((p, self._start().submit(_work, p)))
+                for p, f in again:
+                    finished = f.done() and not f.cancelled() and f.exception() is None
+                    flight.append((p, f if finished else self._submit(p)))
             refill()
             yield result
 
@@ -133,6 +208,9 @@ class WorkerPool:
         try:
             return self._start().submit(_work, path).result()
         except BrokenProcessPool:
-            log.warning("%s: worker process died twice on this video; reporting an error", path)
             self._restart()
+            self._collect_hung()
+            if path in self._timed_out:
+                return timed_out(path, self.timeout_s)
+            log.warning("%s: worker process died twice on this video; reporting an error", path)
             return crashed(path)
