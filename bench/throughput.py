@@ -12,6 +12,8 @@ and measures, on the same clips and cores, in this order:
 - naive: one process that read()s every frame, and for each sampled one runs detection,
   alignment and the model on that one face, in turn (the reference);
 - stages: time per stage from an instrumented sequential pass;
+- the model alone, uint8 batches of 32: MesoInception-4 as saved against its CPU twin
+  (screener/fast_inception.py), and the scan again with the twin switched off;
 - scan again with Meso-4 instead of the default model: the model's share of the gap;
 - memory: peak RSS of `screener scan` (a subprocess) and its workers on 50 and on all the short
   clips (it must not grow with their number);
@@ -201,6 +203,26 @@ def stages(paths, scorer, detector) -> dict:
     return out
 
 
+def model_alone(scorer, n: int = 256) -> dict:
+    """faces/s of the model by itself on random crops, as saved and as run (CPU twin)."""
+    from screener.fast_inception import cpu_twin
+    x = np.random.default_rng(0).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
+    out = {}
+    nets = {"as_saved": scorer.model, "cpu_twin": cpu_twin(scorer.model)}
+    for name, net in nets.items():
+        if net is None:
+            continue
+        net.compile(jit_compile=True)
+        net.predict_on_batch(x[:32])  # compile
+        t = time.perf_counter()
+        for i in range(0, n, 32):
+            net.predict_on_batch(x[i:i + 32])
+        out[f"{name}_faces_per_s"] = round(n / (time.perf_counter() - t), 1)
+    if len(out) == 2:
+        out["speed-up"] = round(out["cpu_twin_faces_per_s"] / out["as_saved_faces_per_s"], 2)
+    return out
+
+
 def cli_scan(folder: Path, out: Path, model: str | None, extra=()) -> tuple[float, int]:
     """`screener scan FOLDER --out OUT` as a user runs it: (seconds, peak RSS MB of the scan
     process and its workers)."""
@@ -292,6 +314,16 @@ def main():
         res["naive_s"] = round(naive(paths, scorer, det), 2)
         res["stages_sequential"] = stages(paths, scorer, det)
         res["ratio_a_scan_vs_decode_only"] = round(res["decode_only_s"] / res["scan_s"], 3)
+        res["model_alone"] = model_alone(scorer)
+        if scorer.card.arch == "mesoinception4":
+            plain = load_scorer(tmp)[0]
+            plain.cpu_twin = False
+            plain.predict(np.zeros((1, 256, 256, 3), np.uint8))
+            with LocalEngine(plain, SampleOptions(), workers=workers) as ep:
+                list(ep.run(paths[:workers]))
+                plain_s, _ = scan(ep, paths)
+            res["scan_without_cpu_twin_s"] = round(plain_s, 2)
+            res["ratio_a_without_cpu_twin"] = round(res["decode_only_s"] / plain_s, 3)
         # The same scan with Meso-4, 3-4x cheaper to run than MesoInception-4: how much of the
         # gap to the decode limit is the model's cost on a CPU.
         from screener import nets, scoring
