@@ -147,6 +147,15 @@ def scan(engine, paths) -> tuple[float, list]:
     return time.perf_counter() - t, results
 
 
+def warm_scan(scorer, paths, workers: int) -> float:
+    """Seconds for a scan of `paths` with a fresh engine, its model and workers warmed first."""
+    from screener.engines.local import LocalEngine
+    scorer.predict(np.zeros((1, 256, 256, 3), np.uint8))
+    with LocalEngine(scorer, SampleOptions(), workers=workers) as engine:
+        list(engine.run(paths[:workers]))
+        return scan(engine, paths)[0]
+
+
 def naive(paths, scorer, detector) -> float:
     import cv2
 
@@ -318,21 +327,14 @@ def main():
         if scorer.card.arch == "mesoinception4":
             plain = load_scorer(tmp)[0]
             plain.cpu_twin = False
-            plain.predict(np.zeros((1, 256, 256, 3), np.uint8))
-            with LocalEngine(plain, SampleOptions(), workers=workers) as ep:
-                list(ep.run(paths[:workers]))
-                plain_s, _ = scan(ep, paths)
+            plain_s = warm_scan(plain, paths, workers)
             res["scan_without_cpu_twin_s"] = round(plain_s, 2)
             res["ratio_a_without_cpu_twin"] = round(res["decode_only_s"] / plain_s, 3)
         # The same scan with Meso-4, 3-4x cheaper to run than MesoInception-4: how much of the
         # gap to the decode limit is the model's cost on a CPU.
         from screener import nets, scoring
         nets.build("meso4").save(tmp / "meso4.keras")
-        m4 = scoring.load_model(tmp / "meso4.keras")
-        m4.predict(np.zeros((1, 256, 256, 3), np.uint8))
-        with LocalEngine(m4, SampleOptions(), workers=workers) as e4:
-            list(e4.run(paths[:workers]))
-            m4_s, _ = scan(e4, paths)
+        m4_s = warm_scan(scoring.load_model(tmp / "meso4.keras"), paths, workers)
         res["scan_meso4_s"] = round(m4_s, 2)
         res["ratio_a_meso4_scan_vs_decode_only"] = round(res["decode_only_s"] / m4_s, 3)
         res["ratio_b_scan_vs_naive"] = round(res["naive_s"] / res["scan_s"], 2)
