@@ -105,6 +105,11 @@ class Scorer:
         except Exception as e:  # XLA unavailable: the plain graph gives the same scores
             log.info("no XLA for inference (%s); running without it", e)
 
+    def batch_for(self, batch_size: int) -> int:
+        """The batch `predict` really runs: on a CPU at most CPU_BATCH, so waiting for more
+        crops than that before scoring only delays the scores."""
+        return batch_size if _on_accelerator() else min(batch_size, CPU_BATCH)
+
     def predict(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         crops = np.asarray(crops)
         if crops.size == 0:
@@ -116,7 +121,7 @@ class Scorer:
         out = []
         # On a CPU a big batch buys no speed and costs memory: Meso-4's first block alone
         # holds 2 MB of activations per face (+700 MB peak at 256 against 32, same speed). Accelerators get the full batch.
-        batch_size = batch_size if _on_accelerator() else min(batch_size, CPU_BATCH)
+        batch_size = self.batch_for(batch_size)
         for i in range(0, len(crops), batch_size):
             # predict_on_batch avoids predict()'s per-call dataset setup, which dominates at
             # the batch sizes a scan uses. Each new batch shape retraces the graph (0.2-0.5 s

@@ -88,11 +88,16 @@ class LocalEngine:
     def run(self, paths: Sequence[str]) -> Iterator[VideoResult]:
         pending: list = []   # VideoCrops waiting for scores, or results already final
         waiting = 0          # crops in `pending`
+        # Score once a batch the model really runs is full: on a CPU that is 32 crops, and
+        # waiting for `batch_size` (256) would leave the model idle while the workers decode,
+        # then the workers idle while it scores the last videos' crops.
+        batch_for = getattr(self.scorer, "batch_for", None)
+        flush_at = batch_for(self.batch_size) if batch_for else self.batch_size
         for video in self.videos(list(paths)):
             pending.append(video)
             if not isinstance(video, VideoResult):
                 waiting += len(video.crops)
-            if waiting == 0 or waiting >= self.batch_size:
+            if waiting == 0 or waiting >= flush_at:
                 yield from self._finish(pending)
                 pending, waiting = [], 0
         yield from self._finish(pending)
