@@ -343,8 +343,17 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
 def _write_html(path, results, *, quiet=False, **kw) -> bool:
     """Write the visual report; False (after saying why) when it cannot be written."""
     from .html_report import write_html
+    return _html_written(path, lambda: write_html(path, results, **kw), quiet)
+
+
+def _html_written(path, write, quiet: bool) -> bool:
+    """Run `write` (which returns the page's figures) and say what it wrote, or why not."""
+    from .errors import StateError
     try:
-        figures = write_html(path, results, **kw)
+        figures = write()
+    except (StateError, ValueError) as e:
+        _error(str(e))
+        return False
     except OSError as e:
         _error(f"cannot write {printable(e.filename or path)}: {e.strerror or e}")
         return False
@@ -467,20 +476,8 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
 
 
 def _rebuild_html(html, *, quiet=False, **kw) -> bool:
-    from .errors import StateError
     from .html_report import rebuild
-    try:
-        figures = rebuild(html, **kw)
-    except (StateError, ValueError) as e:
-        _error(str(e))
-        return False
-    except OSError as e:
-        _error(f"cannot write {printable(e.filename or html)}: {e.strerror or e}")
-        return False
-    if not quiet:
-        click.echo(f"screener: visual report: {printable(html)} ({figures['bytes'] / 1e6:.1f} MB, "
-                   f"{figures['details']} videos in detail)", err=True)
-    return True
+    return _html_written(html, lambda: rebuild(html, **kw), quiet)
 
 
 @main.command()
