@@ -25,7 +25,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from screener import synth  # noqa: E402
 from screener.engines.ray import RayEngine, ScoringActor  # noqa: E402
 from screener.pipeline import SampleOptions  # noqa: E402
+from throughput import PeriodicSampler  # noqa: E402
 
 
 def make_clips(folder: Path, n: int, seconds: float) -> list[str]:
@@ -53,36 +53,25 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-class StoreSampler:
-    """Peak bytes in the Ray object store, all nodes together, sampled every 50 ms."""
+class StoreSampler(PeriodicSampler):
+    """Peak bytes in the Ray object store, all nodes together."""
 
     def __init__(self):
+        super().__init__()
         from ray._private.internal_api import get_memory_info_reply, get_state_from_address
         import ray
         self._state = get_state_from_address(ray.get_runtime_context().gcs_address)
         self._reply = get_memory_info_reply
         self.peak_bytes = 0
         self.spilled_bytes = 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._loop, daemon=True)
 
-    def _loop(self):
-        while not self._stop.is_set():
-            try:
-                st = self._reply(self._state).store_stats
-                self.peak_bytes = max(self.peak_bytes, st.object_store_bytes_used)
-                self.spilled_bytes = max(self.spilled_bytes, st.spilled_bytes_total)
-            except Exception:  # the cluster is going down
-                pass
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
+    def sample(self):
+        try:
+            st = self._reply(self._state).store_stats
+        except Exception:  # the cluster is going down
+            return
+        self.peak_bytes = max(self.peak_bytes, st.object_store_bytes_used)
+        self.spilled_bytes = max(self.spilled_bytes, st.spilled_bytes_total)
 
 
 class SlowActor(ScoringActor):

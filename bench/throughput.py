@@ -97,21 +97,19 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
-class RssSampler:
-    """Peak RSS of this process (unless `children_only`) plus all its descendants, every 50 ms."""
+class PeriodicSampler:
+    """Calls `sample()` every 50 ms in a thread while the `with` block runs (peaks, say)."""
 
-    def __init__(self, children_only: bool = False):
-        self.peak_kb = 0
-        self.children_only = children_only
+    def __init__(self):
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._loop, daemon=True)
 
+    def sample(self) -> None:
+        raise NotImplementedError
+
     def _loop(self):
-        me = os.getpid()
         while not self._stop.is_set():
-            total = (0 if self.children_only else _rss_kb(me)) + sum(
-                _rss_kb(c) for c in _children(me))
-            self.peak_kb = max(self.peak_kb, total)
+            self.sample()
             time.sleep(0.05)
 
     def __enter__(self):
@@ -121,6 +119,21 @@ class RssSampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._t.join()
+
+
+class RssSampler(PeriodicSampler):
+    """Peak RSS of this process (unless `children_only`) plus all its descendants."""
+
+    def __init__(self, children_only: bool = False):
+        super().__init__()
+        self.peak_kb = 0
+        self.children_only = children_only
+
+    def sample(self):
+        me = os.getpid()
+        total = (0 if self.children_only else _rss_kb(me)) + sum(
+            _rss_kb(c) for c in _children(me))
+        self.peak_kb = max(self.peak_kb, total)
 
 
 # --- the measured passes -----------------------------------------------------------------
