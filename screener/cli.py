@@ -236,6 +236,14 @@ def _error(message: str) -> None:
     click.echo(f"screener: error: {printable(message)}", err=True)
 
 
+def _output_mode(out, fmt, quiet):
+    """(report format, report on stdout?, a line per video on stdout?, a progress bar?)"""
+    to_stdout = str(out) == "-"
+    fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
+    show_rows = not to_stdout and not quiet and sys.stdout.isatty()
+    return fmt, to_stdout, show_rows, not quiet and sys.stderr.isatty()
+
+
 def _prepare(paths, find, load, model, threshold, sampling):
     """Find the videos and load the model, as both scan paths do: (videos, scorer, options,
     report header), or the exit code after saying what went wrong."""
@@ -269,15 +277,12 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     from .scoring import load_model
 
     started = time.monotonic()
-    fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
+    fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
     ready = _prepare(paths, find_videos, load_model, model, threshold,
                      (frames, every_s, all_faces, min_face))
     if isinstance(ready, int):
         return ready
     videos, scorer, options, meta = ready
-    to_stdout = str(out) == "-"
-    show_rows = not to_stdout and not quiet and sys.stdout.isatty()
-    show_bar = not quiet and sys.stderr.isatty()
 
     interrupted = False
     collector = None
@@ -398,7 +403,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     from .state import ReportSummary, ScanInterrupted
 
     started = time.monotonic()
-    fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
+    fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
     # The lazy loader: TensorFlow only if a video needs scoring.
     # No video is a usage error, as for a plain scan, unless the caller says an empty drop
     # folder is normal (cron): then the report empties.
@@ -408,12 +413,9 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     if isinstance(ready, int):
         return ready
     videos, scorer, options, meta = ready
-    to_stdout = str(out) == "-"
     if not to_stdout and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         _error(f"cannot write {printable(out)}: its folder does not exist")
         return EXIT_OUTPUT
-    show_rows = not to_stdout and not quiet and sys.stdout.isatty()
-    show_bar = not quiet and sys.stderr.isatty()
 
     def on_result(r):
         if show_rows:
