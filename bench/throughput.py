@@ -14,6 +14,8 @@ and measures, on the same clips and cores, in this order:
 - stages: time per stage from an instrumented sequential pass;
 - the model alone, uint8 batches of 32: MesoInception-4 as saved against its CPU twin
   (screener/fast_inception.py), and the scan again with the twin switched off;
+- the scan again with every sampled frame searched whole (`research_every=0`: no face
+  followed from one sampled frame to the next);
 - scan again with Meso-4 instead of the default model: the model's share of the gap;
 - memory: peak RSS of `screener scan` (a subprocess) and its workers on 50 and on all the short
   clips (it must not grow with their number);
@@ -43,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from screener import synth, video  # noqa: E402
-from screener.pipeline import SampleOptions  # noqa: E402
+from screener.pipeline import SampleOptions, find_faces  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -160,11 +162,11 @@ def scan(engine, paths) -> tuple[float, list]:
     return time.perf_counter() - t, results
 
 
-def warm_scan(scorer, paths, workers: int) -> float:
+def warm_scan(scorer, paths, workers: int, options: SampleOptions = SampleOptions()) -> float:
     """Seconds for a scan of `paths` with a fresh engine, its model and workers warmed first."""
     from screener.engines.local import LocalEngine
     scorer.predict(np.zeros((1, 256, 256, 3), np.uint8))
-    with LocalEngine(scorer, SampleOptions(), workers=workers) as engine:
+    with LocalEngine(scorer, options, workers=workers) as engine:
         list(engine.run(paths[:workers]))
         return scan(engine, paths)[0]
 
@@ -202,11 +204,12 @@ def stages(paths, scorer, detector) -> dict:
         frames = list(video.sample_frames(p, frames=32))
         tot["decode_s"] += time.perf_counter() - t
         n_frames += len(frames)
-        crops = []
-        for f in frames:
+        crops, prev = [], None
+        for n, f in enumerate(frames):
             t = time.perf_counter()
-            found = detector.detect(f.rgb, "largest")
+            found = find_faces(detector, f.rgb, SampleOptions(), n, prev)[:1]
             tot["detect_s"] += time.perf_counter() - t
+            prev = found[0] if found and found[0].size_px >= SampleOptions().min_face else None
             if found:
                 t = time.perf_counter()
                 crops.append(faces.align(f.rgb, found[0].keypoints))
@@ -343,6 +346,10 @@ def main():
             plain_s = warm_scan(plain, paths, workers)
             res["scan_without_cpu_twin_s"] = round(plain_s, 2)
             res["ratio_a_without_cpu_twin"] = round(res["decode_only_s"] / plain_s, 3)
+        # Every sampled frame searched whole, no face followed from the previous one.
+        untracked_s = warm_scan(scorer, paths, workers, SampleOptions(research_every=0))
+        res["scan_without_tracking_s"] = round(untracked_s, 2)
+        res["ratio_a_without_tracking"] = round(res["decode_only_s"] / untracked_s, 3)
         # The same scan with Meso-4, 3-4x cheaper to run than MesoInception-4: how much of the
         # gap to the decode limit is the model's cost on a CPU.
         from screener import nets, scoring

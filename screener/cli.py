@@ -89,8 +89,28 @@ def _summary(line: str, quiet: bool) -> None:
         click.echo(f"screener: {line}", err=True)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt, and are remembered: one that
+    library code swallows (TensorFlow and mediapipe run Python callbacks where a bare except
+    can catch it) is raised again at the next `check()`, after the next finished video."""
+
+    def __enter__(self):
+        self.seen = False
+        self._previous = {s: signal.signal(s, self._on_signal)
+                          for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _on_signal(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
 
 @click.group()
@@ -289,8 +309,8 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     if html:
         from .html_report import Collector
         collector = Collector(details)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     with ExitStack() as stack:
+        interrupts = stack.enter_context(_Interrupts())
         try:
             stream = sys.stdout if to_stdout else stack.enter_context(
                 open(out, "w", encoding="utf-8", newline=""))
@@ -317,13 +337,13 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
                 if show_rows:
                     tqdm.write(_row_line(r), file=sys.stdout)
                 bar.update()
+                interrupts.check()
         except KeyboardInterrupt:
             interrupted = True
         except OSError as e:  # the report's disk filled up or went away
             _error(f"cannot write the report: {e.strerror or e}")
             return EXIT_OUTPUT
         finally:
-            signal.signal(signal.SIGTERM, previous)
             elapsed = time.monotonic() - started
             try:
                 report.close(complete=not interrupted, extra={"elapsed_s": round(elapsed, 2)})
@@ -421,10 +441,10 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
         if show_rows:
             tqdm.write(_row_line(r), file=sys.stdout)
         bar.update()
+        interrupts.check()
 
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    with tqdm(total=0, unit="video", disable=not show_bar, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    with _Interrupts() as interrupts, tqdm(total=0, unit="video", disable=not show_bar,
+                                           file=sys.stderr, dynamic_ncols=True) as bar:
         try:
             s = scan_incremental(
                 videos, discover=False, out=None if to_stdout else out, state=state, fmt=fmt,
@@ -450,8 +470,6 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
         except OSError as e:
             _error(f"cannot write {e.filename or out}: {e.strerror or e}")
             return EXIT_OUTPUT
-        finally:
-            signal.signal(signal.SIGTERM, previous)
     if html:  # from the state just written: the same page `screener report` rebuilds
         from .state import default_state_path
         ok = _rebuild_html(html, state=state or default_state_path(out),
@@ -565,14 +583,16 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
                        file=sys.stderr, dynamic_ncols=True)
         elif record is not None:
             bar.update()
+        interrupts.check()
 
     limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
     started = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupts = _Interrupts()
     try:
-        s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, frames=frames,
-                        every_s=every_s, all_faces=all_faces, fmt=fmt, quality=quality,
-                        contact_sheet=contact_sheet, progress=progress, **limits)
+        with interrupts:
+            s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, frames=frames,
+                            every_s=every_s, all_faces=all_faces, fmt=fmt, quality=quality,
+                            contact_sheet=contact_sheet, progress=progress, **limits)
     except (InputError, ExtractError) as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)
@@ -583,7 +603,6 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
         _error("interrupted; complete videos are kept, a re-run resumes")
         sys.exit(EXIT_INTERRUPTED)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
     if not quiet:

@@ -243,6 +243,18 @@ class FaceDetector:
             found += self._confirm(rgb, tiny, found)
         return merge(found)
 
+    def track(self, rgb: np.ndarray, prev: Face) -> Face | None:
+        """The face seen at `prev` in an earlier frame of the same video, found again in this
+        one with a single close-up run (the check `_refine` does) instead of the whole-frame
+        cascade (two or three runs, plus tiles). None when it is not there, not sure, or has
+        changed size: the caller then searches the whole frame."""
+        found = self._refine(rgb, prev, inherit_score=False)
+        if found is None or found is prev or found.score < SURE_SCORE:
+            return None
+        if not 2 / 3 <= found.size_px / prev.size_px <= 3 / 2:
+            return None
+        return found
+
     def _sharpen(self, rgb: np.ndarray, face: Face) -> Face:
         """Short-range sees the whole frame at 128 px: a face under a third of the frame gets
         keypoints a few percent of the crop off (eyes too high). A close-up places them."""
@@ -256,7 +268,7 @@ class FaceDetector:
                if all(_iou(c.box, k.box) < 0.3 or k.score < c.score for k in known)]
         return [r for r in (self._refine(rgb, c) for c in new) if r is not None]
 
-    def _refine(self, rgb: np.ndarray, face: Face) -> Face | None:
+    def _refine(self, rgb: np.ndarray, face: Face, inherit_score: bool = True) -> Face | None:
         """Re-detect a face found small with short-range on a close-up of it.
 
         The full-range model sees a 64 px face in a 1080p tile as ~13 px: enough to find it,
@@ -283,7 +295,8 @@ class FaceDetector:
             return face if face.score >= REFINE_KEEP_SCORE else None
         bx, by, bw, bh = best.box
         return Face((bx / f + x0, by / f + y0, bw / f, bh / f),
-                    best.keypoints / f + [x0, y0], max(best.score, face.score))
+                    best.keypoints / f + [x0, y0],
+                    max(best.score, face.score) if inherit_score else best.score)
 
 
 def merge(faces: list[Face], iou: float = 0.3) -> list[Face]:

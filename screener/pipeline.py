@@ -26,6 +26,10 @@ class SampleOptions:
     all_faces: bool = False          # every face per frame, not only the largest
     min_face: int = faces_mod.MIN_FACE_PX
     min_score: float = faces_mod.MIN_SCORE
+    # Follow the largest face from one sampled frame to the next (one detector run instead of
+    # the whole-frame cascade); the whole frame is searched again every `research_every`
+    # sampled frames, so a larger face that walks in is picked up. 0: search every frame.
+    research_every: int = 8
 
 
 @dataclass
@@ -55,6 +59,21 @@ class VideoCrops:
         return self.error is None
 
 
+def find_faces(detector: faces_mod.FaceDetector, rgb: np.ndarray, options: SampleOptions,
+               n: int = 0, prev: faces_mod.Face | None = None) -> list[faces_mod.Face]:
+    """The faces of the `n`-th sampled frame of a video at or above `options.min_score`,
+    largest first: the face `prev` (the one kept from the previous sampled frame) followed,
+    or a search of the whole frame."""
+    again = (prev is not None and not options.all_faces and options.research_every > 0
+             and n % options.research_every != 0)
+    tracked = detector.track(rgb, prev) if again else None
+    if tracked is not None:
+        found = [tracked]
+    else:
+        found = detector.detect(rgb, "all" if options.all_faces else "largest")
+    return [f for f in found if f.score >= options.min_score]
+
+
 def crops_from_video(path, options: SampleOptions = SampleOptions(),
                      detector: faces_mod.FaceDetector | None = None) -> VideoCrops:
     """Sample a video, find and align its faces. Bad input ends up in `.error`, never raised."""
@@ -64,15 +83,16 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
         detector = detector or faces_mod.default_detector()
         info, frames = open_video(path, options.frames, options.every_s)
         result.info = info
-        for frame in frames:
+        prev = None  # the face followed from the previous sampled frame
+        for n, frame in enumerate(frames):
             result.frames_sampled += 1
             result.frame_times_s.append(frame.time_s)
-            found = detector.detect(frame.rgb, "all" if options.all_faces else "largest")
-            found = [f for f in found if f.score >= options.min_score]
+            found = find_faces(detector, frame.rgb, options, n, prev)
             big = [f for f in found if f.size_px >= options.min_face]
             result.faces_too_small += len(found) - len(big)
             if not options.all_faces:
                 big = big[:1]
+                prev = big[0] if big else None
             if big:
                 result.frames_with_face += 1
             for k, face in enumerate(big):

@@ -128,3 +128,42 @@ def test_tiles_cover_the_frame():
         cover[y:y + h, x:x + w] = True
     assert cover.all()
     assert faces.tiles(800, 600) == [(0, 0, 800, 600)]
+
+
+class CountingDetector(faces.FaceDetector):
+    """The real detector, counting its model runs."""
+    runs = 0
+
+    def _run(self, *a, **kw):
+        self.runs += 1
+        return super()._run(*a, **kw)
+
+
+@pytest.mark.parametrize("width,height,face_px", [(1920, 1080, 260), (1280, 720, 160), (640, 360, 150)])
+def test_track_follows_a_face_with_one_run(width, height, face_px):
+    det = CountingDetector()
+    try:
+        first = Placement("hopper", width // 4, height // 8, face_px)
+        moved = Placement("hopper", width // 4 + face_px // 5, height // 8 + 6, face_px)
+        prev = det.detect(frame_with(width, height, first), "largest")[0]
+        det.runs = 0
+        found = det.track(frame_with(width, height, moved), prev)
+        assert det.runs == 1
+        assert found is not None and found.score >= faces.SURE_SCORE
+        assert keypoint_error(found, moved) < 0.1 * face_px
+        # The whole-frame cascade on the same frame is no more accurate, and costs more runs.
+        det.runs = 0
+        full = det.detect(frame_with(width, height, moved), "largest")[0]
+        assert det.runs >= 2
+        assert keypoint_error(found, moved) < keypoint_error(full, moved) + 0.05 * face_px
+    finally:
+        det.close()
+
+
+def test_track_gives_up_when_the_face_is_gone_or_elsewhere(detector):
+    p = Placement("collins", 200, 100, 200)
+    prev = detector.detect(frame_with(1280, 720, p), "largest")[0]
+    assert detector.track(synth.background(1280, 720, 1), prev) is None
+    assert detector.track(frame_with(1280, 720, Placement("collins", 900, 300, 200)), prev) is None
+    # Much bigger now (a zoom or a cut): the whole frame must be searched again.
+    assert detector.track(frame_with(1280, 720, Placement("collins", 150, 50, 420)), prev) is None

@@ -43,3 +43,29 @@ def test_no_face(tmp_path):
     p = synth.face_clip(tmp_path / "empty.mp4", 320, 240, 6)
     r = crops_from_video(p, SampleOptions(frames=3))
     assert r.error is None and r.frames_sampled == 3 and r.frames_with_face == 0 and not r.crops
+
+
+@pytest.fixture(scope="module")
+def face_walks_in(tmp_path_factory):
+    """collins (100 px) throughout; hopper (220 px, the largest) from frame 4 on."""
+    bg = synth.background(960, 540, 2)
+    small, big = synth.portrait("collins"), synth.portrait("hopper")
+    frames = []
+    for i in range(16):
+        f = synth.paste(bg.copy(), small, 40 + i, 300, Placement("collins", 0, 0, 100).width)
+        if i >= 4:
+            synth.paste(f, big, 500, 40, Placement("hopper", 0, 0, 220).width)
+        frames.append(f)
+    return synth.write_video(tmp_path_factory.mktemp("w") / "walk_in.mp4", frames)
+
+
+def test_followed_face_yields_to_a_larger_one_at_the_next_search(face_walks_in):
+    sizes = {}
+    for every in (0, 8):
+        r = crops_from_video(face_walks_in, SampleOptions(frames=16, research_every=every))
+        assert r.frames_with_face == 16
+        sizes[every] = [c.box[2] for c in r.crops]
+    big = [s > 160 for s in sizes[0]]
+    assert big == [False] * 4 + [True] * 12  # every frame searched: the larger face at once
+    # Followed: the small face until the search at frame 8, then the larger one.
+    assert [s > 160 for s in sizes[8]] == [False] * 8 + [True] * 8
