@@ -99,6 +99,19 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
+def cpu_seconds(pids) -> float:
+    """User + system CPU time so far of these processes (all their threads)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):  # the process has ended
+            pass
+    return total
+
+
 class PeriodicSampler:
     """Calls `sample()` every 50 ms in a thread while the `with` block runs (peaks, say)."""
 
@@ -148,12 +161,15 @@ def _noop(_=None) -> None:
     return None
 
 
-def decode_only(paths, workers: int) -> tuple[float, int]:
+def decode_only(paths, workers: int) -> tuple[float, int, float]:
+    """(seconds, frames decoded, CPU seconds the worker processes spent)."""
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         list(pool.map(_noop, range(workers)))  # warm: processes started
+        kids = _children(os.getpid())
+        cpu = cpu_seconds(kids)
         t = time.perf_counter()
         frames = sum(pool.map(_decode_only, paths))
-        return time.perf_counter() - t, frames
+        return time.perf_counter() - t, frames, cpu_seconds(kids) - cpu
 
 
 def scan(engine, paths) -> tuple[float, list]:
@@ -318,16 +334,24 @@ def main():
         scorer, res["model"] = load_scorer(tmp)
         scorer.predict(np.zeros((1, 256, 256, 3), np.uint8))  # load and trace once
 
-        res["decode_only_s"], n = decode_only(paths, workers)
+        res["decode_only_s"], n, decode_cpu = decode_only(paths, workers)
         res["sampled_frames"] = n
 
         engine = LocalEngine(scorer, SampleOptions(), workers=workers)
         t = time.perf_counter()
         list(engine.run(paths[:workers]))  # start and warm the workers
         res["worker_startup_and_warmup_s"] = round(time.perf_counter() - t, 2)
+        me, kids = os.getpid(), _children(os.getpid())
+        cpu = cpu_seconds([me]), cpu_seconds(kids)
         with RssSampler() as rss:
             res["scan_s"], results = scan(engine, paths)
+        main_cpu, worker_cpu = cpu_seconds([me]) - cpu[0], cpu_seconds(kids) - cpu[1]
         engine.close()
+        # Both passes keep the 2 cores busy, so CPU seconds say where the scan's extra time goes.
+        res["cpu_s"] = {"decode_only_workers": round(decode_cpu, 2),
+                        "scan_workers": round(worker_cpu, 2),
+                        "scan_main_process": round(main_cpu, 2),
+                        "cores_busy_in_scan": round((main_cpu + worker_cpu) / res["scan_s"], 2)}
         res["scan_peak_rss_mb"] = round(rss.peak_kb / 1024)
         faces = sum(r.faces_scored for r in results)
         res["scan"] = {"videos_per_s": round(len(paths) / res["scan_s"], 2),

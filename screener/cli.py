@@ -23,6 +23,9 @@ import click
 
 EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_LOCKED, EXIT_STATE = 5, 6
+# The reader of --out - went away (`screener scan DIR --out - | head`): stop quietly, with the
+# status a shell gives a command killed by SIGPIPE.
+EXIT_PIPE = 141
 
 # Native libraries print to stderr on their own; the scan says what matters in its own words.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -340,6 +343,10 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
                 interrupts.check()
         except KeyboardInterrupt:
             interrupted = True
+        except BrokenPipeError:
+            if not to_stdout:
+                raise
+            return _reader_gone()
         except OSError as e:  # the report's disk filled up or went away
             _error(f"cannot write the report: {e.strerror or e}")
             return EXIT_OUTPUT
@@ -363,6 +370,17 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     _summary(f"{s.videos} videos: {s.fake} fake, {s.real} real, "
              f"{s.no_face} no face, {s.errors} errors in {elapsed:.1f} s{where}", quiet)
     return EXIT_FAKE if fail_on_fake and s.fake else EXIT_OK
+
+
+def _reader_gone() -> int:
+    """stdout's reader has gone: no message (nobody reads it), and none from Python either
+    when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_PIPE
 
 
 def _write_html(path, results, *, quiet=False, **kw) -> bool:
@@ -478,11 +496,14 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
         if not ok:
             return EXIT_OUTPUT
     if to_stdout:  # --state without --out: the whole report, once, at the end
-        report = ReportWriter(sys.stdout, fmt, meta)
-        report.summary = ReportSummary()
-        for r in s.results:
-            report.write(r)
-        report.close()
+        try:
+            report = ReportWriter(sys.stdout, fmt, meta)
+            report.summary = ReportSummary()
+            for r in s.results:
+                report.write(r)
+            report.close()
+        except BrokenPipeError:
+            return _reader_gone()
     elapsed = time.monotonic() - started
     r = s.report
     line = (f"{r.videos} videos: {r.fake} fake, {r.real} real, {r.no_face} no face, "

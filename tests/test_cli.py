@@ -192,6 +192,28 @@ def test_sigint_in_a_subprocess(tmp_path, face_video, tiny_model):
     assert all(r["status"] == "ok" for r in rows)
 
 
+@pytest.mark.parametrize("state", [False, True])
+def test_reader_of_stdout_goes_away(tmp_path, face_video, tiny_model, state):
+    """`screener scan DIR --out - | head -1`: the scan stops quietly with 141 (SIGPIPE's status)."""
+    for i in range(12):
+        copy(face_video, tmp_path / "in" / f"v{i:02d}.mp4")
+    extra = ["--state", str(tmp_path / "s.sqlite")] if state else ["--no-state"]
+    p = subprocess.Popen([sys.executable, "-m", "screener", "scan", str(tmp_path / "in"),
+                          "--model", str(tiny_model), "--frames", "1", "--batch-size", "1",
+                          "--out", "-", *extra], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().startswith("path,")
+        p.stdout.close()  # what head does after its first line
+        err = p.stderr.read()
+        p.wait(timeout=240)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 141, err[-2000:]
+    assert "Traceback" not in err and "Broken pipe" not in err and "Exception" not in err
+
+
 def test_min_face(face_video, tiny_model):
     # the face in face_video is ~97 px wide: scored at the default, too small above that
     r = run(face_video, "--model", tiny_model, "--frames", 2, "--min-face", 200, "-q")
