@@ -159,7 +159,8 @@ def main():
 @click.option("--video-timeout", "video_timeout_s", type=click.FloatRange(min=0, min_open=True),
               default=None, metavar="SECONDS",
               help="Stop reading a video after SECONDS (a stuck decoder); it becomes an error "
-                   "row and the scan goes on. Local engine with workers. [default: no limit]")
+                   "row and the scan goes on. Needs workers (local engine) or Ray. "
+                   "[default: no limit]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
 @click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
 @click.option("--state", metavar="FILE", default=None,
@@ -226,8 +227,8 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
                   all_faces=all_faces, min_face=min_face, batch_size=batch_size, model=model, threshold=threshold,
                   fail_on_fake=fail_on_fake, quiet=quiet, workers=workers)
     if video_timeout_s is not None:
-        if engine != "local" or workers == 0:
-            raise click.UsageError("--video-timeout needs the local engine with workers")
+        if engine == "local" and workers == 0:
+            raise click.UsageError("--video-timeout needs worker processes (--workers 1 or more)")
         common.update(video_timeout_s=video_timeout_s)
     if html:
         common.update(html=html, details=details)

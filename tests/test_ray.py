@@ -20,6 +20,7 @@ from conftest import bad_inputs, copy
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
 KILL_MARK = "__dies__"   # screener.engines.ray's test hook kills the worker on these paths
+HANG_MARK = "__hangs__"  # ... and makes it hang (a stuck decoder) on these
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def cluster():
     from ray.cluster_utils import Cluster
     old = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
     os.environ["SCREENER_TEST_KILL_WORKER_ON"] = KILL_MARK  # workers inherit it
+    os.environ["SCREENER_TEST_HANG_WORKER_ON"] = HANG_MARK
     c = Cluster(initialize_head=True, head_node_args=dict(
         num_cpus=1, include_dashboard=False, object_store_memory=200 * 2**20))
     c.add_node(num_cpus=1, object_store_memory=200 * 2**20)
@@ -35,6 +37,7 @@ def cluster():
     yield c
     ray.shutdown()
     c.shutdown()
+    os.environ.pop("SCREENER_TEST_HANG_WORKER_ON", None)
     if old is None:
         os.environ.pop("SCREENER_TEST_KILL_WORKER_ON", None)
     else:
@@ -209,6 +212,32 @@ def test_ctrl_c_leaves_state_and_report_consistent(cluster, folder, tmp_path, sc
                             settle_s=0)
     assert (rest.scanned, rest.reused) == (7, 2)
     assert len(report_rows(out)) == 9
+
+
+def test_a_video_over_the_time_limit_costs_one_row(cluster, folder, tmp_path, scorer):
+    """A task stuck on one video (its decoder never returns) is cancelled after the limit: an
+    error row, no retry, every other row as without a limit."""
+    from screener.engines.ray import RayEngine
+    from screener.pipeline import SampleOptions
+    hung = copy(folder / "a_face.mp4", tmp_path / f"v{HANG_MARK}.mp4")
+    paths = [str(folder / "a_face.mp4"), str(hung), str(folder / "c_two.mp4"),
+             str(folder / "b_none.mp4")]
+    opts = SampleOptions(frames=4)
+    with RayEngine(scorer, opts, batch_size=8) as engine:
+        normal = list(engine.run([p for p in paths if p != str(hung)]))
+    t = time.monotonic()
+    with RayEngine(scorer, opts, batch_size=8, video_timeout_s=3) as engine:
+        limited = list(engine.run(paths))
+    assert time.monotonic() - t < 600  # not the hour the stuck task would take
+    assert engine.stats.timed_out == 1 and engine.stats.retries == 0
+    assert [r.path for r in limited] == paths
+    assert limited[1].status == "error" and "longer than the 3 s limit" in limited[1].error
+    others = limited[:1] + limited[2:]
+    assert [(r.path, r.status, r.faces_scored, r.fake_score) for r in others] == \
+           [(r.path, r.status, r.faces_scored, r.fake_score) for r in normal]
+    # The cluster goes on: the cancelled task's worker was replaced.
+    with RayEngine(scorer, opts, batch_size=8) as engine:
+        assert [r.status for r in engine.run(paths[:1])] == ["ok"]
 
 
 def test_a_node_lost_mid_scan_still_gives_every_row_once(cluster, folder, tmp_path, scorer):

@@ -44,8 +44,6 @@ def make_engine(name: str, scorer, options=None, batch_size: int = 256, **kw) ->
         from .local import LocalEngine
         return LocalEngine(scorer, options, batch_size=batch_size, **kw)
     if name == "ray":
-        if kw.get("video_timeout_s") is not None:
-            raise ValueError("a time limit per video is for the local engine")
         check_engine(name)
         from .ray import RayEngine
         return RayEngine(scorer, options, batch_size=batch_size, **kw)

@@ -23,6 +23,11 @@ of these is a few lines here, where Ray Data would reorder rows and hide retries
 - Faults: tasks run with Ray's retries off and the driver retries a video whose worker or node
   died (`max_retries` times, then the local engine's error row), so a video that kills its
   worker every time ends as a row, never a loop (Ray would retry OOM kills without end).
+- A time limit per video (`video_timeout_s`): each task tells a small `Clock` actor when it
+  starts; the driver asks the clock every second which running videos are past the limit,
+  cancels those tasks (force: the worker process is killed, as a decoder stuck in native code
+  allows nothing else) and gives each an error row, never a retry. Time waiting in Ray's queue
+  does not count, and the clock is the actor's own, so nodes' clocks need not agree.
 - The driver keeps the state and the report (screener.state); workers only compute.
 """
 from __future__ import annotations
@@ -44,7 +49,7 @@ from .. import pipeline
 from ..errors import EngineUnavailable, ModelError
 from ..verdict import VideoResult, aggregate
 from .local import _log_result
-from .workers import crashed
+from .workers import crashed, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +61,21 @@ NO_CROPS = np.zeros((0, 256, 256, 3), np.uint8)
 _detector = None   # one per Ray worker process, reused by every task it runs
 
 
-def _video_crops(path: str, options: pipeline.SampleOptions):
-    """The per-video unit as a task: ((VideoCrops without pixels, node id), crops array)."""
+def _video_crops(path: str, options: pipeline.SampleOptions, clock=None, token: int = 0):
+    """The per-video unit as a task: ((VideoCrops without pixels, node id), crops array).
+    With a `clock` (a time limit is set), it first says it has started."""
     global _detector
+    if clock is not None:
+        clock.start.remote(token)
     # Test hook (as in workers.py): a worker "crashes" on paths containing this text, as a
     # decoder segfault or the OOM killer would do it. Unset in normal use.
     mark = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
     if mark and mark in path:
         os.kill(os.getpid(), signal.SIGKILL)
+    # Test hook, as above: a decoder that never returns.
+    mark = os.environ.get("SCREENER_TEST_HANG_WORKER_ON")
+    if mark and mark in path:
+        time.sleep(3600)
     try:
         if _detector is None or _detector.min_score != options.min_score:
             import cv2
@@ -78,6 +90,22 @@ def _video_crops(path: str, options: pipeline.SampleOptions):
     for c in video.crops:
         c.crop = None  # the pixels travel once, as one array, to an actor
     return (video, ray.get_runtime_context().get_node_id()), crops
+
+
+class Clock:
+    """When each running video task started, by this actor's clock (one clock for all nodes)."""
+
+    def __init__(self):
+        self.started: dict[int, float] = {}
+
+    def start(self, token: int) -> None:
+        self.started[token] = time.monotonic()
+
+    def overdue(self, running: list[int], limit_s: float) -> list[int]:
+        """Which of `running` started more than `limit_s` ago; forgets tokens not running."""
+        now = time.monotonic()
+        self.started = {t: self.started[t] for t in running if t in self.started}
+        return [t for t, t0 in self.started.items() if now - t0 > limit_s]
 
 
 class ScoringActor:
@@ -120,6 +148,7 @@ def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
 class _Video:
     path: str
     attempt: int = 0
+    token: int = 0                    # this try's name for the Clock
     meta_ref: object = None
     crops_ref: object = None
     video: object = None              # VideoCrops without pixels, once known
@@ -147,6 +176,7 @@ class RayStats:
     """What a run did, for tests and the benchmark."""
     videos: int = 0
     retries: int = 0
+    timed_out: int = 0
     batches: int = 0
     actors: int = 0
     gpus_per_actor: float = 0
@@ -165,13 +195,14 @@ class RayEngine:
     def __init__(self, scorer, options: "pipeline.SampleOptions | None" = None,
                  batch_size: int = 256, address: str | None = None, workers: int | None = None,
                  window: int | None = None, actors: int | None = None, max_retries: int = 2,
-                 actor_cpus: float = 0):
+                 actor_cpus: float = 0, video_timeout_s: float | None = None):
         """address: a cluster to join (else RAY_ADDRESS, else a local Ray started here and
         shut down by close()); an already initialised Ray in this process is used as it is.
         workers: the CPUs to keep busy decoding (default: the cluster's). window: videos in
         flight (default 2 * workers + 2). actors: scoring actors (default: one per GPU, else one per
         node). actor_cpus: CPUs a scoring actor reserves (0: it shares its node with the
-        tasks, as the local engine's driver shares the machine with its workers)."""
+        tasks, as the local engine's driver shares the machine with its workers).
+        video_timeout_s: the time a task may spend on one video (then an error row)."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if max_retries < 0:
@@ -189,6 +220,11 @@ class RayEngine:
         self.actors = actors
         self.max_retries = max_retries
         self.actor_cpus = actor_cpus
+        if video_timeout_s is not None and video_timeout_s <= 0:
+            raise ValueError("video_timeout_s must be positive")
+        self.video_timeout_s = video_timeout_s
+        self._clock = None
+        self._tokens = 0
         self.stats = RayStats()
         self._started_ray = False
         self._pool: list = []
@@ -223,6 +259,8 @@ class RayEngine:
             self._started_ray = True
         if self._task is None:
             self._task = ray.remote(num_cpus=1, max_retries=0, num_returns=2)(_video_crops)
+        if self.video_timeout_s is not None and self._clock is None:
+            self._clock = ray.remote(num_cpus=0, max_restarts=3)(Clock).remote()
         if not self._pool:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
             gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -251,12 +289,12 @@ class RayEngine:
                 raise ModelError(f"the scoring actors could not load the model: {e}") from e
 
     def close(self) -> None:
-        for actor in self._pool:
+        for actor in self._pool + ([self._clock] if self._clock is not None else []):
             try:
                 ray.kill(actor)
             except Exception:  # Ray already shut down: the actor is gone with it
                 pass
-        self._pool = []
+        self._pool, self._clock = [], None
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
@@ -270,9 +308,28 @@ class RayEngine:
     # -- one run -----------------------------------------------------------------------
 
     def _submit(self, v: _Video) -> _Video:
-        v.meta_ref, v.crops_ref = self._task.remote(v.path, self.options)
+        self._tokens += 1
+        v.token = self._tokens
+        v.meta_ref, v.crops_ref = self._task.remote(v.path, self.options, self._clock, v.token)
         v.video = None
         return v
+
+    def _stop_overdue(self, flight) -> None:
+        """Cancel the running tasks past the time limit; each video becomes an error row."""
+        running = {v.token: v for v in flight if v.video is None}
+        if not running:
+            return
+        for token in ray.get(self._clock.overdue.remote(list(running), self.video_timeout_s)):
+            v = running[token]
+            try:
+                ray.cancel(v.meta_ref, force=True)
+            except Exception as e:  # finished meanwhile, or Ray is going away: row all the same
+                log.debug("%s: cancel failed: %s", v.path, e)
+            log.warning("%s: over the %g s limit; stopped", v.path, self.video_timeout_s)
+            self.stats.timed_out += 1
+            v.result = aggregate(timed_out(v.path, self.video_timeout_s), [],
+                                 **self._model_fields())
+            v.video = v.result
 
     def _resolve(self, v: _Video) -> None:
         """Fetch a finished task's metadata; a dead worker or node means another try."""
@@ -366,7 +423,15 @@ class RayEngine:
                 waits.update({b.ref: b for b in batches if not b.done})
                 if not waits:
                     continue
-                ready, _ = ray.wait(list(waits), num_returns=1)
+                if self._clock is None:
+                    ray.wait(list(waits), num_returns=1)
+                else:  # wake up every second to look for videos over the limit
+                    ray.wait(list(waits), num_returns=1, timeout=1.0)
+                    self._stop_overdue(flight)
+                    waits = {r: x for r, x in waits.items()
+                             if not (isinstance(x, _Video) and x.video is not None)}
+                    if not waits:
+                        continue
                 ready, _ = ray.wait(list(waits), num_returns=len(waits), timeout=0)
                 for ref in ready:
                     item = waits[ref]
