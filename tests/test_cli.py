@@ -220,3 +220,8 @@ def test_min_face(face_video, tiny_model):
     assert r.exit_code == 0
     row = list(csv.DictReader(r.stdout.splitlines()))[0]
     assert row["status"] == "no_face" and "smaller than the minimum" in row["error"]
+
+
+def test_video_timeout_needs_workers(face_video, tiny_model):
+    r = run(face_video, "--model", tiny_model, "--workers", 0, "--video-timeout", 5)
+    assert r.exit_code == 2 and "--video-timeout needs worker processes" in r.stderr
