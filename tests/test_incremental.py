@@ -108,6 +108,25 @@ def test_a_second_run_is_refused_while_one_holds_the_lock(tmp_path, clips, tiny_
     assert not report.exists()
 
 
+def children(pid: int) -> list[int]:
+    kids = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    except OSError:  # it has ended
+        pass
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_sigkill_mid_folder_then_resume_keeps_every_row_once(tmp_path, clips, tiny_model):
     d = folder_of(tmp_path, clips * 2)  # 8 videos
     report, state = tmp_path / "r.csv", tmp_path / "r.csv.state.sqlite"
@@ -117,15 +136,23 @@ def test_sigkill_mid_folder_then_resume_keeps_every_row_once(tmp_path, clips, ti
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     done = 0
     deadline = time.monotonic() + 240
+    workers = []
     try:
         while done < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
             done = stored_rows(state)
+        workers = children(proc.pid)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     done = stored_rows(state)
     assert 2 <= done < 8, f"the run was not killed mid-folder ({done} rows)"
+    # Its worker processes do not outlive it (they would wait for work for ever).
+    assert len(workers) >= 2
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers)
     assert not report.exists()  # written only at the end, atomically
 
     out = scan(tiny_model, d, "--out", report, "--settle", 0)

@@ -15,6 +15,10 @@ With a time limit per video (`timeout_s`), a worker that spends longer on one vi
 itself (a decoder stuck in native code cannot be interrupted any other way) after leaving the
 video's path in a folder the pool reads: that video becomes an error row at once, without a
 retry, and the others in flight are submitted again.
+
+A worker whose parent dies without closing the pool (SIGKILL, the OOM killer) would wait for
+work for ever: each worker holds a write end of the pool's call queue, so none ever reads its
+end of file. Each worker therefore watches its parent and exits when it is gone.
 """
 from __future__ import annotations
 
@@ -48,11 +52,19 @@ def _init(options: pipeline.SampleOptions, timeout_s: float | None = None,
     _timeout_s, _hung_dir = timeout_s, hung_dir
     # Ctrl-C goes to the whole process group: only the parent decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="screener-parent-watch").start()
     import cv2
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own pool would oversubscribe
     from ..faces import FaceDetector
     _options = options
     _detector = FaceDetector(min_score=options.min_score)
+
+
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    while os.getppid() == parent:  # re-parented (to init or a subreaper): the parent is gone
+        time.sleep(every_s)
+    os._exit(0)
 
 
 def _work(path: str) -> pipeline.VideoCrops:
