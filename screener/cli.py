@@ -323,6 +323,10 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
             if frames_out:
                 face_rows = FramesWriter(stack.enter_context(
                     open(frames_out, "w", encoding="utf-8", newline="")))
+        except BrokenPipeError:
+            if not to_stdout:
+                raise
+            return _reader_gone()
         except OSError as e:
             _error(f"cannot write {e.filename or out}: {e.strerror or e}")
             return EXIT_OUTPUT
