@@ -146,12 +146,17 @@ def lr_at(step: int, a, steps_per_epoch: int) -> float:
     return max(a.lr_floor, a.lr * a.lr_decay_rate ** (step / max(decay_steps, 1)))
 
 
-def score_holdout(model, batches):
+def predict_batches(model, batches) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, P(fake)) of a stream of (x, y, weights) batches."""
     ys, ps = [], []
     for x, y, _ in batches:
         ps.append(np.asarray(model.predict_on_batch(x)).reshape(-1))
         ys.append(y)
-    y, p = np.concatenate(ys), np.concatenate(ps)
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+def score_holdout(model, batches):
+    y, p = predict_batches(model, batches)
     eps = 1e-7
     loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
     r = metrics.binary_report(y, p, 0.5)
@@ -398,11 +403,11 @@ def pick_threshold(a, held_batches) -> dict:
     if a.cache_trunk:
         from . import trunk as tk
         net = tk.split_model(best, a.freeze_blocks)[1]
-    ys, ps = [], []
-    for x, y, _ in held_batches():
-        ps.append(np.asarray(net.predict_on_batch(x)).reshape(-1))
-        ys.append(y)
-    y, p = np.concatenate(ys), np.concatenate(ps)
+    return choose_threshold(*predict_batches(net, held_batches()))
+
+
+def choose_threshold(y, p) -> dict:
+    """The grid threshold with the best balanced accuracy on holdout labels y and scores p."""
     scores = {float(t): metrics.binary_report(y, p, t)["balanced_accuracy"] for t in THRESHOLD_GRID}
     t = max(scores, key=lambda k: (scores[k], -abs(k - 0.5)))  # ties: the one nearer 0.5
     print(f"threshold {t:g} (holdout balanced accuracy {scores[t]:.4f}; at 0.5: {scores[0.5]:.4f})",
