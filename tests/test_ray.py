@@ -240,6 +240,38 @@ def test_a_video_over_the_time_limit_costs_one_row(cluster, folder, tmp_path, sc
         assert [r.status for r in engine.run(paths[:1])] == ["ok"]
 
 
+def test_a_video_computed_again_after_its_crops_were_lost_keeps_the_time_limit(
+        cluster, folder, tmp_path, scorer):
+    """When a scoring batch's crops are lost (their node died), its videos are computed again
+    one by one (RayEngine._redo); a video whose decoder now hangs still ends as an error row
+    once over the limit, instead of holding the scan for ever."""
+    import numpy as np
+    from screener.engines.ray import RayEngine, _Video
+    from screener.pipeline import FaceCrop, SampleOptions, VideoCrops
+    hung = str(copy(folder / "a_face.mp4", tmp_path / f"again{HANG_MARK}.mp4"))
+    with RayEngine(scorer, SampleOptions(frames=4), batch_size=8, video_timeout_s=3) as engine:
+        engine._connect()
+        class Owner:  # defined here so that Ray ships it by value (workers lack tests/)
+            def put(self, x):
+                return [ray.put(x)]  # in a list: the caller gets a reference owned here
+
+        owner = ray.remote(num_cpus=0)(Owner).remote()
+        lost = ray.get(owner.put.remote(np.zeros((2, 256, 256, 3), np.uint8)))[0]
+        ray.kill(owner)  # the crops die with their owner, as with a lost node
+        with pytest.raises(ray.exceptions.RayActorError):
+            for _ in range(60):  # the kill is asynchronous
+                ray.get(owner.__ray_ready__.remote())
+                time.sleep(0.5)
+        face = FaceCrop(0, 0.0, (0, 0, 1, 1), np.zeros((6, 2)), 1.0, None)
+        first_try = VideoCrops(hung, frames_sampled=4, frames_with_face=2, crops=[face, face])
+        t = time.monotonic()
+        rows = list(engine._redo([_Video(hung, video=first_try, crops_ref=lost)]))
+    assert time.monotonic() - t < 300  # not the hour the stuck task would take
+    assert [(r.status, r.path) for r in rows] == [("error", hung)]
+    assert "longer than the 3 s limit" in rows[0].error
+    assert engine.stats.timed_out == 1 and engine.stats.retries == 1
+
+
 def test_a_node_lost_mid_scan_still_gives_every_row_once(cluster, folder, tmp_path, scorer):
     """Last of the cluster tests: it takes the second node away for good."""
     from screener.engines.ray import RayEngine

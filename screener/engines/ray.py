@@ -514,7 +514,11 @@ class RayEngine:
                 self.stats.retries += 1
                 self._submit(v)
                 while v.video is None:
-                    ray.wait([v.meta_ref])
+                    if self._clock is None:
+                        ray.wait([v.meta_ref])
+                    elif not ray.wait([v.meta_ref], timeout=1.0)[0]:
+                        self._stop_overdue([v])  # over the limit: v.result is its error row
+                        continue
                     self._resolve(v)  # may submit it again, or give up (v.result)
             self.stats.videos += 1
             _log_result(v.result)
