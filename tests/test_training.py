@@ -77,6 +77,73 @@ def test_video_grouped_holdout_never_leaks():
         assert {s.label for s in held} == {0, 1}
 
 
+def make_videos_without_ids(root, n_videos=8, frames=6, seed=0):
+    """`df00000.png`-style names (no video id), consecutive frames of one "video" alike: each
+    video is one random picture plus a little noise per frame; video 0's first frame is copied
+    again at the end of the class's files, far from its video in file order."""
+    rng = np.random.default_rng(seed)
+    truth = {}
+    for folder in ("df", "real"):
+        d = root / "train" / folder
+        d.mkdir(parents=True)
+        k = 0
+        pics = [rng.integers(0, 255, (16, 16, 3)).repeat(4, 0).repeat(4, 1) for _ in range(n_videos)]
+        for v in list(range(n_videos)) + [0]:
+            for f in range(frames if k < n_videos * frames else 1):
+                img = np.clip(pics[v] + rng.normal(0, 8, pics[v].shape), 0, 255).astype(np.uint8)
+                name = d / f"{folder}{k:05d}.png"
+                Image.fromarray(img).save(name)
+                truth[name] = f"{folder}{v}"
+                k += 1
+    return truth
+
+
+def test_similar_holdout_keeps_each_video_on_one_side(tmp_path):
+    truth = make_videos_without_ids(tmp_path)
+    samples = data.list_split(tmp_path, "train")
+    assert all(s.video is None for s in samples)
+    for seed in range(4):
+        keep, held = data.holdout_split(samples, 0.25, seed)  # auto: no ids -> similar
+        assert len(keep) + len(held) == len(samples) and {s.label for s in held} == {0, 1}
+        # the far-away copy of video 0's frame went with its video, whichever side that is
+        assert not {truth[s.path] for s in keep} & {truth[s.path] for s in held}
+        # the pseudo ids are the groups: one per video here
+        assert len({s.group for s in keep + held}) == len(set(truth.values()))
+    # blocks of consecutive files cut videos in two
+    keep, held = data.holdout_split(samples, 0.25, 0, by="block", block=4)
+    assert {truth[s.path] for s in keep} & {truth[s.path] for s in held}
+
+
+def test_groups_command_reports_the_leak_of_each_carve(tmp_path, capsys):
+    from training import groups
+    make_videos_without_ids(tmp_path, n_videos=20)
+    assert groups.main(["--data", str(tmp_path), "--holdout", "0.25", "--by", "similar", "block"]) == 0
+    out = capsys.readouterr().out
+    sims = {by: float(line.split("/")[-1]) for line in out.splitlines()  # p99
+            for by in ("similar", "block") if f"by {by}:" in line}
+    # other videos only, against a video cut in two by a block boundary
+    assert sims["similar"] < 0.9 < sims["block"]
+
+
+def test_cautious_threshold_moves_only_for_a_gain_beyond_its_noise():
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(40), 20)
+    y = (g < 20).astype(int)
+    # every real frame scores 0.55-0.6 and every fake 0.8: 0.6 is right for all, 0.5 for half
+    p = np.where(y == 1, 0.8, rng.uniform(0.55, 0.6, len(y)))
+    c = train.choose_threshold(y, p, g, "cautious")
+    assert c["value"] == c["best_grid_threshold"] == 0.6 and c["gain_over_0_5"] == 0.5
+    # videos whose frames err together: a small gain at 0.55 is within its noise
+    p = np.clip(np.where(y == 1, 0.75, 0.3) + rng.normal(0, 0.15, 40)[g]
+                + rng.normal(0, 0.1, len(g)), 0, 1)
+    c = train.choose_threshold(y, p, g, "cautious")
+    best = train.choose_threshold(y, p, g, "best")
+    assert best["value"] != 0.5 and c["value"] == 0.5 and c["best_grid_threshold"] == best["value"]
+    assert c["gain_over_0_5"] <= 2 * c["gain_stderr"]
+    # resampling frames as if independent understates that noise
+    assert train.gain_stderr(y, p, best["value"], np.arange(len(y)), 500, 1) < c["gain_stderr"]
+
+
 def test_video_id_and_class_weights():
     assert data.video_id(data.Path("abc_12_0033.jpg")) == "abc_12"
     assert data.video_id(data.Path("df00012.jpg")) is None

@@ -17,7 +17,7 @@ import re
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,32 +78,50 @@ def list_split(root: str | Path, split: str, fake: str = "df", real: str = "real
     return samples
 
 
-def holdout_split(samples: list[Sample], fraction: float, seed: int,
+HOLDOUT_BY = ("auto", "video", "similar", "block")
+
+
+def holdout_split(samples: list[Sample], fraction: float, seed: int, by: str = "auto",
                   block: int = 50) -> tuple[list[Sample], list[Sample]]:
     """Carve a model-selection split from training samples, per class, by group.
 
-    With video ids, whole videos go to one side. Without (the DF train split is `df00000.jpg`...,
-    consecutive frames of a video sit next to each other), runs of `block` consecutive files
-    form the groups, which keeps most near-duplicate neighbours on one side.
+    `video`: whole videos (from the file names) go to one side. `similar` (for names without a
+    video id, like the DF train split's `df00000.jpg`): groups of alike images, see
+    `training.groups`. `block`: runs of `block` consecutive files (what the shipped model used;
+    a video can straddle two runs). `auto`: `video` when every name carries a video id, else
+    `similar`. A group larger than half the holdout's share of its class stays in training, so
+    one giant group cannot swallow the holdout.
     """
     if not 0 < fraction < 1:
         raise ValueError("holdout fraction must be between 0 and 1")
+    if by not in HOLDOUT_BY:
+        raise ValueError(f"holdout grouping must be one of {', '.join(HOLDOUT_BY)}")
+    if by == "auto":
+        by = "video" if all(s.video is not None for s in samples) else "similar"
     rng = np.random.default_rng(seed)
     keep, held = [], []
     for label in (FAKE, REAL):
         cls = [s for s in samples if s.label == label]
+        if by == "similar":
+            from .groups import describe, near_duplicate_groups
+            keys = [str(g) for g in near_duplicate_groups(describe([s.path for s in cls]))]
+        elif by == "video":
+            keys = [s.video if s.video is not None else str(s.path) for s in cls]
+        else:
+            keys = [str(i // block) for i in range(len(cls))]
         groups: dict[str, list[Sample]] = {}
-        for i, s in enumerate(cls):
-            key = s.video if s.video is not None else f"block{i // block}"
-            groups.setdefault(key, []).append(s)
-        keys = sorted(groups)
-        rng.shuffle(keys)
-        n_held = 0
-        for k in keys:
-            side = held if n_held < fraction * len(cls) else keep
-            side.extend(groups[k])
-            if side is held:
-                n_held += len(groups[k])
+        for k, s in zip(keys, cls):
+            if s.video is None:
+                s = replace(s, video=f"~{by}-{k}")
+            groups.setdefault(k, []).append(s)
+        order = sorted(groups)
+        rng.shuffle(order)
+        target, n_held = fraction * len(cls), 0
+        for k in order:
+            g = groups[k]
+            take = n_held < target and (by != "similar" or len(g) <= max(1.0, target / 2))
+            (held if take else keep).extend(g)
+            n_held += len(g) if take else 0
     return keep, held
 
 

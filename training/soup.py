@@ -27,8 +27,8 @@ from screener.errors import ScreenerError
 from screener.scoring import load_model, read_card
 
 from . import metrics
-from .data import RESIZE_MODES, BatchStream, holdout_split, list_split
-from .train import choose_threshold, predict_batches
+from .data import HOLDOUT_BY, RESIZE_MODES, BatchStream, holdout_split, list_split
+from .train import THRESHOLD_RULES, choose_threshold, holdout_by, predict_batches
 
 
 def average(models) -> list[np.ndarray]:
@@ -66,9 +66,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--real-dir", default="real", help="real class folder, label 0 (default real)")
     g.add_argument("--holdout", type=float, default=0.1, help="holdout fraction (default 0.1)")
     g.add_argument("--seed", type=int, default=1234, help="holdout seed (default 1234)")
+    g.add_argument("--holdout-by", choices=HOLDOUT_BY, default="auto",
+                   help="the grouping of the carve, as in training.train (default auto)")
     g.add_argument("--resize", choices=RESIZE_MODES, default="nearest")
     g.add_argument("--pick-threshold", action="store_true",
                    help="set the soup's threshold on the holdout (else the first ingredient's)")
+    g.add_argument("--threshold-rule", choices=THRESHOLD_RULES, default="cautious",
+                   help="as in training.train (default cautious)")
     return p
 
 
@@ -90,7 +94,8 @@ def soup(a) -> dict:
     for stale in ("resumed_with", "training"):
         card.pop(stale, None)
     if a.data:
-        _, held = holdout_split(list_split(a.data, a.split, a.fake_dir, a.real_dir), a.holdout, a.seed)
+        samples = list_split(a.data, a.split, a.fake_dir, a.real_dir)
+        _, held = holdout_split(samples, a.holdout, a.seed, a.holdout_by)
         stream = BatchStream(held, 64, a.resize)
         for ing, s in zip(card["ingredients"], scorers):
             r = metrics.binary_report(*predict_batches(s.model, stream), 0.5)
@@ -98,11 +103,13 @@ def soup(a) -> dict:
         y, p = predict_batches(model, stream)
         r = metrics.binary_report(y, p, 0.5)
         card["holdout"] = {"images": len(held), "fraction": a.holdout, "seed": a.seed,
+                           "by": holdout_by(a.holdout_by, samples),
                            **{k: r[k] for k in ("accuracy", "roc_auc", "eer")}}
         for name, fig in [(i["path"], i["holdout"]) for i in card["ingredients"]] + [("soup", r)]:
             print(f"holdout AUC {fig['roc_auc']:.4f} acc {fig['accuracy']:.4f}  {name}", flush=True)
         if a.pick_threshold:
-            card["threshold_choice"] = choose_threshold(y, p)
+            card["threshold_choice"] = choose_threshold(y, p, [s.group for s in stream.kept],
+                                                        a.threshold_rule)
             card["threshold"] = card["threshold_choice"]["value"]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.out.with_name(a.out.stem + ".tmp.keras")

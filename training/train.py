@@ -4,8 +4,8 @@
         --arch meso4 --epochs 20
 
 Model selection uses a holdout carved from the train split (by video when file names carry a
-video id, else by runs of consecutive files); the dataset's `validation` split is the paper's
-test set and is never looked at here.
+video id, else by groups of alike images: see training.groups); the dataset's `validation`
+split is the paper's test set and is never looked at here.
 
 A run folder holds everything: `last.keras` (model + optimizer, written every epoch),
 `state.json` (epoch, best holdout AUC, early-stopping counter), `best.keras` (the epoch with the
@@ -35,7 +35,7 @@ from screener.errors import ScreenerError
 
 from . import metrics
 from .augment import Augment
-from .data import RESIZE_MODES, BatchStream, class_weights, holdout_split, list_split
+from .data import HOLDOUT_BY, RESIZE_MODES, BatchStream, class_weights, holdout_split, list_split
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--real-dir", default="real", help="real class folder, label 0 (default real)")
     g.add_argument("--holdout", type=float, default=0.1,
                    help="fraction of the train split held out for model selection (default 0.1)")
+    g.add_argument("--holdout-by", choices=HOLDOUT_BY, default="auto",
+                   help="groups that never straddle the holdout: video ids from file names, "
+                        "similar (alike images, for names without ids), block (50 consecutive "
+                        "files; the shipped model's carve). auto: video if every name has one, "
+                        "else similar")
     g.add_argument("--resize", choices=RESIZE_MODES, default="nearest",
                    help="resize for images that are not 256x256 (aligned crops never are resized)")
     g.add_argument("--no-class-weights", action="store_true",
@@ -103,8 +108,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--max-minutes", type=float, default=0,
                    help="stop after the epoch that would overrun this budget (0: none)")
     g.add_argument("--pick-threshold", action="store_true",
-                   help="after training, set the card's threshold to the one (grid step 0.05) "
-                        "with the best balanced accuracy on the train holdout (default: 0.5)")
+                   help="after training, set the card's threshold on the train holdout with "
+                        "--threshold-rule (default: 0.5)")
+    g.add_argument("--threshold-rule", choices=THRESHOLD_RULES, default="cautious",
+                   help="best: the grid threshold (step 0.05) with the best holdout balanced "
+                        "accuracy; cautious (default): that one only if it beats 0.5 by more than "
+                        "twice the standard error of the gain (bootstrap over holdout groups), "
+                        "else 0.5")
     g.add_argument("--no-xla", action="store_true", help="do not JIT-compile the training step")
     g.add_argument("--seed", type=int, default=1234,
                    help="seed for weights, holdout split, shuffling and augmentation (default 1234)")
@@ -273,6 +283,7 @@ def _cached_source(model, a, fit_set, held, weights):
     train_batches = lambda epoch: tk.cached_batches(  # noqa: E731
         fit_rows, fy, fw, a.batch_size, np.random.default_rng((a.seed, epoch)))
     held_batches = lambda: tk.cached_batches(held_rows, hy, hw, 256)  # noqa: E731
+    held_batches.samples = lambda: [held[i] for i in hr]  # noqa: E731  in the order scored
     return head, train_batches, held_batches, -(-len(fy) // a.batch_size)
 
 
@@ -283,7 +294,7 @@ def train(a) -> dict:
         raise ScreenerError("--cache-trunk needs --freeze-blocks N (the blocks it caches)")
     a.run.mkdir(parents=True, exist_ok=True)
     samples = list_split(a.data, a.split, a.fake_dir, a.real_dir)
-    fit_set, held = holdout_split(samples, a.holdout, a.seed)
+    fit_set, held = holdout_split(samples, a.holdout, a.seed, a.holdout_by)
     if a.limit:
         fit_set = [fit_set[i] for i in
                    sorted(np.random.default_rng(a.seed).permutation(len(fit_set))[:a.limit])]
@@ -291,7 +302,7 @@ def train(a) -> dict:
         raise ScreenerError("the holdout split needs images of both classes; raise --holdout")
     weights = None if a.no_class_weights else class_weights(fit_set)
     split_info = {"train_images": len(fit_set), "holdout_images": len(held),
-                  "holdout_by": "video" if all(s.video for s in samples) else "blocks of 50 consecutive files",
+                  "holdout_by": holdout_by(a.holdout_by, samples),
                   "class_weights": weights}
 
     state_path, last_path = a.run / "state.json", a.run / "last.keras"
@@ -328,6 +339,7 @@ def train(a) -> dict:
             train_stream.epoch = epoch  # same order and augmentation on resume
             return iter(train_stream)
         held_batches = lambda: iter(held_stream)  # noqa: E731
+        held_batches.samples = lambda: held_stream.kept  # noqa: E731  after a pass: in the order scored
         steps = len(train_stream)
         net = _compile(model, a, model.optimizer if resumed else None)
 
@@ -403,18 +415,81 @@ def pick_threshold(a, held_batches) -> dict:
     if a.cache_trunk:
         from . import trunk as tk
         net = tk.split_model(best, a.freeze_blocks)[1]
-    return choose_threshold(*predict_batches(net, held_batches()))
+    y, p = predict_batches(net, held_batches())
+    return choose_threshold(y, p, [s.group for s in held_batches.samples()], a.threshold_rule)
 
 
-def choose_threshold(y, p) -> dict:
-    """The grid threshold with the best balanced accuracy on holdout labels y and scores p."""
+THRESHOLD_RULES = ("cautious", "best")
+
+
+def choose_threshold(y, p, groups=None, rule: str = "best", draws: int = 1000,
+                     seed: int = 1234) -> dict:
+    """The holdout threshold for labels y and scores p.
+
+    `best`: the grid threshold with the best balanced accuracy. `cautious`: that threshold
+    only if its gain over 0.5 is more than twice its standard error, else 0.5. A model trained
+    with balanced class weights puts its equal-error decision near 0.5; a few hundred held-out
+    frames of a few dozen videos rarely show a real gain elsewhere, and a step picked on noise
+    moves every video's verdict. The standard error comes from resampling whole `groups`
+    (videos or groups of alike images) within each class, since frames of a group err together.
+    """
+    y, p = np.asarray(y, int), np.asarray(p, float)
     scores = {float(t): metrics.binary_report(y, p, t)["balanced_accuracy"] for t in THRESHOLD_GRID}
     t = max(scores, key=lambda k: (scores[k], -abs(k - 0.5)))  # ties: the one nearer 0.5
+    out = {"value": t, "holdout_balanced_accuracy": scores[t],
+           "holdout_balanced_accuracy_at_0.5": scores[0.5],
+           "chosen_by": "max balanced accuracy on the train holdout, grid 0.05..0.95 step 0.05"}
+    if rule == "cautious":
+        gain = scores[t] - scores[0.5]
+        se = gain_stderr(y, p, t, groups if groups is not None else np.arange(len(y)), draws, seed)
+        out.update(best_grid_threshold=t, gain_over_0_5=gain, gain_stderr=se,
+                   chosen_by="cautious: the best grid threshold (balanced accuracy, step 0.05) "
+                             "only if it beats 0.5 by more than 2 standard errors (bootstrap "
+                             f"over {len(set(map(str, groups))) if groups is not None else len(y)} "
+                             "holdout groups), else 0.5")
+        if not gain > 2 * se:
+            out["value"] = t = 0.5
+            out["holdout_balanced_accuracy"] = scores[0.5]
+        print(f"best grid threshold {out['best_grid_threshold']:g}: balanced accuracy "
+              f"{scores[out['best_grid_threshold']]:.4f} vs {scores[0.5]:.4f} at 0.5 (gain "
+              f"{gain:+.4f}, standard error {se:.4f})", flush=True)
+    elif rule != "best":
+        raise ValueError(f"threshold rule must be one of {', '.join(THRESHOLD_RULES)}")
     print(f"threshold {t:g} (holdout balanced accuracy {scores[t]:.4f}; at 0.5: {scores[0.5]:.4f})",
           flush=True)
-    return {"value": t, "holdout_balanced_accuracy": scores[t],
-            "holdout_balanced_accuracy_at_0.5": scores[0.5],
-            "chosen_by": "max balanced accuracy on the train holdout, grid 0.05..0.95 step 0.05"}
+    return out
+
+
+def gain_stderr(y, p, t, groups, draws: int, seed: int) -> float:
+    """Bootstrap standard error of balanced accuracy at t minus at 0.5, resampling groups
+    with replacement within each class."""
+    if t == 0.5:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    keys = np.unique([str(g) for g in groups], return_inverse=True)[1]
+    # Per group: its class, and how many of its frames each threshold gets right.
+    n_g = keys.max() + 1
+    cls = np.zeros(n_g, int)
+    cls[keys] = y
+    size = np.bincount(keys, minlength=n_g)
+    right = [np.bincount(keys, weights=((p >= th) == (y == 1)), minlength=n_g) for th in (t, 0.5)]
+    diffs = []
+    for _ in range(draws):
+        count = np.zeros(n_g)
+        for c in (0, 1):
+            ids = np.flatnonzero(cls == c)
+            np.add.at(count, rng.choice(ids, len(ids)), 1)
+        recall = [[(count * r)[cls == c].sum() / (count * size)[cls == c].sum() for c in (0, 1)]
+                  for r in right]
+        diffs.append(np.mean(recall[0]) - np.mean(recall[1]))
+    return float(np.std(diffs))
+
+
+def holdout_by(by: str, samples) -> str:
+    """The carve `auto` stands for with these samples: video, similar or block."""
+    if by == "auto":
+        by = "video" if all(s.video is not None for s in samples) else "similar"
+    return by
 
 
 def main(argv=None) -> int:
