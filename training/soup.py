@@ -1,15 +1,14 @@
 """Average the weights of models fine-tuned from one start point (a "model soup", Wortsman et
 al. 2022, arXiv 2203.05482): one model of the same size, so the scan pays nothing extra.
 
-    python -m training.soup --out runs/soup/soup.keras trained_models/screener-meso.keras \
-        runs/a/best.keras runs/b/best.keras --data /work/data/mesonet-df-aligned \
-        --holdout 0.06 --pick-threshold
+    python -m training.soup --out runs/soup/soup.keras runs/a/best.keras runs/b/best.keras \
+        --data /work/data/mesonet-df-aligned --holdout 0.1 --pick-threshold
 
 Every weight is averaged with equal weight, BatchNorm moving statistics included; that is only
 meaningful for models that share a start point (fine-tunes of one model), which the card
 records but this command cannot check. The ingredients must have the same layers and shapes.
 With --data the soup and each ingredient are scored on the train holdout (carved exactly as
-training.train carves it with the same --holdout and --seed) and the card keeps the figures;
+training.train carves it with the same --holdout, --holdout-by and --seed) and the card keeps the figures;
 --pick-threshold sets the soup's threshold there. The test split is never read here.
 """
 from __future__ import annotations
