@@ -496,7 +496,8 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     if html:  # from the state just written: the same page `screener report` rebuilds
         from .state import default_state_path
         ok = _rebuild_html(html, state=state or default_state_path(out),
-                           model=scorer.model or scorer.card.path, quiet=quiet,
+                           model=scorer.model or scorer.card.path,
+                           model_sha=scorer.card.sha256 or None, quiet=quiet,
                            details=details)
         if not ok:
             return EXIT_OUTPUT

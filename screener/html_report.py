@@ -103,16 +103,19 @@ def write_html(path, results: Iterable[VideoResult], *, meta: dict | None = None
                media: dict[int, VideoMedia] | Callable[[list[int]], dict[int, VideoMedia]]
                | None = None, model=None, details: int | None = None,
                elapsed_s: float | None = None, finished_at: float | None = None,
-               complete: bool = True, source: str = "") -> dict:
+               complete: bool = True, source: str = "", heat_cache=None,
+               model_sha: str | None = None) -> dict:
     """Write the report to `path` atomically. `media`: thumbnails by result index (or a function
     of the detail indices returning them); by default each result's own `.media`. `model`: a
     Keras model (or a model file) to explain the most fake faces; None: from meta's model path
-    when that file is there with the same SHA-256, else no heat maps. Returns figures (bytes,
-    details, explained)."""
+    when that file is there with the same SHA-256, else no heat maps. `heat_cache`: a
+    `state.HeatCache` that keeps heat maps between pages, under `model_sha` (the SHA-256 of the
+    model file; found by itself for a file or meta's model). Returns figures (bytes, details,
+    explained)."""
     results = list(results)
     html, stats = render(results, meta=meta, media=media, model=model, details=details,
                          elapsed_s=elapsed_s, finished_at=finished_at, complete=complete,
-                         source=source)
+                         source=source, heat_cache=heat_cache, model_sha=model_sha)
     data = html.encode("utf-8", "backslashreplace")  # a stray surrogate never loses the page
     with atomic_write(path, "wb", encoding=None, newline=None) as f:
         f.write(data)
@@ -122,7 +125,7 @@ def write_html(path, results: Iterable[VideoResult], *, meta: dict | None = None
 
 def render(results: list[VideoResult], *, meta=None, media=None, model=None,
            details: int | None = None, elapsed_s=None, finished_at=None, complete=True,
-           source: str = "") -> tuple[str, dict]:
+           source: str = "", heat_cache=None, model_sha: str | None = None) -> tuple[str, dict]:
     meta = meta or {}
     picked = detail_indices(results, details)
     if media is None:
@@ -131,21 +134,27 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
         got = media(picked)
     else:
         got = media
-    explainer, why_not = _explainer(model, meta) if any(
-        got.get(i) is not None and got[i].key_crop is not None for i in picked) else (None, "")
-    explained_by = {}
-    if explainer is not None:
-        todo = [i for i in picked if got.get(i) is not None and got[i].key_crop is not None]
-        try:
-            crops = np.stack([decode_jpeg(got[i].key_crop.jpeg) for i in todo])
-            explained_by = {i: (c, e) for i, c, e in zip(todo, crops,
-                                                          explainer.explain_many(crops))}
-        except Exception as exc:  # the heat maps are lost, not the report
-            log.warning("no heat maps: %s", exc)
-            why_not = f"no heat maps: {exc}"
+    with_crop = [i for i in picked if got.get(i) is not None and got[i].key_crop is not None]
+    sha = (model_sha or _model_sha(model, meta)) if heat_cache is not None else None
+    keys = {i: heat_key(sha, got[i].key_crop.jpeg) for i in with_crop} if sha else {}
+    cached = heat_cache.get(keys.values()) if keys else {}
+    heats = {i: cached[k] for i, k in keys.items() if k in cached}
+    todo, why_not = [i for i in with_crop if i not in heats], ""
+    if todo:  # only what the cache lacks loads the model (and TensorFlow)
+        explainer, why_not = _explainer(model, meta)
+        if explainer is not None:
+            try:
+                crops = np.stack([decode_jpeg(got[i].key_crop.jpeg) for i in todo])
+                for i, c, e in zip(todo, crops, explainer.explain_many(crops)):
+                    heats[i] = _heat(c, e)
+            except Exception as exc:  # the heat maps are lost, not the report
+                log.warning("no heat maps: %s", exc)
+                why_not = f"no heat maps: {exc}"
+    if keys:
+        heat_cache.keep({keys[i]: heats[i] for i in keys if i in heats})
     cards, explained = [], 0
     for i in picked:
-        card = _detail(i, results[i], got.get(i), explained_by.get(i), why_not)
+        card = _detail(i, results[i], got.get(i), heats.get(i), why_not)
         explained += card["explained"]
         cards.append(card)
     thumbs_in_table = {c["i"]: c["row_thumb"] for c in cards[:TABLE_THUMBS] if c["row_thumb"]}
@@ -275,7 +284,7 @@ def _metrics_table(metrics: dict) -> dict:
 
 # --- per-video details ----------------------------------------------------------------------
 
-def _detail(i: int, r: VideoResult, m: VideoMedia | None, explained, why_not: str) -> dict:
+def _detail(i: int, r: VideoResult, m: VideoMedia | None, heat: dict | None, why_not: str) -> dict:
     threshold = r.threshold if r.threshold is not None else 0.5
     card = dict(i=i, name=safe_text(os.path.basename(str(r.path)) or str(r.path)),
                 path=safe_text(str(r.path)), verdict=r.verdict, score=r.fake_score,
@@ -290,20 +299,43 @@ def _detail(i: int, r: VideoResult, m: VideoMedia | None, explained, why_not: st
     card["row_thumb"] = card["most"][0]["src"] if card["most"] else None
     if m.key_crop is None:
         return card
-    if explained is None:
+    if heat is None:
         card["explain_note"] = why_not
         return card
-    crop, e = explained
+    card["heat"] = dict(heat, time_s=m.key_crop.time_s, p_fake=m.key_crop.p_fake,
+                        exact=m.key_crop.jpeg[:4] == b"RIFF")  # lossless WebP: the very pixels scored
+    card["explained"] = 1
+    return card
+
+
+# Part of every heat-map key: bump it when _heat's output changes, so kept maps are redone.
+HEAT_VERSION = 1
+
+
+def heat_key(model_sha256: str, face_bytes: bytes) -> str:
+    return f"{HEAT_VERSION}:{model_sha256}:{hashlib.sha256(face_bytes).hexdigest()}"
+
+
+def _model_sha(model, meta: dict) -> str | None:
+    """SHA-256 of the model the heat maps come from; None when it cannot be named (a model
+    object in hand), and then nothing is cached."""
+    if model is None:
+        return (meta.get("model") or {}).get("sha256") or None
+    if isinstance(model, (str, os.PathLike)) and Path(model).is_file():
+        from .scoring import file_sha256
+        return file_sha256(Path(model))
+    return None
+
+
+def _heat(crop: np.ndarray, e) -> dict:
+    """What the model says of a face, as the detail card shows it (plain JSON: it is kept in
+    the state, and depends only on the model and the face)."""
     from . import explain
-    card["heat"] = dict(
-        time_s=m.key_crop.time_s, p_fake=m.key_crop.p_fake, p_fake_here=e.p_fake,
-        exact=m.key_crop.jpeg[:4] == b"RIFF",  # lossless WebP: the very pixels scored
-        flat=not bool(e.heat.max() > 0),
+    return dict(
+        p_fake_here=float(e.p_fake), flat=not bool(e.heat.max() > 0),
         crop=_uri(encode_jpeg(crop, 128, 80)),
         overlay=_uri(encode_jpeg(explain.overlay(crop, e.heat), 128, 80)),
         blocks=[_feature_block(b, a) for b, a in e.feature_maps])
-    card["explained"] = 1
-    return card
 
 
 def _feature_block(name: str, maps: np.ndarray) -> dict:
@@ -411,7 +443,7 @@ def _explainer(model, meta: dict):
 
 # --- rebuilding from saved results ----------------------------------------------------------
 
-def rebuild(html_path, *, state=None, report=None, model=None,
+def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | None = None,
             details: int | None = None) -> dict:
     """Write the report from a state file (rows, per-frame scores and thumbnails) or, without
     one, from a JSON or CSV report (rows only: no timeline or thumbnails). A report's default
@@ -433,7 +465,8 @@ def rebuild(html_path, *, state=None, report=None, model=None,
         return write_html(html_path, results, meta=run.get("meta") or {}, media=media,
                           model=model, details=details, elapsed_s=run.get("elapsed_s"),
                           finished_at=run.get("finished_at"), complete=run.get("complete", True),
-                          source=f"state {safe_text(os.fspath(state))}")
+                          source=f"state {safe_text(os.fspath(state))}",
+                          heat_cache=state_mod.HeatCache(state), model_sha=model_sha)
     if report is None:
         raise ValueError("give a state file or a report file")
     results, meta, extra = read_report(report)

@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS pending (
 # The report's thumbnails per file (media.VideoMedia bytes): apart from `files`, so planning a
 # rerun never reads them.
 _MEDIA_SCHEMA = "CREATE TABLE IF NOT EXISTS media (key BLOB PRIMARY KEY, data BLOB NOT NULL)"
+_HEAT_SCHEMA = "CREATE TABLE IF NOT EXISTS heat (key TEXT PRIMARY KEY, data TEXT NOT NULL)"
 LAST_RUN = "last_run"  # meta key: the last run's report header, finish time and duration
 
 
@@ -626,6 +627,54 @@ class SavedScan:
                     f"SELECT key, data FROM media WHERE key IN ({','.join('?' * len(chunk))})",
                     chunk))
         return out
+
+
+class HeatCache:
+    """The HTML report's rendered heat maps, kept in the state beside the thumbnails, so the
+    page of an unchanged cron rerun (or `screener report`) needs no model and no TensorFlow.
+    Keys name the model's SHA-256 and the face's bytes (`html_report.heat_key`); only the keys of
+    the latest page are kept. Best effort, without the scan's lock (SQLite serialises the
+    writes): a state that cannot be written costs recomputing the maps, never the page."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def get(self, keys: Iterable[str]) -> dict[str, dict]:
+        keys, out = list(keys), {}
+        try:
+            with _read_only(self.path) as conn:
+                if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'heat'").fetchone():
+                    return out
+                for i in range(0, len(keys), 500):
+                    chunk = keys[i:i + 500]
+                    out.update((k, json.loads(d)) for k, d in conn.execute(
+                        f"SELECT key, data FROM heat WHERE key IN ({','.join('?' * len(chunk))})",
+                        chunk))
+        except (StateError, sqlite3.Error, ValueError) as e:
+            log.info("heat maps not read from %s: %s", self.path, e)
+        return out
+
+    def keep(self, items: dict[str, dict]) -> None:
+        """Store these and forget every other key."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
+        except sqlite3.Error as e:
+            log.info("heat maps not kept in %s: %s", self.path, e)
+            return
+        try:
+            conn.execute(_HEAT_SCHEMA)
+            have = {k for (k,) in conn.execute("SELECT key FROM heat")}
+            if have == set(items):
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("DELETE FROM heat WHERE key = ?", [(k,) for k in have - set(items)])
+            conn.executemany("INSERT OR REPLACE INTO heat VALUES (?, ?)",
+                             [(k, json.dumps(v)) for k, v in items.items() if k not in have])
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            log.info("heat maps not kept in %s: %s", self.path, e)
+        finally:
+            conn.close()
 
 
 @contextmanager

@@ -10,6 +10,8 @@ import html
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +143,42 @@ def test_report_rebuilds_from_the_state_and_from_a_report(scanned, tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt;.mp4" in page
     r = CliRunner().invoke(main, ["report", "--html", str(rows)])
     assert r.exit_code == 2
+
+
+def test_an_unchanged_rebuild_takes_heat_maps_from_the_state_without_the_model(scanned, tmp_path):
+    from screener import state as state_mod
+    from screener.html_report import heat_key
+    from screener.media import VideoMedia
+    from screener.scoring import file_sha256
+    state = Path(f"{scanned['out']}.state.sqlite")
+    saved = state_mod.read_saved(state)
+    media = [VideoMedia.from_bytes(b) for b in saved.media(k for k, _ in saved.results).values()]
+    sha = file_sha256(scanned["model"])
+    keys = [heat_key(sha, m.key_crop.jpeg) for m in media if m.key_crop is not None]
+    kept = state_mod.HeatCache(state).get(keys)
+    assert keys and set(kept) == set(keys)  # the scan's page kept its heat maps
+    # A fresh process rebuilds the page from the state alone: no Keras, no TensorFlow.
+    again = tmp_path / "again.html"
+    code = ("import sys; from screener.html_report import rebuild; "
+            f"print(rebuild({str(again)!r}, state={str(state)!r})['explained']); "
+            "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == [str(len(keys)), "[]"]
+    strip = lambda s: re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "", s)  # noqa: E731
+    assert strip(again.read_text("utf-8")) == strip(scanned["html"].read_text("utf-8"))
+    # Another model's maps are computed again, and only the latest page's are kept.
+    import keras
+    other = tmp_path / "other.keras"  # the same weights saved again: other bytes, other SHA-256
+    keras.models.load_model(scanned["model"]).save(other)
+    assert file_sha256(other) != sha
+    from screener.html_report import rebuild
+    state_copy = tmp_path / "state.sqlite"
+    shutil.copyfile(state, state_copy)
+    assert rebuild(tmp_path / "other.html", state=state_copy, model=other)["explained"] == len(keys)
+    assert state_mod.HeatCache(state_copy).get(keys) == {}
+    assert state_mod.HeatCache(state_copy).get(
+        [heat_key(file_sha256(other), m.key_crop.jpeg) for m in media if m.key_crop])
 
 
 def test_collector_keeps_thumbnails_of_the_top_videos_only():
