@@ -272,6 +272,41 @@ def test_a_video_computed_again_after_its_crops_were_lost_keeps_the_time_limit(
     assert engine.stats.timed_out == 1 and engine.stats.retries == 1
 
 
+def test_a_restarted_clock_does_not_lift_the_time_limit(cluster, folder, tmp_path, scorer):
+    """The Clock actor dies (as with its node) while a video hangs: Ray restarts it empty, and
+    the hung video still ends as an error row once over the limit."""
+    import threading
+    from screener.engines.ray import RayEngine
+    from screener.pipeline import SampleOptions
+    hung = str(copy(folder / "a_face.mp4", tmp_path / f"clock{HANG_MARK}.mp4"))
+    rows, failed = [], []
+    with RayEngine(scorer, SampleOptions(frames=4), batch_size=8, video_timeout_s=8) as engine:
+        def scan():
+            try:
+                rows.extend(engine.run([hung]))
+            except BaseException as e:  # seen by the assertions below
+                failed.append(e)
+        worker = threading.Thread(target=scan, daemon=True)
+        worker.start()
+        first = None
+        for _ in range(600):  # until the clock has heard the hung task start
+            clock = engine._clock
+            if clock is not None:
+                first, known = ray.get(clock.elapsed.remote([1], False))
+                if known:
+                    break
+            time.sleep(0.1)
+        assert first is not None and known
+        time.sleep(2)  # the driver has asked the clock at least once
+        ray.kill(clock, no_restart=False)
+        worker.join(300)  # not the hour the stuck task would take
+        assert not worker.is_alive() and not failed
+        assert ray.get(clock.elapsed.remote([1], False))[0] != first  # it was restarted
+    assert [(r.status, r.path) for r in rows] == [("error", hung)]
+    assert "longer than the 8 s limit" in rows[0].error
+    assert engine.stats.timed_out == 1
+
+
 def test_a_node_lost_mid_scan_still_gives_every_row_once(cluster, folder, tmp_path, scorer):
     """Last of the cluster tests: it takes the second node away for good."""
     from screener.engines.ray import RayEngine

@@ -27,7 +27,9 @@ of these is a few lines here, where Ray Data would reorder rows and hide retries
   starts; the driver asks the clock every second which running videos are past the limit,
   cancels those tasks (force: the worker process is killed, as a decoder stuck in native code
   allows nothing else) and gives each an error row, never a retry. Time waiting in Ray's queue
-  does not count, and the clock is the actor's own, so nodes' clocks need not agree.
+  does not count, and the clock is the actor's own, so nodes' clocks need not agree. The driver
+  keeps the start times it was told, so a clock restarted with its node (which forgets) cannot
+  lift the limit: videos it had not reported yet are timed from the restart, until it does.
 - The driver keeps the state and the report (screener.state); workers only compute.
 """
 from __future__ import annotations
@@ -93,19 +95,23 @@ def _video_crops(path: str, options: pipeline.SampleOptions, clock=None, token: 
 
 
 class Clock:
-    """When each running video task started, by this actor's clock (one clock for all nodes)."""
+    """When each running video task started, by this actor's clock (one clock for all nodes).
+    `instance` changes when Ray restarts the actor (its node was lost), which empties it."""
 
     def __init__(self):
         self.started: dict[int, float] = {}
+        self.instance = os.urandom(8).hex()
 
     def start(self, token: int) -> None:
         self.started[token] = time.monotonic()
 
-    def overdue(self, running: list[int], limit_s: float) -> list[int]:
-        """Which of `running` started more than `limit_s` ago; forgets tokens not running."""
+    def elapsed(self, running: list[int], every: bool) -> tuple[str, dict[int, float]]:
+        """Seconds since each of `running` started (those it heard of). `every`: these are all
+        the running videos, so it forgets the others."""
         now = time.monotonic()
-        self.started = {t: self.started[t] for t in running if t in self.started}
-        return [t for t, t0 in self.started.items() if now - t0 > limit_s]
+        if every:
+            self.started = {t: self.started[t] for t in running if t in self.started}
+        return self.instance, {t: now - self.started[t] for t in running if t in self.started}
 
 
 class ScoringActor:
@@ -225,6 +231,12 @@ class RayEngine:
         self.video_timeout_s = video_timeout_s
         self._clock = None
         self._tokens = 0
+        # Start times of running videos by the driver's clock, as the Clock reported them: kept
+        # here so a restarted Clock (which forgets) cannot lift the limit. `_guessed`: videos
+        # running when the Clock restarted, timed from then until it reports their start.
+        self._started: dict[int, float] = {}
+        self._guessed: set[int] = set()
+        self._clock_instance: str | None = None
         self.stats = RayStats()
         self._started_ray = False
         self._pool: list = []
@@ -260,7 +272,8 @@ class RayEngine:
         if self._task is None:
             self._task = ray.remote(num_cpus=1, max_retries=0, num_returns=2)(_video_crops)
         if self.video_timeout_s is not None and self._clock is None:
-            self._clock = ray.remote(num_cpus=0, max_restarts=3)(Clock).remote()
+            # Calls wait out a restart instead of failing: a task's start() is never lost.
+            self._clock = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Clock).remote()
         if not self._pool:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
             gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -314,12 +327,34 @@ class RayEngine:
         v.video = None
         return v
 
-    def _stop_overdue(self, flight) -> None:
-        """Cancel the running tasks past the time limit; each video becomes an error row."""
+    def _stop_overdue(self, flight, every: bool = True) -> None:
+        """Cancel the running tasks past the time limit; each video becomes an error row.
+        `every`: `flight` holds every video in flight (else only some: forget nothing)."""
         running = {v.token: v for v in flight if v.video is None}
         if not running:
             return
-        for token in ray.get(self._clock.overdue.remote(list(running), self.video_timeout_s)):
+        try:
+            instance, elapsed = ray.get(self._clock.elapsed.remote(list(running), every), timeout=10)
+        except ray.exceptions.RayError as e:  # restarting (its node was lost): judge on what we have
+            log.info("time-limit clock unavailable: %s", e)
+            instance, elapsed = self._clock_instance, {}
+        now = time.monotonic()
+        if self._clock_instance not in (None, instance):  # restarted: it knows none of these
+            log.warning("the time-limit clock was restarted; running videos are timed from now")
+            for t in running:
+                if t not in self._started:
+                    self._started[t] = now
+                    self._guessed.add(t)
+        self._clock_instance = instance
+        for t, e in elapsed.items():
+            if t not in self._started or t in self._guessed:
+                self._started[t] = now - e
+                self._guessed.discard(t)
+        if every:
+            self._started = {t: t0 for t, t0 in self._started.items() if t in running}
+            self._guessed &= set(self._started)
+        for token in [t for t in running
+                      if t in self._started and now - self._started[t] > self.video_timeout_s]:
             v = running[token]
             try:
                 ray.cancel(v.meta_ref, force=True)
@@ -517,7 +552,7 @@ class RayEngine:
                     if self._clock is None:
                         ray.wait([v.meta_ref])
                     elif not ray.wait([v.meta_ref], timeout=1.0)[0]:
-                        self._stop_overdue([v])  # over the limit: v.result is its error row
+                        self._stop_overdue([v], every=False)  # over the limit: v.result is its error row
                         continue
                     self._resolve(v)  # may submit it again, or give up (v.result)
             self.stats.videos += 1
