@@ -81,6 +81,15 @@ def list_split(root: str | Path, split: str, fake: str = "df", real: str = "real
 HOLDOUT_BY = ("auto", "video", "similar", "block")
 
 
+def resolve_holdout_by(by: str, samples: list[Sample]) -> str:
+    """The carve `by` names for these samples: `auto` is video if every name has one, else similar."""
+    if by not in HOLDOUT_BY:
+        raise ValueError(f"holdout grouping must be one of {', '.join(HOLDOUT_BY)}")
+    if by == "auto":
+        return "video" if all(s.video is not None for s in samples) else "similar"
+    return by
+
+
 def holdout_split(samples: list[Sample], fraction: float, seed: int, by: str = "auto",
                   block: int = 50) -> tuple[list[Sample], list[Sample]]:
     """Carve a model-selection split from training samples, per class, by group.
@@ -94,10 +103,7 @@ def holdout_split(samples: list[Sample], fraction: float, seed: int, by: str = "
     """
     if not 0 < fraction < 1:
         raise ValueError("holdout fraction must be between 0 and 1")
-    if by not in HOLDOUT_BY:
-        raise ValueError(f"holdout grouping must be one of {', '.join(HOLDOUT_BY)}")
-    if by == "auto":
-        by = "video" if all(s.video is not None for s in samples) else "similar"
+    by = resolve_holdout_by(by, samples)
     rng = np.random.default_rng(seed)
     keep, held = [], []
     for label in (FAKE, REAL):

@@ -26,8 +26,8 @@ from screener.errors import ScreenerError
 from screener.scoring import load_model, read_card
 
 from . import metrics
-from .data import HOLDOUT_BY, RESIZE_MODES, BatchStream, holdout_split, list_split
-from .train import THRESHOLD_RULES, choose_threshold, holdout_by, predict_batches
+from .data import HOLDOUT_BY, RESIZE_MODES, BatchStream, holdout_split, list_split, resolve_holdout_by
+from .train import THRESHOLD_RULES, choose_threshold, predict_batches
 
 
 def average(models) -> list[np.ndarray]:
@@ -102,7 +102,7 @@ def soup(a) -> dict:
         y, p = predict_batches(model, stream)
         r = metrics.binary_report(y, p, 0.5)
         card["holdout"] = {"images": len(held), "fraction": a.holdout, "seed": a.seed,
-                           "by": holdout_by(a.holdout_by, samples),
+                           "by": resolve_holdout_by(a.holdout_by, samples),
                            **{k: r[k] for k in ("accuracy", "roc_auc", "eer")}}
         for name, fig in [(i["path"], i["holdout"]) for i in card["ingredients"]] + [("soup", r)]:
             print(f"holdout AUC {fig['roc_auc']:.4f} acc {fig['accuracy']:.4f}  {name}", flush=True)

@@ -35,7 +35,8 @@ from screener.errors import ScreenerError
 
 from . import metrics
 from .augment import Augment
-from .data import HOLDOUT_BY, RESIZE_MODES, BatchStream, class_weights, holdout_split, list_split
+from .data import (HOLDOUT_BY, RESIZE_MODES, BatchStream, class_weights, holdout_split, list_split,
+                   resolve_holdout_by)
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +303,7 @@ def train(a) -> dict:
         raise ScreenerError("the holdout split needs images of both classes; raise --holdout")
     weights = None if a.no_class_weights else class_weights(fit_set)
     split_info = {"train_images": len(fit_set), "holdout_images": len(held),
-                  "holdout_by": holdout_by(a.holdout_by, samples),
+                  "holdout_by": resolve_holdout_by(a.holdout_by, samples),
                   "class_weights": weights}
 
     state_path, last_path = a.run / "state.json", a.run / "last.keras"
@@ -483,13 +484,6 @@ def gain_stderr(y, p, t, groups, draws: int, seed: int) -> float:
                   for r in right]
         diffs.append(np.mean(recall[0]) - np.mean(recall[1]))
     return float(np.std(diffs))
-
-
-def holdout_by(by: str, samples) -> str:
-    """The carve `auto` stands for with these samples: video, similar or block."""
-    if by == "auto":
-        by = "video" if all(s.video is not None for s in samples) else "similar"
-    return by
 
 
 def main(argv=None) -> int:
