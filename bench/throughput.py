@@ -7,13 +7,15 @@ Makes its own H.264 clips with faces (1080p and 720p, 30 fps, a keyframe every 2
 and measures, on the same clips and cores, in this order:
 
 - decode-only: the same sampled frames (32 per video) decoded by the same number of worker
-  processes, nothing else: the limit of a CPU box;
-- scan: the pipelined local engine at default settings (workers = cores, batch 256);
+  processes, nothing else: the limit of a CPU box. Twice: each decoder with FFmpeg's own
+  threads, and with the scan's setting (video.set_decode_threads); the faster is the limit;
+- scan: the pipelined local engine at default settings (workers = cores, batch 256, the model
+  under LiteRT on a CPU);
 - naive: one process that read()s every frame, and for each sampled one runs detection,
   alignment and the model on that one face, in turn (the reference);
 - stages: time per stage from an instrumented sequential pass;
-- the model alone, uint8 batches of 32: MesoInception-4 as saved against its CPU twin
-  (screener/fast_inception.py), and the scan again with the twin switched off;
+- the model alone, uint8 batches of 32: under LiteRT (as the scan runs it), and under Keras
+  as its CPU twin (screener/fast_inception.py) and as saved; and the scan again with Keras;
 - the scan again with every sampled frame searched whole (`research_every=0`: no face
   followed from one sampled frame to the next);
 - scan again with Meso-4 instead of the default model: the model's share of the gap;
@@ -161,9 +163,17 @@ def _noop(_=None) -> None:
     return None
 
 
-def decode_only(paths, workers: int) -> tuple[float, int, float]:
-    """(seconds, frames decoded, CPU seconds the worker processes spent)."""
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+def _decoder_init(threads: int | None) -> None:
+    import cv2
+    cv2.setNumThreads(1)
+    video.set_decode_threads(threads)
+
+
+def decode_only(paths, workers: int, threads: int | None) -> tuple[float, int, float]:
+    """(seconds, frames decoded, CPU seconds the worker processes spent), each FFmpeg decoder
+    with `threads` threads (None: FFmpeg's default)."""
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_decoder_init,
+                             initargs=(threads,)) as pool:
         list(pool.map(_noop, range(workers)))  # warm: processes started
         kids = _children(os.getpid())
         cpu = cpu_seconds(kids)
@@ -245,22 +255,26 @@ def stages(paths, scorer, detector) -> dict:
 
 
 def model_alone(scorer, n: int = 256) -> dict:
-    """faces/s of the model by itself on random crops, as saved and as run (CPU twin)."""
+    """faces/s and CPU ms a face of the model by itself on random crops, batches of 32: as
+    saved and as its CPU twin under Keras (XLA), and as the scan runs it under LiteRT."""
+    from screener import lite
     from screener.fast_inception import cpu_twin
     x = np.random.default_rng(0).integers(0, 256, (n, 256, 256, 3), dtype=np.uint8)
     out = {}
-    nets = {"as_saved": scorer.model, "cpu_twin": cpu_twin(scorer.model)}
+    twin = cpu_twin(scorer.model)
+    nets = {"keras_as_saved": scorer.model, "keras_cpu_twin": twin,
+            "litert": lite.load(scorer.card.sha256, lambda: twin or scorer.model)}
     for name, net in nets.items():
         if net is None:
             continue
-        net.compile(jit_compile=True)
+        if name.startswith("keras"):
+            net.compile(jit_compile=True)
         net.predict_on_batch(x[:32])  # compile
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for i in range(0, n, 32):
             net.predict_on_batch(x[i:i + 32])
         out[f"{name}_faces_per_s"] = round(n / (time.perf_counter() - t), 1)
-    if len(out) == 2:
-        out["speed-up"] = round(out["cpu_twin_faces_per_s"] / out["as_saved_faces_per_s"], 2)
+        out[f"{name}_cpu_ms_per_face"] = round(1000 * (time.process_time() - c) / n, 2)
     return out
 
 
@@ -334,7 +348,13 @@ def main():
         scorer, res["model"] = load_scorer(tmp)
         scorer.predict(np.zeros((1, 256, 256, 3), np.uint8))  # load and trace once
 
-        res["decode_only_s"], n, decode_cpu = decode_only(paths, workers)
+        # The decode limit, measured both ways: FFmpeg's own threads, and the scan's setting
+        # (video.set_decode_threads); ratio (a) is taken against the faster of the two.
+        from screener.engines.workers import decode_threads
+        ffmpeg_s, n, ffmpeg_cpu = decode_only(paths, workers, None)
+        res["decode_only_s"], n, decode_cpu = decode_only(paths, workers, decode_threads(workers))
+        res["decode_only_ffmpeg_threads_s"] = round(ffmpeg_s, 2)
+        res["decode_limit_s"] = min(res["decode_only_s"], ffmpeg_s)
         res["sampled_frames"] = n
 
         engine = LocalEngine(scorer, SampleOptions(), workers=workers)
@@ -349,6 +369,7 @@ def main():
         engine.close()
         # Both passes keep the 2 cores busy, so CPU seconds say where the scan's extra time goes.
         res["cpu_s"] = {"decode_only_workers": round(decode_cpu, 2),
+                        "decode_only_workers_ffmpeg_threads": round(ffmpeg_cpu, 2),
                         "scan_workers": round(worker_cpu, 2),
                         "scan_main_process": round(main_cpu, 2),
                         "cores_busy_in_scan": round((main_cpu + worker_cpu) / res["scan_s"], 2)}
@@ -362,27 +383,31 @@ def main():
         det = FaceDetector()
         res["naive_s"] = round(naive(paths, scorer, det), 2)
         res["stages_sequential"] = stages(paths, scorer, det)
-        res["ratio_a_scan_vs_decode_only"] = round(res["decode_only_s"] / res["scan_s"], 3)
+        res["ratio_a_scan_vs_decode_only"] = round(res["decode_limit_s"] / res["scan_s"], 3)
+        res["model_runtime"] = scorer.runtime
         res["model_alone"] = model_alone(scorer)
-        if scorer.card.arch == "mesoinception4":
+        # The model under Keras (TensorFlow, XLA) instead of LiteRT: as its CPU twin, and as saved.
+        for name, twin in (("keras_cpu_twin", True), ("keras_as_saved", False)):
+            if name == "keras_as_saved" and scorer.card.arch != "mesoinception4":
+                continue  # only MesoInception-4 has a twin
             plain = load_scorer(tmp)[0]
-            plain.cpu_twin = False
+            plain.lite, plain.cpu_twin = False, twin
             plain_s = warm_scan(plain, paths, workers)
-            res["scan_without_cpu_twin_s"] = round(plain_s, 2)
-            res["ratio_a_without_cpu_twin"] = round(res["decode_only_s"] / plain_s, 3)
+            res[f"scan_{name}_s"] = round(plain_s, 2)
+            res[f"ratio_a_{name}"] = round(res["decode_limit_s"] / plain_s, 3)
         # Every sampled frame searched whole, no face followed from the previous one.
         untracked_s = warm_scan(scorer, paths, workers, SampleOptions(research_every=0))
         res["scan_without_tracking_s"] = round(untracked_s, 2)
-        res["ratio_a_without_tracking"] = round(res["decode_only_s"] / untracked_s, 3)
+        res["ratio_a_without_tracking"] = round(res["decode_limit_s"] / untracked_s, 3)
         # The same scan with Meso-4, 3-4x cheaper to run than MesoInception-4: how much of the
         # gap to the decode limit is the model's cost on a CPU.
         from screener import nets, scoring
         nets.build("meso4").save(tmp / "meso4.keras")
         m4_s = warm_scan(scoring.load_model(tmp / "meso4.keras"), paths, workers)
         res["scan_meso4_s"] = round(m4_s, 2)
-        res["ratio_a_meso4_scan_vs_decode_only"] = round(res["decode_only_s"] / m4_s, 3)
+        res["ratio_a_meso4_scan_vs_decode_only"] = round(res["decode_limit_s"] / m4_s, 3)
         res["ratio_b_scan_vs_naive"] = round(res["naive_s"] / res["scan_s"], 2)
-        for k in ("decode_only_s", "scan_s"):
+        for k in ("decode_only_s", "decode_limit_s", "scan_s"):
             res[k] = round(res[k], 2)
         if args.short_clips:
             short = make_short_clips(tmp / "short", args.short_clips)

@@ -45,8 +45,8 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike, *, model=N
         paths = [paths]
     videos = find_videos(paths) if discover else [os.fspath(p) for p in paths]
     if scorer is None:
-        from .scoring import load_model
-        scorer = load_model(model, threshold)
+        from .scoring import load_for_scan
+        scorer = load_for_scan(model, threshold)
     if options is None:
         options = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces)
     with closing(make_engine(engine, scorer, options, batch_size=batch_size, workers=workers,

@@ -298,11 +298,11 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     from .api import iter_scan
     from .discover import find_videos
     from .report import ReportWriter, FramesWriter
-    from .scoring import load_model
+    from .scoring import load_for_scan
 
     started = time.monotonic()
     fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
-    ready = _prepare(paths, find_videos, load_model, model, threshold,
+    ready = _prepare(paths, find_videos, load_for_scan, model, threshold,
                      (frames, every_s, all_faces, min_face))
     if isinstance(ready, int):
         return ready
@@ -363,7 +363,7 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
                 pass
     s = report.summary
     if collector and not _write_html(html, collector.results, meta=meta,
-                                     media=collector.media(), model=scorer.model,
+                                     media=collector.media(), model=scorer.model or scorer.card.path,
                                      details=collector.details, elapsed_s=elapsed,
                                      complete=not interrupted, quiet=quiet):
         return EXIT_OUTPUT

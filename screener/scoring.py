@@ -13,10 +13,13 @@ and every model this module returns outputs P(fake), 1 is fake.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +62,6 @@ def file_sha256(path: Path) -> str:
 
 def default_model_path() -> Path:
     """The shipped default model: the checkout's trained_models/, else the installed copy."""
-    import sys
     for folder in (REPO_MODELS, Path(sys.prefix) / "share" / "screener" / "trained_models"):
         if (folder / DEFAULT_MODEL_NAME).is_file():
             return folder / DEFAULT_MODEL_NAME
@@ -80,24 +82,43 @@ def read_card(model_path: Path) -> dict:
 class Scorer:
     """A loaded model and its card. `predict` takes uint8 crops and returns P(fake) per crop."""
 
-    cpu_twin = True  # on a CPU, run MesoInception-4 as fast_inception's twin (False: as saved)
+    lite = True  # on a CPU, run the network with LiteRT (screener.lite) when it can
+    cpu_twin = True  # else, on a CPU, run MesoInception-4 as fast_inception's twin (False: as saved)
 
     def __init__(self, model, card: ModelCard):
         self.model = model
         self.card = card
         self._compiled = False
-        self._net = None  # what predict runs: the model, or its CPU twin
+        self._net = None  # what predict runs: LiteRT's network, the Keras model or its CPU twin
+        self.runtime = ""  # which of them, once predict has run
+
+    def _keras(self):
+        return self.model
+
+    def _cpu_net(self):
+        net = self._keras()
+        if self.cpu_twin:
+            from .fast_inception import cpu_twin
+            return cpu_twin(net) or net
+        return net
 
     def _compile(self) -> None:
-        """On a CPU, MesoInception-4 runs as its twin (fast_inception: same weights, same
-        scores, 2.4x faces/s on 2 cores). With TensorFlow the forward pass is XLA-compiled:
-        1.45x faces/s more (MesoInception-4, 2 cores: 24.7 -> 35.9). One compile per padded
-        batch size (see predict)."""
+        """On a CPU the network runs under LiteRT (screener.lite: converted once per model file
+        and cached; 8.5-9 ms of CPU a face on 2 cores against 12-18 under TensorFlow, and no
+        TensorFlow in the process). Otherwise MesoInception-4 runs as its CPU twin
+        (fast_inception: same weights, same scores, 2.4x faces/s on 2 cores), and with
+        TensorFlow the forward pass is XLA-compiled: 1.45x faces/s more (MesoInception-4, 2
+        cores: 24.7 -> 35.9). One compile per padded batch size (see predict)."""
         self._compiled = True
-        self._net = self.model
-        if self.cpu_twin and not _on_accelerator():
-            from .fast_inception import cpu_twin
-            self._net = cpu_twin(self.model) or self.model
+        on_cpu = not _maybe_accelerator() or not _on_accelerator()
+        if on_cpu and self.lite:
+            from . import lite
+            self._net = lite.load(self.card.sha256, self._cpu_net)
+            if self._net is not None:
+                self.runtime = "litert"
+                return
+        self._net = self._cpu_net() if on_cpu else self._keras()
+        self.runtime = "keras" + (" (CPU twin)" if self._net is not self._keras() else "")
         try:
             import keras
             if keras.backend.backend() == "tensorflow":
@@ -108,16 +129,16 @@ class Scorer:
     def batch_for(self, batch_size: int) -> int:
         """The batch `predict` really runs: on a CPU at most CPU_BATCH, so waiting for more
         crops than that before scoring only delays the scores."""
-        return batch_size if _on_accelerator() else min(batch_size, CPU_BATCH)
+        return batch_size if _maybe_accelerator() and _on_accelerator() else min(batch_size, CPU_BATCH)
 
     def predict(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         crops = np.asarray(crops)
         if crops.size == 0:
             return np.zeros((0,), np.float32)
-        if not self._compiled:
-            self._compile()
         if crops.dtype != np.uint8 or crops.shape[1:] != (256, 256, 3):
             raise ValueError(f"crops must be uint8 (N, 256, 256, 3), got {crops.dtype} {crops.shape}")
+        if not self._compiled:
+            self._compile()
         out = []
         # On a CPU a big batch buys no speed and costs memory: Meso-4's first block alone
         # holds 2 MB of activations per face (+700 MB peak at 256 against 32, same speed). Accelerators get the full batch.
@@ -137,6 +158,17 @@ class Scorer:
 
 
 CPU_BATCH = 32
+
+
+def _maybe_accelerator() -> bool:
+    """False when this process cannot have a GPU or TPU, known without importing TensorFlow or
+    JAX (which take seconds and hundreds of MB): `--device cpu`, or Linux without the device
+    files their drivers make. True means: ask the framework (_on_accelerator)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "-1":
+        return False
+    if sys.platform != "linux":
+        return True
+    return any(glob.glob(p) for p in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/accel*", "/dev/vfio/[0-9]*"))
 
 
 def _on_accelerator() -> bool:
@@ -165,6 +197,19 @@ def load_model(path: str | Path | None = None, threshold: float | None = None) -
     return Scorer(model, _model_card(path, card, threshold))
 
 
+def load_for_scan(path: str | Path | None = None, threshold: float | None = None) -> Scorer:
+    """`load_model` for a scan: the same checks at once, but when the scan will score on a CPU
+    with LiteRT, which already holds this model (screener.lite's cache, written only after the
+    file loaded and converted), the Keras network is not loaded at all, nor TensorFlow."""
+    path = Path(path) if path is not None else default_model_path()
+    if path.suffix == ".keras" and path.is_file() and Scorer.lite and not _maybe_accelerator():
+        from . import lite
+        card = _model_card(path, read_card(path), threshold)
+        if lite.cached_path(card.sha256).is_file() and lite.available():
+            return LazyScorer(path, card)
+    return load_model(path, threshold)
+
+
 def _model_card(path: Path, card: dict, threshold: float | None) -> ModelCard:
     known = {"name", "threshold", "arch"}
     return ModelCard(
@@ -180,18 +225,19 @@ def _model_card(path: Path, card: dict, threshold: float | None) -> ModelCard:
 
 
 class LazyScorer(Scorer):
-    """A Scorer whose network loads on the first `predict`: the card (and so the model's
-    identity) is known at once, and a run with nothing to score never imports TensorFlow
-    (an unchanged incremental rerun takes a fraction of a second instead of seconds)."""
+    """A Scorer whose Keras network loads when first needed: the card (and so the model's
+    identity) is known at once, a run with nothing to score never imports TensorFlow (an
+    unchanged incremental rerun takes a fraction of a second instead of seconds), and neither
+    does a CPU scan whose model LiteRT already has (screener.lite)."""
 
     def __init__(self, path: Path, card: ModelCard):
         super().__init__(None, card)
         self._path = path
 
-    def predict(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        if self.model is None and np.asarray(crops).size:
+    def _keras(self):
+        if self.model is None:
             self.model = _load_keras(self._path)
-        return super().predict(crops, batch_size)
+        return self.model
 
 
 def load_model_lazily(path: str | Path | None = None, threshold: float | None = None) -> Scorer:

@@ -104,6 +104,19 @@ def _fourcc(cap) -> str:
     return text if text.isprintable() and text else "unknown"
 
 
+# FFmpeg decodes H.264 with about one thread per core by default. Where every core already runs
+# a worker process those threads buy no speed and cost CPU: 4 clips (1080p and 720p, 1,200
+# frames) on 2 cores took 2.3-2.5 s of CPU with FFmpeg's threads, 1.5-1.7 s with one thread,
+# in the same wall time (1.4-1.7 s). Worker processes set it (workers.py, ray.py); None: FFmpeg's.
+_decode_threads: int | None = None
+
+
+def set_decode_threads(n: int | None) -> None:
+    """Threads each FFmpeg decoder of this process may use (None: FFmpeg's default)."""
+    global _decode_threads
+    _decode_threads = None if n is None else max(1, int(n))
+
+
 def _capture(path: Path):
     """cv2.VideoCapture, also for a name that is not valid UTF-8 (Linux names are bytes):
     OpenCV's binding crashes the process on such a str, so open it through an ASCII-named
@@ -115,8 +128,12 @@ def _capture(path: Path):
         with tempfile.TemporaryDirectory(prefix="screener-") as tmp:
             link = os.path.join(tmp, "video")
             os.symlink(os.path.abspath(path), link)
-            return cv2.VideoCapture(link, cv2.CAP_FFMPEG)
-    return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+            return cv2.VideoCapture(link, cv2.CAP_FFMPEG, _params())
+    return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, _params())
+
+
+def _params() -> list[int]:
+    return [] if _decode_threads is None else [cv2.CAP_PROP_N_THREADS, _decode_threads]
 
 
 def _open(path: Path):

@@ -33,6 +33,15 @@ def build_tiny_model(folder: Path, p_fake: float = CONST_P_FAKE, name: str = "ti
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lite_cache(tmp_path_factory) -> Path:
+    """LiteRT's converted models (screener.lite) go to a folder of this session, not the
+    user's cache; CLI subprocesses inherit it."""
+    folder = tmp_path_factory.mktemp("cache")
+    os.environ["SCREENER_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("model"))

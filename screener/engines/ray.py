@@ -82,6 +82,8 @@ def _video_crops(path: str, options: pipeline.SampleOptions, clock=None, token: 
         if _detector is None or _detector.min_score != options.min_score:
             import cv2
             cv2.setNumThreads(1)  # Ray runs one task per CPU; OpenCV's pool would oversubscribe
+            from .. import video as video_mod
+            video_mod.set_decode_threads(1)  # and so would FFmpeg's (video.set_decode_threads)
             from ..faces import FaceDetector
             _detector = FaceDetector(min_score=options.min_score)
         video = pipeline.crops_from_video(path, options, _detector)
@@ -118,8 +120,8 @@ class ScoringActor:
     """Loads a model file once and scores crop arrays from the object store."""
 
     def __init__(self, model_path: str, threshold: float | None, sha256: str, batch_size: int):
-        from ..scoring import load_model
-        self.scorer = load_model(model_path, threshold)
+        from ..scoring import load_for_scan
+        self.scorer = load_for_scan(model_path, threshold)
         if sha256 and self.scorer.card.sha256 != sha256:
             raise ModelError(f"{model_path} on node {ray.util.get_node_ip_address()} is not "
                              "the driver's model file (sha256 differs)")

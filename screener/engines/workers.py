@@ -47,7 +47,7 @@ _hung_dir = None
 
 
 def _init(options: pipeline.SampleOptions, timeout_s: float | None = None,
-          hung_dir: str | None = None) -> None:
+          hung_dir: str | None = None, decode_threads: int | None = None) -> None:
     global _detector, _options, _timeout_s, _hung_dir
     _timeout_s, _hung_dir = timeout_s, hung_dir
     # Ctrl-C goes to the whole process group: only the parent decides what happens then.
@@ -56,6 +56,8 @@ def _init(options: pipeline.SampleOptions, timeout_s: float | None = None,
                      name="screener-parent-watch").start()
     import cv2
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own pool would oversubscribe
+    from .. import video
+    video.set_decode_threads(decode_threads)  # and FFmpeg's (see video.set_decode_threads)
     from ..faces import FaceDetector
     _options = options
     _detector = FaceDetector(min_score=options.min_score)
@@ -119,6 +121,12 @@ def _done(result) -> Future:
     return f
 
 
+def decode_threads(workers: int) -> int:
+    """FFmpeg threads per worker: the cores the workers leave, shared out (1 with the default
+    of a worker per core)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 class WorkerPool:
     """`imap`-like over videos: yields one VideoCrops per path, in the order of `paths`."""
 
@@ -141,7 +149,7 @@ class WorkerPool:
             ctx = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init,
                                              initargs=(self.options, self.timeout_s,
-                                                       self._hung_dir))
+                                                       self._hung_dir, decode_threads(self.workers)))
         return self._pool
 
     def _submit(self, path: str) -> Future:

@@ -1,0 +1,157 @@
+"""The model on a CPU, run by LiteRT (the TensorFlow Lite runtime, package ai-edge-litert).
+
+Why: on 2 cores the network costs 8.5-9 ms of CPU a face under LiteRT (its XNNPACK kernels)
+against 12-18 ms for the same network under TensorFlow with XLA, and a scan whose model runs
+here never imports TensorFlow: its main process holds ~280 MB instead of ~950 MB and starts
+scoring in a tenth of a second instead of seconds.
+
+LiteRT runs a .tflite file, which TensorFlow's converter makes from the Keras network (for
+MesoInception-4 its CPU twin, see fast_inception). That happens once per model file: the result
+is kept in the cache folder under the model file's SHA-256 (SCREENER_CACHE_DIR, else
+$XDG_CACHE_HOME/screener, else ~/.cache/screener), so only the first scan with a model loads
+TensorFlow. A fresh conversion is checked against the Keras network before it is used or kept;
+a cached file that LiteRT cannot load is made again. Whenever LiteRT is missing or anything
+here fails, the scan runs the Keras network instead (same scores: they agree to ~1e-6).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Part of the cached file's name: bump it when the conversion (or the twin it converts) changes.
+FORMAT = "v1"
+AGREE = 1e-4  # largest difference in P(fake) allowed between a conversion and its Keras network
+
+
+def cache_dir() -> Path:
+    if os.environ.get("SCREENER_CACHE_DIR"):
+        return Path(os.environ["SCREENER_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "screener"
+
+
+def cached_path(model_sha256: str) -> Path:
+    return cache_dir() / "lite" / f"{model_sha256}-{FORMAT}.tflite"
+
+
+def available() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class LiteNet:
+    """A .tflite network with the one Keras method Scorer.predict uses: predict_on_batch."""
+
+    def __init__(self, content: bytes, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+        with _silenced(2):  # its C++ runtime announces "Created ... XNNPACK delegate"
+            self._interpreter = Interpreter(model_content=content, num_threads=threads or os.cpu_count() or 1)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._shape = None
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.uint8)
+        if x.shape != self._shape:  # Scorer.predict pads batches to a few sizes: rarely taken
+            self._interpreter.resize_tensor_input(self._input, x.shape)
+            with _silenced(2):
+                self._interpreter.allocate_tensors()
+            self._shape = x.shape
+        self._interpreter.set_tensor(self._input, x)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).copy()
+
+
+@contextlib.contextmanager
+def _silenced(*fds: int):
+    """File descriptors (1: stdout, 2: stderr) to /dev/null for a moment: the runtime's and the
+    converter's C++ logging bypass Python, and stdout may be the report (`--out -`)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        with open(os.devnull, "w") as null:
+            for fd in fds:
+                os.dup2(null.fileno(), fd)
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def load(model_sha256: str, keras_net, threads: int | None = None) -> LiteNet | None:
+    """The model as a LiteNet, from the cache or converted now; None when LiteRT cannot run it.
+    `keras_net()` returns the Keras network to convert (called only on a cache miss)."""
+    if not available() or not model_sha256:
+        return None
+    path = cached_path(model_sha256)
+    if path.is_file():
+        try:
+            return LiteNet(path.read_bytes(), threads)
+        except Exception as e:  # a damaged file: make it again
+            log.warning("cached LiteRT model %s is unusable (%s); converting again", path, e)
+    net = keras_net()  # a bad model file raises here, as it would without LiteRT
+    try:
+        content = convert(net)
+        lite = LiteNet(content, threads)
+        diff = disagreement(net, lite)
+    except Exception as e:
+        log.warning("LiteRT cannot run this model (%s); scoring with Keras", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return None
+    if diff > AGREE:
+        log.warning("LiteRT's conversion differs from the Keras model by %.2g; scoring with Keras", diff)
+        return None
+    _keep(path, content)
+    return lite
+
+
+def convert(net) -> bytes:
+    import tensorflow as tf
+    with _silenced(1):  # it prints where it saved its temporary SavedModel
+        return tf.lite.TFLiteConverter.from_keras_model(net).convert()
+
+
+def check_crops(n: int = 8) -> np.ndarray:
+    """Smooth random images and flat greys: varied inputs that need no data files."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (n // 2, 8, 8, 3)).astype(np.float32)
+    smooth = np.repeat(np.repeat(small, 32, axis=1), 32, axis=2)
+    flat = np.broadcast_to(np.linspace(40, 215, n - n // 2)[:, None, None, None], (n - n // 2, 256, 256, 3))
+    return np.concatenate([smooth, flat]).astype(np.uint8)
+
+
+def disagreement(net, lite: LiteNet) -> float:
+    x = check_crops()
+    want = np.asarray(net.predict_on_batch(x), np.float32).reshape(-1)
+    got = lite.predict_on_batch(x).reshape(-1)
+    return float(np.abs(want - got).max())
+
+
+def _keep(path: Path, content: bytes) -> None:
+    """Best effort: a read-only or full disk only means converting again next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.info("cannot keep the LiteRT model in %s (%s); it will be converted again", path.parent, e)
+        try:
+            os.unlink(tmp)
+        except (OSError, UnboundLocalError):
+            pass
