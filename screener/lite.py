@@ -52,26 +52,39 @@ def available() -> bool:
 
 
 class LiteNet:
-    """A .tflite network with the one Keras method Scorer.predict uses: predict_on_batch."""
+    """A .tflite network with the one Keras method Scorer.predict uses: predict_on_batch.
+
+    It runs crops in groups of GROUP and the rest one by one, each on an interpreter made for
+    that size: no padding, and no resizing (6 ms each) as batch sizes change. Batch size barely
+    matters here (2 cores, one thread: 7.9 ms of CPU a face at 1, 8.1 at 4, 9.5 at 32; two
+    threads: 10.5 at 1, 8.0 at 4, 9.5 at 32), and small groups keep memory low (~100 MB of
+    activations at 32, ~25 at 4)."""
+
+    GROUP = 4
 
     def __init__(self, content: bytes, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
-        with _silenced(2):  # its C++ runtime announces "Created ... XNNPACK delegate"
-            self._interpreter = Interpreter(model_content=content, num_threads=threads or os.cpu_count() or 1)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
-        self._shape = None
+        self._runners = {}
+        for size in (self.GROUP, 1):
+            with _silenced(2):  # its C++ runtime announces "Created ... XNNPACK delegate"
+                it = Interpreter(model_content=content, num_threads=threads or os.cpu_count() or 1)
+                inp = it.get_input_details()[0]["index"]
+                it.resize_tensor_input(inp, (size, 256, 256, 3))
+                it.allocate_tensors()
+            self._runners[size] = (it, inp, it.get_output_details()[0]["index"])
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        it, inp, out = self._runners[len(x)]
+        it.set_tensor(inp, x)
+        it.invoke()
+        return it.get_tensor(out).reshape(-1).copy()
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.uint8)
-        if x.shape != self._shape:  # Scorer.predict pads batches to a few sizes: rarely taken
-            self._interpreter.resize_tensor_input(self._input, x.shape)
-            with _silenced(2):
-                self._interpreter.allocate_tensors()
-            self._shape = x.shape
-        self._interpreter.set_tensor(self._input, x)
-        self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).copy()
+        whole = len(x) - len(x) % self.GROUP
+        parts = [self._run(x[i:i + self.GROUP]) for i in range(0, whole, self.GROUP)]
+        parts += [self._run(x[i:i + 1]) for i in range(whole, len(x))]
+        return (np.concatenate(parts) if parts else np.zeros((0,), np.float32))[:, None]
 
 
 @contextlib.contextmanager

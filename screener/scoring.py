@@ -149,7 +149,7 @@ class Scorer:
             # on 2 cores), so batches are padded to a few sizes: powers of two up to batch_size.
             chunk = crops[i:i + batch_size]
             size = min(max(8, 1 << (len(chunk) - 1).bit_length()), max(batch_size, len(chunk)))
-            if size > len(chunk):
+            if size > len(chunk) and self.runtime != "litert":  # LiteNet needs no padding
                 chunk = np.concatenate([chunk, np.zeros((size - len(chunk),) + chunk.shape[1:],
                                                         np.uint8)])
             p = self._net.predict_on_batch(chunk)
