@@ -4,8 +4,9 @@
 
 Makes its own H.264 clips with faces (1080p and 720p, 30 fps, a keyframe every 2 s; and
 `--short-clips` small ones for the memory check), adds ../shared/data/videos-dev when present,
-and measures, on the same clips and cores, in this order (the first three, and the scan with the
-model under Keras, in `--rounds` interleaved rounds, reported with their medians):
+and measures, on the same clips and cores, in this order (decode-only, the scan and its variants
+in `--rounds` interleaved rounds, reported with their medians: this machine's speed drifts by
+tens of percent from one minute to the next, so only figures from the same round compare):
 
 - decode-only: the same sampled frames (32 per video) decoded by the same number of worker
   processes, nothing else: the limit of a CPU box. Twice: each decoder with FFmpeg's own
@@ -17,11 +18,12 @@ model under Keras, in `--rounds` interleaved rounds, reported with their medians
   Keras (the CPU twin, XLA), as in the rounds before LiteRT, so the reference stays what it
   was; the same pass with the model under LiteRT is reported too;
 - stages: time per stage from an instrumented sequential pass;
+- in every round, the scan again with one thing changed: the model under Keras as its CPU
+  twin (screener/fast_inception.py) and as saved; every sampled frame searched whole
+  (`research_every=0`: no face followed from one sampled frame to the next); Meso-4 instead
+  of the default model (the model's share of the gap);
 - the model alone, uint8 batches of 32: under LiteRT (as the scan runs it), and under Keras
-  as its CPU twin (screener/fast_inception.py) and as saved; and the scan again with Keras;
-- the scan again with every sampled frame searched whole (`research_every=0`: no face
-  followed from one sampled frame to the next);
-- scan again with Meso-4 instead of the default model: the model's share of the gap;
+  as its CPU twin and as saved;
 - memory: peak RSS of `screener scan` (a subprocess) and its workers on 50 and on all the short
   clips (it must not grow with their number);
 - incremental: the same CLI rerun on the unchanged folder against its full scan.
@@ -352,14 +354,25 @@ def main():
         scorer, res["model"] = load_scorer(tmp)
         scorer.predict(np.zeros((1, 256, 256, 3), np.uint8))  # load and trace once
 
-        # The decode limit, measured both ways: FFmpeg's own threads, and the scan's setting
-        # (video.set_decode_threads); ratio (a) is taken against the faster of the two. This
-        # machine's speed drifts by tens of percent between minutes, so the decode passes, the
-        # scan and the scan with the model under Keras (TensorFlow, XLA, CPU twin) run in
-        # interleaved rounds, and the figures are medians over the rounds.
+        # This machine's speed drifts by tens of percent between minutes, so everything compared
+        # runs in interleaved rounds; ratios are taken within a round, figures are medians. The
+        # decode limit is measured both ways: FFmpeg's own threads, and the scan's setting
+        # (video.set_decode_threads); ratio (a) is taken against the faster of the two.
+        from screener import nets, scoring
         from screener.engines.workers import decode_threads
         keras_twin = load_scorer(tmp)[0]
         keras_twin.lite = False
+        # The same scan with one thing changed, in every round: the model under Keras (its CPU
+        # twin; as saved), every sampled frame searched whole (no face followed from the
+        # previous one), and Meso-4 (under LiteRT) instead of the default model.
+        variants = [("keras_cpu_twin", keras_twin, SampleOptions())]
+        if scorer.card.arch == "mesoinception4":
+            plain = load_scorer(tmp)[0]
+            plain.lite, plain.cpu_twin = False, False
+            variants.append(("keras_as_saved", plain, SampleOptions()))
+        variants.append(("without_tracking", scorer, SampleOptions(research_every=0)))
+        nets.build("meso4").save(tmp / "meso4.keras")
+        variants.append(("meso4", scoring.load_model(tmp / "meso4.keras"), SampleOptions()))
         rounds = []
         for k in range(args.rounds):
             one = {}
@@ -380,9 +393,16 @@ def main():
                 one["scan_main_cpu_s"] = cpu_seconds([me]) - cpu[0]
                 one["scan_workers_cpu_s"] = cpu_seconds(kids) - cpu[1]
             one["scan_peak_rss_mb"] = rss.peak_kb / 1024
-            one["scan_keras_cpu_twin_s"] = warm_scan(keras_twin, paths, workers)
             one["ratio_a"] = one["decode_limit_s"] / one["scan_s"]
-            one["ratio_a_keras_cpu_twin"] = one["decode_limit_s"] / one["scan_keras_cpu_twin_s"]
+            for name, other, opts in variants:
+                one[f"scan_{name}_s"] = warm_scan(other, paths, workers, opts)
+                one[f"ratio_a_{name}"] = one["decode_limit_s"] / one[f"scan_{name}_s"]
+            det = FaceDetector()
+            one["naive_s"] = naive(paths, keras_twin, det)
+            one["naive_litert_s"] = naive(paths, scorer, det)
+            det.close()
+            one["ratio_b"] = one["naive_s"] / one["scan_s"]
+            one["ratio_b_naive_litert"] = one["naive_litert_s"] / one["scan_s"]
             rounds.append({key: round(v, 3) for key, v in one.items()})
             print(json.dumps(rounds[-1]), flush=True)
         res["rounds"] = rounds
@@ -405,32 +425,15 @@ def main():
                        "statuses": {s: sum(r.status == s for r in results)
                                     for s in {r.status for r in results}}}
         res["ratio_a_scan_vs_decode_only"] = med["ratio_a"]
-        res["ratio_a_keras_cpu_twin"] = med["ratio_a_keras_cpu_twin"]
+        for name, _, _ in variants:
+            res[f"ratio_a_{name}"] = med[f"ratio_a_{name}"]
         res["model_runtime"] = scorer.runtime
+        res["naive_s"], res["naive_litert_s"] = med["naive_s"], med["naive_litert_s"]
+        res["ratio_b_scan_vs_naive"] = med["ratio_b"]
+        res["ratio_b_scan_vs_naive_litert"] = med["ratio_b_naive_litert"]
         det = FaceDetector()
-        res["naive_s"] = round(naive(paths, keras_twin, det), 2)
-        res["naive_litert_s"] = round(naive(paths, scorer, det), 2)
         res["stages_sequential"] = stages(paths, scorer, det)
         res["model_alone"] = model_alone(scorer)
-        if scorer.card.arch == "mesoinception4":  # the model under Keras as saved (no twin)
-            plain = load_scorer(tmp)[0]
-            plain.lite, plain.cpu_twin = False, False
-            plain_s = warm_scan(plain, paths, workers)
-            res["scan_keras_as_saved_s"] = round(plain_s, 2)
-            res["ratio_a_keras_as_saved"] = round(res["decode_limit_s"] / plain_s, 3)
-        # Every sampled frame searched whole, no face followed from the previous one.
-        untracked_s = warm_scan(scorer, paths, workers, SampleOptions(research_every=0))
-        res["scan_without_tracking_s"] = round(untracked_s, 2)
-        res["ratio_a_without_tracking"] = round(res["decode_limit_s"] / untracked_s, 3)
-        # The same scan with Meso-4, 3-4x cheaper to run than MesoInception-4: how much of the
-        # gap to the decode limit is the model's cost on a CPU.
-        from screener import nets, scoring
-        nets.build("meso4").save(tmp / "meso4.keras")
-        m4_s = warm_scan(scoring.load_model(tmp / "meso4.keras"), paths, workers)
-        res["scan_meso4_s"] = round(m4_s, 2)
-        res["ratio_a_meso4_scan_vs_decode_only"] = round(res["decode_limit_s"] / m4_s, 3)
-        res["ratio_b_scan_vs_naive"] = round(res["naive_s"] / res["scan_s"], 2)
-        res["ratio_b_scan_vs_naive_litert"] = round(res["naive_litert_s"] / res["scan_s"], 2)
         if args.short_clips:
             short = make_short_clips(tmp / "short", args.short_clips)
             model_path = None if res["model"].startswith("shipped") else str(tmp / "untrained.keras")

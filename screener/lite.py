@@ -118,6 +118,10 @@ def load(model_sha256: str, keras_net, threads: int | None = None) -> LiteNet | 
         except Exception as e:  # a damaged file: make it again
             log.warning("cached LiteRT model %s is unusable (%s); converting again", path, e)
     net = keras_net()  # a bad model file raises here, as it would without LiteRT
+    import keras
+    if keras.backend.backend() != "tensorflow":  # the converter takes TensorFlow models only
+        log.info("LiteRT: no conversion under the %s backend; scoring with Keras", keras.backend.backend())
+        return None
     try:
         content = convert(net)
         lite = LiteNet(content, threads)
