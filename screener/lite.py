@@ -19,7 +19,6 @@ import contextlib
 import io
 import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -90,9 +89,10 @@ class LiteNet:
 @contextlib.contextmanager
 def _silenced(*fds: int):
     """File descriptors (1: stdout, 2: stderr) to /dev/null for a moment: the runtime's and the
-    converter's C++ logging bypass Python, and stdout may be the report (`--out -`)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    converter's C++ logging bypass Python, and stdout may be the report (`--out -`). Nothing is
+    flushed here: what Python holds in its buffers goes out later, to the real descriptors (and
+    a flush into a pipe whose reader has gone would fail here instead of where the scan
+    handles it)."""
     saved = [os.dup(fd) for fd in fds]
     try:
         with open(os.devnull, "w") as null:
