@@ -160,6 +160,7 @@ def disagreement(net, lite: LiteNet) -> float:
 
 def _keep(path: Path, content: bytes) -> None:
     """Best effort: a read-only or full disk only means converting again next time."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
@@ -168,7 +169,6 @@ def _keep(path: Path, content: bytes) -> None:
         os.replace(tmp, path)
     except OSError as e:
         log.info("cannot keep the LiteRT model in %s (%s); it will be converted again", path.parent, e)
-        try:
-            os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)

@@ -110,7 +110,7 @@ class Scorer:
         TensorFlow the forward pass is XLA-compiled: 1.45x faces/s more (MesoInception-4, 2
         cores: 24.7 -> 35.9). One compile per padded batch size (see predict)."""
         self._compiled = True
-        on_cpu = not _maybe_accelerator() or not _on_accelerator()
+        on_cpu = not _accelerated()
         if on_cpu and self.lite:
             from . import lite
             self._net = lite.load(self.card.sha256, self._cpu_net)
@@ -129,7 +129,7 @@ class Scorer:
     def batch_for(self, batch_size: int) -> int:
         """The batch `predict` really runs: on a CPU at most CPU_BATCH, so waiting for more
         crops than that before scoring only delays the scores."""
-        return batch_size if _maybe_accelerator() and _on_accelerator() else min(batch_size, CPU_BATCH)
+        return batch_size if _accelerated() else min(batch_size, CPU_BATCH)
 
     def predict(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         crops = np.asarray(crops)
@@ -169,6 +169,11 @@ def _maybe_accelerator() -> bool:
     if sys.platform != "linux":
         return True
     return any(glob.glob(p) for p in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/accel*", "/dev/vfio/[0-9]*"))
+
+
+def _accelerated() -> bool:
+    """Whether the model runs on a GPU or TPU here; a framework is imported only if one may exist."""
+    return _maybe_accelerator() and _on_accelerator()
 
 
 def _on_accelerator() -> bool:
