@@ -206,13 +206,14 @@ def load_for_scan(path: str | Path | None = None, threshold: float | None = None
     """`load_model` for a scan: the same checks at once, but when the scan will score on a CPU
     with LiteRT, which already holds this model (screener.lite's cache, written only after the
     file loaded and converted), the Keras network is not loaded at all, nor TensorFlow."""
-    path = Path(path) if path is not None else default_model_path()
-    if path.suffix == ".keras" and path.is_file() and Scorer.lite and not _maybe_accelerator():
+    scorer = load_model_lazily(path, threshold)
+    if isinstance(scorer, LazyScorer):
         from . import lite
-        card = _model_card(path, read_card(path), threshold)
-        if lite.cached_path(card.sha256).is_file() and lite.available():
-            return LazyScorer(path, card)
-    return load_model(path, threshold)
+        held = (Scorer.lite and not _maybe_accelerator() and lite.available()
+                and lite.cached_path(scorer.card.sha256).is_file())
+        if not held:
+            scorer._keras()  # load now: a bad model file fails before any video is read
+    return scorer
 
 
 def _model_card(path: Path, card: dict, threshold: float | None) -> ModelCard:
