@@ -258,6 +258,14 @@ def test_a_video_computed_again_after_its_crops_were_lost_keeps_the_time_limit(
         owner = ray.remote(num_cpus=0)(Owner).remote()
         lost = ray.get(owner.put.remote(np.zeros((2, 256, 256, 3), np.uint8)))[0]
         ray.kill(owner)  # the crops die with their owner, as with a lost node
+        # The kill is asynchronous: wait until the owner is gone before reading the crops, or
+        # a read that wins the race copies them to this node, where they then outlive it.
+        for _ in range(120):
+            try:
+                ray.get(owner.put.remote(0), timeout=30)
+            except ray.exceptions.RayActorError:
+                break
+            time.sleep(0.5)
         with pytest.raises(ray.exceptions.ObjectLostError):
             for _ in range(120):  # the kill is asynchronous, and so is the news of it
                 ray.get(lost, timeout=10)
