@@ -179,8 +179,18 @@ class WorkerPool:
             self._hung_dir = None
 
     def abort(self) -> None:
-        """Stop without waiting for videos in flight (interrupted, or the consumer left)."""
-        self._restart()
+        """Stop without waiting for videos in flight (interrupted, or the consumer left).
+
+        The workers only read videos, so they are killed, and the pool's manager thread is then
+        joined: left running, it waits for the videos in flight at exit, and it may still be
+        closing its wake-up pipe when the interpreter's exit hook writes to it (a CPython race,
+        fixed in 3.12 by gh-125451: "OSError: [Errno 9] Bad file descriptor" on stderr)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self):
         return self
