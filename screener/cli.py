@@ -587,10 +587,17 @@ def _row_line(r) -> str:
               help="JPEG quality (with --format jpg).")
 @click.option("--contact-sheet", metavar="PNG", type=click.Path(dir_okay=False),
               help="Also write a grid of sample crops per label, to check them at a glance.")
+@click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Processes that decode and find faces  [default: one per core; 0: none, "
+                   "all in the main process]")
+@click.option("--video-timeout", "video_timeout_s", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="Stop reading a video after SECONDS (a stuck decoder); it is skipped as an "
+                   "error and the run goes on. Needs workers.  [default: no limit]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
 @click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
 def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_face, min_score,
-            fmt, quality, contact_sheet, quiet, verbose):
+            fmt, quality, contact_sheet, workers, video_timeout_s, quiet, verbose):
     """Extract aligned face crops from videos into a training set (resumable).
 
     PATHS are video files, folders (searched recursively) and glob patterns. The crops are
@@ -600,6 +607,8 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
 
     from .discover import InputError
     from .extract import ExtractError, extract as run_extract
+    if video_timeout_s is not None and workers == 0:
+        raise click.UsageError("--video-timeout needs worker processes (--workers 1 or more)")
     _setup_logging(quiet, verbose)
     bar = None
 
@@ -619,7 +628,8 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
         with interrupts:
             s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, frames=frames,
                             every_s=every_s, all_faces=all_faces, fmt=fmt, quality=quality,
-                            contact_sheet=contact_sheet, progress=progress, **limits)
+                            contact_sheet=contact_sheet, progress=progress, workers=workers,
+                            video_timeout_s=video_timeout_s, **limits)
     except (InputError, ExtractError) as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -305,7 +306,8 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
             min_face: int = faces_mod.MIN_FACE_PX, min_score: float = faces_mod.MIN_SCORE,
             fmt: str = "png", quality: int = 95, contact_sheet=None,
             progress: Callable[[int, int, VideoRecord | None], None] | None = None,
-            detector=None) -> ExtractSummary:
+            detector=None, workers: int | None = None,
+            video_timeout_s: float | None = None) -> ExtractSummary:
     """Extract aligned face crops of videos into `out_dir`; resumes an interrupted run.
 
     paths: files, folders, globs (as for the scan). With `labels_csv` and no paths (`[]`), the
@@ -314,6 +316,11 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
     fmt: "png" (lossless, default) or "jpg" at `quality`.
     progress(done, total, record): called once with record None before the first video, then
         after each one.
+    workers: processes that decode and find faces, as in the scan (default: one per core; none
+        when a `detector` is given, which then does the work in this process). In a worker, a
+        decoder crash is that video's error, not the run's end.
+    video_timeout_s: seconds a worker may spend on one video before it is stopped and the video
+        becomes an error (needs workers; default: no limit).
     Raises ExtractError / discover.InputError before any video is read; a bad video is an
     entry of `summary.errors`, never an exception.
     """
@@ -327,6 +334,12 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
     if label is not None and fixed not in LABELS:
         raise ExtractError(f"label must be one of {', '.join(LABELS)} (for other names use a "
                            "labels file)")
+    if workers is None:
+        from .engines.workers import default_workers
+        workers = 0 if detector is not None else default_workers()
+    if video_timeout_s is not None and (workers < 1 or video_timeout_s <= 0):
+        raise ExtractError("a time limit per video needs worker processes (workers >= 1) and "
+                           "a positive number of seconds")
     mapping = read_labels(labels_csv) if labels_csv is not None else {}
     paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     if paths:
@@ -343,36 +356,41 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
     ds = Dataset(out_dir, settings)
     summary = ExtractSummary(str(out_dir), videos=len(videos))
     per_label: dict[str, int] = defaultdict(int)
+    ids = [video_id(p) for p in videos]
+    first = {vid: i for i, vid in reversed(list(enumerate(ids)))}
+    todo = {i for vid, i in first.items() if vid not in ds.complete}  # indexes of videos to read
     try:
-        if progress:
-            progress(0, len(videos), None)
-        for n, path in enumerate(videos, 1):
-            vid = video_id(path)
-            lab = mapping.get(os.path.realpath(path), fixed) if mapping else fixed
-            if vid in ds.complete:
-                record = VideoRecord(path, vid, lab, "skipped")
-                summary.skipped += 1
-                if ds.complete[vid].get("label") != lab:
-                    log.warning("%s: already extracted as %s, not as %s (delete DIR to "
-                                "relabel)", path, ds.complete[vid].get("label"), lab)
-            else:
-                if detector is None:  # one detector for the run: its model load is paid once
-                    detector = faces_mod.FaceDetector(min_score=options.min_score)
-                video = crops_from_video(path, options, detector)
-                rows = ds.write_video(video, vid, lab, fmt, quality, options.all_faces)
-                record = VideoRecord(path, vid, lab, "ok" if rows else
-                                     "no_face" if video.ok else "error", len(rows), video.error)
-                if video.error:
-                    log.warning("%s: skipped: %s", path, video.error)
-                    summary.errors.append((path, video.error))
-                elif rows:
-                    summary.extracted += 1
-                    summary.crops += len(rows)
-                    per_label[lab] += len(rows)
-                else:
-                    summary.no_face += 1
+        read = _crops_of([videos[i] for i in sorted(todo)], options, workers, video_timeout_s,
+                         detector)
+        with closing(read):  # interrupted: the workers stop at once (WorkerPool.abort)
             if progress:
-                progress(n, len(videos), record)
+                progress(0, len(videos), None)
+            for n, (path, vid) in enumerate(zip(videos, ids), 1):
+                lab = mapping.get(os.path.realpath(path), fixed) if mapping else fixed
+                if n - 1 not in todo:
+                    record = VideoRecord(path, vid, lab, "skipped")
+                    summary.skipped += 1
+                    known = ds.complete.get(vid, {}).get("label", lab)
+                    if known != lab:
+                        log.warning("%s: already extracted as %s, not as %s (delete DIR to "
+                                    "relabel)", path, known, lab)
+                else:
+                    video = next(read)
+                    rows = ds.write_video(video, vid, lab, fmt, quality, options.all_faces)
+                    record = VideoRecord(path, vid, lab, "ok" if rows else
+                                         "no_face" if video.ok else "error", len(rows),
+                                         video.error)
+                    if video.error:
+                        log.warning("%s: skipped: %s", path, video.error)
+                        summary.errors.append((path, video.error))
+                    elif rows:
+                        summary.extracted += 1
+                        summary.crops += len(rows)
+                        per_label[lab] += len(rows)
+                    else:
+                        summary.no_face += 1
+                if progress:
+                    progress(n, len(videos), record)
     finally:
         ds.close()
     summary.crops_per_label = dict(sorted(per_label.items()))
@@ -380,6 +398,21 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
         make_contact_sheet(out_dir, contact_sheet)
         summary.contact_sheet = os.fspath(contact_sheet)
     return summary
+
+
+def _crops_of(paths: list[str], options: SampleOptions, workers: int,
+              timeout_s: float | None, detector=None):
+    """VideoCrops per path, in order: from worker processes (the scan's WorkerPool), or from
+    this process when there are none or a single video is all there is to read."""
+    if workers >= 1 and (len(paths) > 1 or timeout_s is not None):
+        from .engines.workers import WorkerPool
+        with WorkerPool(options, workers, timeout_s=timeout_s) as pool:
+            yield from pool.run(paths)
+        return
+    for path in paths:
+        if detector is None:  # one detector for the run: its model load is paid once
+            detector = faces_mod.FaceDetector(min_score=options.min_score)
+        yield crops_from_video(path, options, detector)
 
 
 def make_contact_sheet(out_dir, sheet_path, per_label: int = 24, cols: int = 8,

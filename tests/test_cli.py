@@ -195,14 +195,14 @@ def test_sigint_in_a_subprocess(tmp_path, face_video, tiny_model):
 def test_sigint_while_a_worker_is_stuck_ends_at_once(tmp_path, face_video, tiny_model):
     """Ctrl-C while a worker is stuck in a video (a decoder that never returns): the scan
     ends with 130 at once, rows kept, instead of waiting at exit for the video in flight."""
-    for name in ["v00.mp4", "v01.mp4", "v02-stuck.mp4", "v03.mp4"]:
+    for name in ["v00.mp4", "v01.mp4", "v02-hangme.mp4", "v03.mp4"]:
         copy(face_video, tmp_path / "in" / name)
     out = tmp_path / "r.csv"
     p = subprocess.Popen([sys.executable, "-m", "screener", "scan", str(tmp_path / "in"),
                           "--model", str(tiny_model), "--frames", "1", "--batch-size", "1",
                           "--workers", "2",
                           "--out", str(out), "--no-state"], cwd=REPO, stderr=subprocess.PIPE,
-                         text=True, env={**os.environ, "SCREENER_TEST_HANG_WORKER_ON": "stuck"})
+                         text=True, env={**os.environ, "SCREENER_TEST_HANG_WORKER_ON": "hangme"})
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and p.poll() is None:

@@ -207,6 +207,77 @@ def test_jpg_and_contact_sheet(tmp_path, clips, detector):
     assert sheet.shape[1] > 400 and sheet.std() > 10
 
 
+# --- worker processes -------------------------------------------------------------------------
+
+def test_worker_processes_make_the_same_dataset(tmp_path, clips, detector):
+    """Two workers (the scan's WorkerPool) or none: the same files, byte for byte."""
+    alone = extract([clips], tmp_path / "alone", label="df", frames=3, detector=detector,
+                    workers=0)
+    pooled = extract([clips], tmp_path / "pooled", label="df", frames=3, workers=2)
+    assert alone.crops == pooled.crops == 15 and pooled.extracted == 5
+    assert snapshot(tmp_path / "alone") == snapshot(tmp_path / "pooled")
+
+
+def test_a_crashing_or_stuck_video_is_an_error_and_the_run_goes_on(tmp_path, clips,
+                                                                  monkeypatch):
+    """In a worker, a decoder that kills its process or never returns costs that video, not
+    the run (in this process it would end the run); a re-run reads the two again."""
+    for i, name in enumerate(["a.mp4", "b-killme.mp4", "c-hangme.mp4", "d.mp4"]):
+        copy(clips / f"clip{i}.mp4", tmp_path / "in" / name)
+    monkeypatch.setenv("SCREENER_TEST_KILL_WORKER_ON", "killme")
+    monkeypatch.setenv("SCREENER_TEST_HANG_WORKER_ON", "hangme")
+    s = extract([tmp_path / "in"], tmp_path / "ds", frames=2, workers=2, video_timeout_s=5)
+    assert (s.extracted, s.crops) == (2, 4)
+    errors = {Path(p).name: e for p, e in s.errors}
+    assert "worker process died" in errors["b-killme.mp4"]
+    assert "longer than the 5 s limit" in errors["c-hangme.mp4"]
+    check_consistent(tmp_path / "ds")
+    monkeypatch.delenv("SCREENER_TEST_KILL_WORKER_ON")
+    monkeypatch.delenv("SCREENER_TEST_HANG_WORKER_ON")
+    again = extract([tmp_path / "in"], tmp_path / "ds", frames=2, workers=2)
+    assert (again.skipped, again.extracted, again.crops, again.errors) == (2, 2, 4, [])
+
+
+def test_ctrl_c_while_a_worker_is_stuck_ends_at_once_and_a_rerun_resumes(tmp_path, clips):
+    src = tmp_path / "in"
+    for i, name in enumerate(["a.mp4", "b.mp4", "c-hangme.mp4", "d.mp4", "e.mp4"]):
+        copy(clips / f"clip{i}.mp4", src / name)
+    out = tmp_path / "ds"
+    proc = subprocess.Popen([*CLI, *map(str, _extract_args(src, out)), "--workers", "2"],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "SCREENER_TEST_HANG_WORKER_ON": "hangme"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "videos.csv").exists() and len(read_csv(out / "videos.csv")) >= 2:
+                break
+            time.sleep(0.1)
+        time.sleep(1)  # d and e are read by now; they wait behind the stuck one
+        assert proc.poll() is None, "the extraction ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "complete videos are kept" in err, err[-2000:]
+    assert "Traceback" not in err and "Exception" not in err, err[-2000:]
+    check_consistent(out)
+    assert [r["source_path"] for r in read_csv(out / "videos.csv")] == [
+        str(src / "a.mp4"), str(src / "b.mp4")]
+    r = cli(*_extract_args(src, out))
+    assert "2 already done" in r.stderr and "0 errors" in r.stderr
+    assert len(read_csv(out / "videos.csv")) == 5
+
+
+def test_a_time_limit_needs_workers(tmp_path, clips):
+    with pytest.raises(ExtractError, match="needs worker processes"):
+        extract([clips], tmp_path / "ds", workers=0, video_timeout_s=5)
+    r = cli("extract", clips, "--out", tmp_path / "ds", "--workers", 0, "--video-timeout", 5,
+            check=False)
+    assert r.returncode == 2 and "--video-timeout needs worker processes" in r.stderr
+    assert not (tmp_path / "ds").exists()
+
+
 # --- crash safety and resume ------------------------------------------------------------------
 
 def _extract_args(src, out):
