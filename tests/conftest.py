@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Small clips keep the suite fast: 320x240, a dozen frames, one face of ~90 px.
 W, H = 320, 240
 CONST_P_FAKE = 0.7
+
+
+def signal_when(proc, ready, sig=signal.SIGINT, *, settle_s: float = 0.0, poll_s: float = 0.1,
+                wait_s: float = 240, timeout_s: float = 120) -> str:
+    """Send `sig` to a running subprocess once `ready()` holds (and `settle_s` later); return
+    its stderr (as Popen captured it) once it has ended. Killed if it outlives `timeout_s`."""
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(poll_s)
+        time.sleep(settle_s)
+        assert proc.poll() is None, "the process ended before the signal could reach it"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=timeout_s)
+        return err or ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def build_tiny_model(folder: Path, p_fake: float = CONST_P_FAKE, name: str = "tiny-test") -> Path:

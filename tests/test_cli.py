@@ -5,10 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from click.testing import CliRunner
 from screener.cli import main
 from screener.verdict import COLUMNS, FACE_COLUMNS
 
-from conftest import CONST_P_FAKE, bad_inputs, copy
+from conftest import CONST_P_FAKE, bad_inputs, copy, signal_when
 
 REPO = Path(__file__).parents[1]
 
@@ -172,18 +170,7 @@ def test_sigint_in_a_subprocess(tmp_path, face_video, tiny_model):
                           "--model", str(tiny_model), "--frames", "6", "--batch-size", "1",
                           "--out", str(out), "--no-state"], cwd=REPO, stderr=subprocess.PIPE,
                          text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and p.poll() is None:
-            if out.exists() and len(read_rows(out)) >= 2:
-                break
-            time.sleep(0.2)
-        assert p.poll() is None, "the scan ended before it could be interrupted"
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=120)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    err = signal_when(p, lambda: out.exists() and len(read_rows(out)) >= 2)
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted after" in err
     rows = read_rows(out)
@@ -203,19 +190,9 @@ def test_sigint_while_a_worker_is_stuck_ends_at_once(tmp_path, face_video, tiny_
                           "--workers", "2",
                           "--out", str(out), "--no-state"], cwd=REPO, stderr=subprocess.PIPE,
                          text=True, env={**os.environ, "SCREENER_TEST_HANG_WORKER_ON": "hangme"})
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and p.poll() is None:
-            if out.exists() and len(read_rows(out)) >= 2:
-                break
-            time.sleep(0.2)
-        time.sleep(1)  # v03 is done by now too; its row waits behind the stuck one
-        assert p.poll() is None, "the scan ended before it could be interrupted"
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
+    # a second later v03 is done too; its row waits behind the stuck one
+    err = signal_when(p, lambda: out.exists() and len(read_rows(out)) >= 2, settle_s=1,
+                      timeout_s=60)
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "Exception" not in err, err[-2000:]
     assert [Path(r["path"]).name for r in read_rows(out)] == ["v00.mp4", "v01.mp4"]

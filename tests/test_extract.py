@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from screener.extract import (ExtractError, crop_name, extract, normalize_label,
 from screener.images import read_rgb
 from screener.pipeline import SampleOptions, crops_from_video
 
-from conftest import copy, one_face
+from conftest import copy, one_face, signal_when
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*-[0-9a-f]{8}$")
@@ -48,6 +47,11 @@ def snapshot(root: Path) -> dict[str, str]:
     """Every file under a dataset folder (not the lock) -> sha256 of its bytes."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".extract.lock"}
+
+
+def completed(root: Path) -> int:
+    """Videos that videos.csv says are complete (or failed) so far."""
+    return len(read_csv(root / "videos.csv")) if (root / "videos.csv").exists() else 0
 
 
 def check_consistent(root: Path):
@@ -246,19 +250,8 @@ def test_ctrl_c_while_a_worker_is_stuck_ends_at_once_and_a_rerun_resumes(tmp_pat
     proc = subprocess.Popen([*CLI, *map(str, _extract_args(src, out)), "--workers", "2"],
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "SCREENER_TEST_HANG_WORKER_ON": "hangme"})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "videos.csv").exists() and len(read_csv(out / "videos.csv")) >= 2:
-                break
-            time.sleep(0.1)
-        time.sleep(1)  # d and e are read by now; they wait behind the stuck one
-        assert proc.poll() is None, "the extraction ended before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # a second later d and e are read too; they wait behind the stuck one
+    err = signal_when(proc, lambda: completed(out) >= 2, settle_s=1, timeout_s=60)
     assert proc.returncode == 130 and "complete videos are kept" in err, err[-2000:]
     assert "Traceback" not in err and "Exception" not in err, err[-2000:]
     check_consistent(out)
@@ -296,17 +289,9 @@ def test_resume_after_sigkill_gives_the_same_dataset(clips, reference, tmp_path)
     out = tmp_path / "ds"
     proc = subprocess.Popen([*CLI, *map(str, _extract_args(clips, out))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        # Kill as soon as the first video is complete: the second one is being written.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "videos.csv").exists() and len(read_csv(out / "videos.csv")) >= 1:
-                break
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the extraction ended before it could be killed"
+    # Kill as soon as the first video is complete: the second one is being written.
+    signal_when(proc, lambda: completed(out) >= 1, signal.SIGKILL, poll_s=0.005)
+    assert proc.returncode == -signal.SIGKILL
     check_consistent(out)
     done = len(read_csv(out / "videos.csv"))
     assert 1 <= done < 5, "not killed midway"

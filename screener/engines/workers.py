@@ -181,16 +181,29 @@ class WorkerPool:
     def abort(self) -> None:
         """Stop without waiting for videos in flight (interrupted, or the consumer left).
 
-        The workers only read videos, so they are killed, and the pool's manager thread is then
+        The workers only read videos, so they are killed, and the pool's manager thread is
         joined: left running, it waits for the videos in flight at exit, and it may still be
         closing its wake-up pipe when the interpreter's exit hook writes to it (a CPython race,
-        fixed in 3.12 by gh-125451: "OSError: [Errno 9] Bad file descriptor" on stderr)."""
+        fixed in 3.12 by gh-125451: "OSError: [Errno 9] Bad file descriptor" on stderr). A
+        worker killed halfway through sending its crops would leave the manager thread
+        waiting for the rest of them; closing this process's copy of the results pipe's
+        write end gives it end-of-file instead. (ProcessPoolExecutor has no public way to
+        stop its workers before Python 3.14, hence the private attributes.)"""
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        results = getattr(pool, "_result_queue", None)
+        manager = getattr(pool, "_executor_manager_thread", None)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
             process.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for process in processes:
+            process.join()
+        if results is not None:
+            results._writer.close()
+        if manager is not None:
+            manager.join(timeout=60)
 
     def __enter__(self):
         return self
