@@ -35,7 +35,7 @@ from typing import Callable, Iterable
 from . import faces as faces_mod
 from .discover import find_videos
 from .errors import ScreenerError
-from .pipeline import SampleOptions, VideoCrops, crops_from_video
+from .pipeline import SampleOptions, VideoCrops
 from .report import atomic_write, csv_cells
 
 log = logging.getLogger(__name__)
@@ -334,12 +334,6 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
     if label is not None and fixed not in LABELS:
         raise ExtractError(f"label must be one of {', '.join(LABELS)} (for other names use a "
                            "labels file)")
-    if workers is None:
-        from .engines.workers import default_workers
-        workers = 0 if detector is not None else default_workers()
-    if video_timeout_s is not None and (workers < 1 or video_timeout_s <= 0):
-        raise ExtractError("a time limit per video needs worker processes (workers >= 1) and "
-                           "a positive number of seconds")
     mapping = read_labels(labels_csv) if labels_csv is not None else {}
     paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     if paths:
@@ -349,6 +343,12 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
     else:
         raise ExtractError("nothing to extract: give PATHs or a labels file listing videos")
     options = options or SampleOptions(frames, every_s, all_faces, min_face, min_score)
+    from .engines.workers import VideoReader
+    try:
+        reader = VideoReader(options, 0 if workers is None and detector is not None else workers,
+                             video_timeout_s, detector)
+    except ValueError as e:
+        raise ExtractError(str(e)) from None
     settings = {**asdict(options), "format": fmt}
     if fmt == "jpg":
         settings["quality"] = quality
@@ -360,9 +360,8 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
     first = {vid: i for i, vid in reversed(list(enumerate(ids)))}
     todo = {i for vid, i in first.items() if vid not in ds.complete}  # indexes of videos to read
     try:
-        read = _crops_of([videos[i] for i in sorted(todo)], options, workers, video_timeout_s,
-                         detector)
-        with closing(read):  # interrupted: the workers stop at once (WorkerPool.abort)
+        # closing: interrupted, the workers stop at once (WorkerPool.abort)
+        with reader, closing(reader.videos([videos[i] for i in sorted(todo)])) as read:
             if progress:
                 progress(0, len(videos), None)
             for n, (path, vid) in enumerate(zip(videos, ids), 1):
@@ -398,21 +397,6 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
         make_contact_sheet(out_dir, contact_sheet)
         summary.contact_sheet = os.fspath(contact_sheet)
     return summary
-
-
-def _crops_of(paths: list[str], options: SampleOptions, workers: int,
-              timeout_s: float | None, detector=None):
-    """VideoCrops per path, in order: from worker processes (the scan's WorkerPool), or from
-    this process when there are none or a single video is all there is to read."""
-    if workers >= 1 and (len(paths) > 1 or timeout_s is not None):
-        from .engines.workers import WorkerPool
-        with WorkerPool(options, workers, timeout_s=timeout_s) as pool:
-            yield from pool.run(paths)
-        return
-    for path in paths:
-        if detector is None:  # one detector for the run: its model load is paid once
-            detector = faces_mod.FaceDetector(min_score=options.min_score)
-        yield crops_from_video(path, options, detector)
 
 
 def make_contact_sheet(out_dir, sheet_path, per_label: int = 24, cols: int = 8,

@@ -40,11 +40,11 @@ def test_same_results_with_0_1_and_2_workers(folder, stub_scorer):
 def test_pool_is_reused_across_runs(folder, stub_scorer):
     with LocalEngine(stub_scorer, SampleOptions(frames=2), workers=2) as engine:
         first = rows(engine.run(folder[:3]))
-        pool = engine._pool
+        pool = engine.reader._pool
         second = rows(engine.run(folder[:3]))
-        assert engine._pool is pool and pool is not None
+        assert engine.reader._pool is pool and pool is not None
     assert first == second
-    assert engine._pool is None
+    assert engine.reader._pool is None
 
 
 def test_a_worker_that_dies_costs_one_row(folder, stub_scorer, monkeypatch):
@@ -67,8 +67,8 @@ def test_a_video_over_the_time_limit_costs_one_row(folder, stub_scorer, monkeypa
     monkeypatch.setenv("SCREENER_TEST_HANG_WORKER_ON", "c_two")
     with LocalEngine(stub_scorer, opts, workers=2, video_timeout_s=3) as engine:
         results = list(engine.run(folder))
-        hung_dir = engine._pool._hung_dir
-        assert engine._pool._timed_out == {folder[2]}  # never retried: it would hang again
+        hung_dir = engine.reader._pool._hung_dir
+        assert engine.reader._pool._timed_out == {folder[2]}  # never retried: it would hang again
     limited = rows(results)
     assert limited[2][1] == "error" and "longer than the 3 s limit" in limited[2][6]
     assert limited[:2] + limited[3:] == normal[:2] + normal[3:]

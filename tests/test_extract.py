@@ -262,6 +262,25 @@ def test_ctrl_c_while_a_worker_is_stuck_ends_at_once_and_a_rerun_resumes(tmp_pat
     assert len(read_csv(out / "videos.csv")) == 5
 
 
+def test_a_bug_on_one_video_does_not_stop_the_run(tmp_path, clips, detector, monkeypatch):
+    """The guard the scan has (workers.VideoReader.crops): an unexpected exception on one
+    video is that video's error, in this process too."""
+    from screener import pipeline
+    real = pipeline.crops_from_video
+
+    def flaky(path, options, det=None):
+        if path.endswith("clip1.mp4"):
+            raise RuntimeError("boom")
+        return real(path, options, det)
+    monkeypatch.setattr(pipeline, "crops_from_video", flaky)
+    s = extract([clips / f"clip{i}.mp4" for i in range(3)], tmp_path / "ds", frames=1,
+                detector=detector)
+    assert (s.extracted, s.crops) == (2, 2)
+    assert [(Path(p).name, e) for p, e in s.errors] == [
+        ("clip1.mp4", "internal error: RuntimeError: boom")]
+    check_consistent(tmp_path / "ds")
+
+
 def test_a_time_limit_needs_workers(tmp_path, clips):
     with pytest.raises(ExtractError, match="needs worker processes"):
         extract([clips], tmp_path / "ds", workers=0, video_timeout_s=5)

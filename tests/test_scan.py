@@ -193,8 +193,8 @@ def test_a_bug_on_one_video_does_not_stop_the_scan(monkeypatch, face_video, no_f
             raise RuntimeError("boom")
         return real(path, options, det)
     monkeypatch.setattr(pipeline, "crops_from_video", flaky)
-    engine = LocalEngine(stub_scorer, SampleOptions(frames=2), detector=detector)
-    engine.workers = 0  # in this process, where the monkeypatch applies
+    # in this process, where the monkeypatch applies
+    engine = LocalEngine(stub_scorer, SampleOptions(frames=2), detector=detector, workers=0)
     results = list(engine.run([str(face_video), str(no_face_video), str(face_video)]))
     assert [r.status for r in results] == ["ok", "error", "ok"]
     assert "boom" in results[1].error

@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .. import pipeline
-from ..verdict import VideoResult, aggregate, error_result
+from ..verdict import VideoResult, aggregate
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +27,14 @@ class LocalEngine:
                  video_timeout_s: float | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.video_timeout_s = video_timeout_s
+        from .workers import VideoReader
         self.scorer = scorer
         self.options = options or pipeline.SampleOptions()
         self.batch_size = batch_size
-        self._detector = detector
-        from .workers import default_workers
-        self.workers = default_workers() if workers is None else workers
-        if self.workers < 0:
-            raise ValueError("workers must be 0 (in this process) or more")
-        if video_timeout_s is not None and self.workers == 0:
-            raise ValueError("a time limit per video needs worker processes (workers >= 1)")
-        self._pool = None  # started on first use, kept for later runs until close()
+        self.reader = VideoReader(self.options, workers, video_timeout_s, detector)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self.reader.close()
 
     def __enter__(self):
         return self
@@ -51,52 +42,17 @@ class LocalEngine:
     def __exit__(self, *exc):
         self.close()
 
-    @property
-    def detector(self):
-        # One detector for the whole run: its model load is paid once, not per video.
-        if self._detector is None:
-            from ..faces import FaceDetector
-            self._detector = FaceDetector(min_score=self.options.min_score)
-        return self._detector
-
-    def crops(self, path: str):
-        """The per-video unit of work, guarded: a bug on one file must not end the run."""
-        try:
-            return pipeline.crops_from_video(path, self.options, self.detector)
-        except Exception as e:  # crops_from_video reports bad videos itself; this is a bug
-            log.exception("%s: unexpected failure", path)
-            return error_result(path, f"internal error: {type(e).__name__}: {e}",
-                                **self._model_fields())
-
-    def videos(self, paths: Sequence[str]):
-        """VideoCrops per path, in order: from worker processes, or from this one."""
-        alone = len(paths) <= 1 and self._pool is None and self.video_timeout_s is None
-        if self.workers == 0 or alone:
-            for path in paths:  # one video: not worth starting processes for
-                yield self.crops(path)
-            return
-        from .workers import WorkerPool
-        if self._pool is None:
-            self._pool = WorkerPool(self.options, self.workers, timeout_s=self.video_timeout_s)
-        try:
-            yield from self._pool.run(paths)
-        except BaseException:  # interrupted or abandoned: do not wait for videos in flight
-            self._pool.abort()
-            self._pool = None
-            raise
-
     def run(self, paths: Sequence[str]) -> Iterator[VideoResult]:
-        pending: list = []   # VideoCrops waiting for scores, or results already final
+        pending: list = []   # VideoCrops waiting for scores
         waiting = 0          # crops in `pending`
         # Score once a batch the model really runs is full: on a CPU that is 32 crops, and
         # waiting for `batch_size` (256) would leave the model idle while the workers decode,
         # then the workers idle while it scores the last videos' crops.
         batch_for = getattr(self.scorer, "batch_for", None)
         flush_at = batch_for(self.batch_size) if batch_for else self.batch_size
-        for video in self.videos(list(paths)):
+        for video in self.reader.videos(list(paths)):
             pending.append(video)
-            if not isinstance(video, VideoResult):
-                waiting += len(video.crops)
+            waiting += len(video.crops)
             if waiting == 0 or waiting >= flush_at:
                 yield from self._finish(pending)
                 pending, waiting = [], 0
@@ -106,17 +62,13 @@ class LocalEngine:
         return dict(model=self.scorer.card.name, threshold=self.scorer.card.threshold)
 
     def _finish(self, pending: list) -> Iterator[VideoResult]:
-        videos = [v for v in pending if not isinstance(v, VideoResult)]
-        crops = [c.crop for v in videos for c in v.crops]
+        crops = [c.crop for v in pending for c in v.crops]
         scores = (self.scorer.predict(np.stack(crops), batch_size=self.batch_size) if crops
                   else np.zeros((0,), np.float32))
         at = 0
         for v in pending:
-            if isinstance(v, VideoResult):
-                result = v
-            else:
-                result = aggregate(v, scores[at:at + len(v.crops)], **self._model_fields())
-                at += len(v.crops)
+            result = aggregate(v, scores[at:at + len(v.crops)], **self._model_fields())
+            at += len(v.crops)
             _log_result(result)
             yield result
 

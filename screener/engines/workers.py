@@ -257,3 +257,66 @@ class WorkerPool:
                 return timed_out(path, self.timeout_s)
             log.warning("%s: worker process died twice on this video; reporting an error", path)
             return crashed(path)
+
+
+class VideoReader:
+    """The reading stage of the local engine and of extract: VideoCrops per path, in input
+    order, from worker processes (`workers`, default one per core) or from this process
+    (`workers=0`, or a single video without a time limit: not worth starting processes for).
+    The pool starts on first use and is kept for later calls until close()."""
+
+    def __init__(self, options: pipeline.SampleOptions, workers: int | None = None,
+                 timeout_s: float | None = None, detector=None):
+        self.options = options
+        self.workers = default_workers() if workers is None else workers
+        if self.workers < 0:
+            raise ValueError("workers must be 0 (in this process) or more")
+        if timeout_s is not None and self.workers == 0:
+            raise ValueError("a time limit per video needs worker processes (workers >= 1)")
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError("the time limit per video must be positive")
+        self.timeout_s = timeout_s
+        self._detector = detector
+        self._pool = None
+
+    @property
+    def detector(self):
+        # One detector for the whole run: its model load is paid once, not per video.
+        if self._detector is None:
+            from ..faces import FaceDetector
+            self._detector = FaceDetector(min_score=self.options.min_score)
+        return self._detector
+
+    def crops(self, path: str) -> pipeline.VideoCrops:
+        """The per-video unit in this process, guarded: a bug on one file must not end the run."""
+        try:
+            return pipeline.crops_from_video(path, self.options, self.detector)
+        except Exception as e:  # crops_from_video reports bad videos itself; this is a bug
+            log.exception("%s: unexpected failure", path)
+            return pipeline.VideoCrops(path, error=f"internal error: {type(e).__name__}: {e}")
+
+    def videos(self, paths: list[str]) -> Iterator[pipeline.VideoCrops]:
+        alone = len(paths) <= 1 and self._pool is None and self.timeout_s is None
+        if self.workers == 0 or alone:
+            for path in paths:
+                yield self.crops(path)
+            return
+        if self._pool is None:
+            self._pool = WorkerPool(self.options, self.workers, timeout_s=self.timeout_s)
+        try:
+            yield from self._pool.run(paths)
+        except BaseException:  # interrupted or abandoned: do not wait for videos in flight
+            self._pool.abort()
+            self._pool = None
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
