@@ -357,16 +357,20 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
     summary = ExtractSummary(str(out_dir), videos=len(videos))
     per_label: dict[str, int] = defaultdict(int)
     ids = [video_id(p) for p in videos]
-    first = {vid: i for i, vid in reversed(list(enumerate(ids)))}
-    todo = {i for vid, i in first.items() if vid not in ds.complete}  # indexes of videos to read
+    todo, seen = [], set(ds.complete)  # indexes of the videos to read: each id once
+    for i, vid in enumerate(ids):      # (a file and a link to it share an id)
+        if vid not in seen:
+            seen.add(vid)
+            todo.append(i)
     try:
         # closing: interrupted, the workers stop at once (WorkerPool.abort)
-        with reader, closing(reader.videos([videos[i] for i in sorted(todo)])) as read:
+        with reader, closing(reader.videos([videos[i] for i in todo])) as read:
             if progress:
                 progress(0, len(videos), None)
-            for n, (path, vid) in enumerate(zip(videos, ids), 1):
+            reading = set(todo)
+            for i, (path, vid) in enumerate(zip(videos, ids)):
                 lab = mapping.get(os.path.realpath(path), fixed) if mapping else fixed
-                if n - 1 not in todo:
+                if i not in reading:
                     record = VideoRecord(path, vid, lab, "skipped")
                     summary.skipped += 1
                     known = ds.complete.get(vid, {}).get("label", lab)
@@ -389,7 +393,7 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
                     else:
                         summary.no_face += 1
                 if progress:
-                    progress(n, len(videos), record)
+                    progress(i + 1, len(videos), record)
     finally:
         ds.close()
     summary.crops_per_label = dict(sorted(per_label.items()))

@@ -281,6 +281,13 @@ def test_a_bug_on_one_video_does_not_stop_the_run(tmp_path, clips, detector, mon
     check_consistent(tmp_path / "ds")
 
 
+def test_a_file_and_a_link_to_it_are_read_once(tmp_path, clips, detector):
+    copy(clips / "clip0.mp4", tmp_path / "in" / "a.mp4")
+    (tmp_path / "in" / "b.mp4").symlink_to(tmp_path / "in" / "a.mp4")
+    s = extract([tmp_path / "in"], tmp_path / "ds", frames=1, detector=detector)
+    assert (s.videos, s.extracted, s.skipped, s.crops) == (2, 1, 1, 1)
+
+
 def test_a_time_limit_needs_workers(tmp_path, clips):
     with pytest.raises(ExtractError, match="needs worker processes"):
         extract([clips], tmp_path / "ds", workers=0, video_timeout_s=5)
