@@ -58,6 +58,11 @@ CANDIDATE_SCORE = 0.25
 # Short-range detections below this are often small faces with loose boxes: look further.
 SURE_SCORE = 0.75
 REFINE_KEEP_SCORE = 0.8
+# A face near the frame edge has part of its crop outside the frame. That part is filled with
+# black, never with mirrored image content (a mirrored half-face is a second set of eyes and
+# mouth). Above this share of the crop outside the frame the face is cut off: it is counted,
+# like a face too small, and not scored (see docs for the measurement behind the value).
+MAX_OUTSIDE = 0.3
 
 
 @dataclass
@@ -326,8 +331,27 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m
 
 
+def to_template(keypoints: np.ndarray, size: int = CROP_PX) -> np.ndarray:
+    """The similarity transform (2x3) taking a face's frame pixels to its crop's pixels."""
+    return similarity(np.asarray(keypoints, np.float64)[list(ALIGN_KEYPOINTS)], TEMPLATE * size)
+
+
+def outside_share(frame_shape: tuple, keypoints: np.ndarray, size: int = CROP_PX,
+                  grid: int = 32) -> float:
+    """The share of the face's crop that lies outside the frame (0: all inside), measured on
+    a grid x grid sample of the crop's pixel centres."""
+    inv = cv2.invertAffineTransform(to_template(keypoints, size))
+    c = (np.arange(grid) + 0.5) * size / grid
+    xs, ys = np.meshgrid(c, c)
+    pts = np.stack([xs.ravel(), ys.ravel(), np.ones(grid * grid)], 1) @ inv.T
+    h, w = frame_shape[:2]
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+    return float(1 - inside.mean())
+
+
 def align(rgb: np.ndarray, keypoints: np.ndarray, size: int = CROP_PX) -> np.ndarray:
-    """Warp the face with these keypoints onto the template: a (size, size, 3) uint8 crop."""
+    """Warp the face with these keypoints onto the template: a (size, size, 3) uint8 crop.
+    What falls outside the frame is black (see MAX_OUTSIDE)."""
     dst = TEMPLATE * size
     src = np.asarray(keypoints, np.float64)[list(ALIGN_KEYPOINTS)]
     m = similarity(src, dst)
@@ -354,7 +378,7 @@ def align(rgb: np.ndarray, keypoints: np.ndarray, size: int = CROP_PX) -> np.nda
             m = similarity(src, dst)
             image = region
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT_101)
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
 def resize_to_model(rgb: np.ndarray, size: int = CROP_PX) -> np.ndarray:
@@ -377,11 +401,13 @@ def default_detector() -> FaceDetector:
 
 
 def align_image(rgb: np.ndarray, detector: FaceDetector | None = None,
-                border: float = 0.25) -> np.ndarray | None:
-    """Align the largest face of a still image (a dataset crop or a photo); None if none found.
+                border: float = 0.25) -> Face | None:
+    """The largest face of a still image (a dataset crop or a photo), aligned: a Face whose
+    keypoints are in `rgb`'s pixels and whose `crop` is set; None if no face is found.
 
     A tight face crop can defeat the detector (it was trained on faces with context), so when
-    nothing is found the image is tried again with a reflected border of `border` of its size.
+    nothing is found the image is searched again with a mirrored border of `border` of its
+    size. The border only helps detection: the crop is cut from the image itself.
     """
     detector = detector or default_detector()
     faces = detector.detect(rgb, "crop") or detector.detect(rgb, "largest")
@@ -389,9 +415,10 @@ def align_image(rgb: np.ndarray, detector: FaceDetector | None = None,
         h, w = rgb.shape[:2]
         py, px = int(h * border), int(w * border)
         padded = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_REFLECT_101)
-        faces = detector.detect(padded, "largest")
-        if faces:
-            return align(padded, faces[0].keypoints)
+        faces = [Face((f.box[0] - px, f.box[1] - py, f.box[2], f.box[3]), f.keypoints - [px, py],
+                      f.score) for f in detector.detect(padded, "largest")]
     if not faces:
         return None
-    return align(rgb, faces[0].keypoints)
+    face = faces[0]
+    face.crop = align(rgb, face.keypoints)
+    return face

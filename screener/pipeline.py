@@ -50,6 +50,7 @@ class VideoCrops:
     frames_sampled: int = 0
     frames_with_face: int = 0
     faces_too_small: int = 0
+    faces_cut_off: int = 0   # more than faces.MAX_OUTSIDE of the crop outside the frame
     crops: list[FaceCrop] = field(default_factory=list)
     error: str | None = None
     frame_times_s: list[float] = field(default_factory=list)  # every sampled frame's time
@@ -90,6 +91,10 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
             found = find_faces(detector, frame.rgb, options, n, prev)
             big = [f for f in found if f.size_px >= options.min_face]
             result.faces_too_small += len(found) - len(big)
+            whole = [f for f in big
+                     if faces_mod.outside_share(frame.rgb.shape, f.keypoints) <= faces_mod.MAX_OUTSIDE]
+            result.faces_cut_off += len(big) - len(whole)
+            big = whole
             if not options.all_faces:
                 big = big[:1]
                 prev = big[0] if big else None

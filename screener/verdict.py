@@ -119,9 +119,11 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
                 **_video_fields(video.info))
     if len(p) == 0:
         reason = f"no face found in {video.frames_sampled} sampled frames"
-        too_small = getattr(video, "faces_too_small", 0)
-        if too_small:
-            reason += f" ({too_small} faces smaller than the minimum face size were skipped)"
+        skipped = [f"{n} faces {why}" for n, why in (
+            (getattr(video, "faces_too_small", 0), "smaller than the minimum face size"),
+            (getattr(video, "faces_cut_off", 0), "cut off by the frame edge")) if n]
+        if skipped:
+            reason += f" ({' and '.join(skipped)} were skipped)"
         return VideoResult(status=NO_FACE, error=reason, **base)
     if not np.all(np.isfinite(p)):  # a failure is never a score
         return error_result(video.path, "the model returned NaN scores", info=video.info,

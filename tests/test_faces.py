@@ -115,8 +115,8 @@ def test_detected_face_aligns_near_template(detector, face_px):
 
 
 def test_align_image_and_fallback(detector):
-    crop = faces.align_image(synth.portrait("hopper"), detector)
-    assert crop is not None and crop.shape == (256, 256, 3)
+    face = faces.align_image(synth.portrait("hopper"), detector)
+    assert face is not None and face.crop.shape == (256, 256, 3)
     assert faces.align_image(synth.background(200, 200), detector) is None
     assert faces.resize_to_model(synth.background(100, 140)).shape == (256, 256, 3)
 
@@ -167,3 +167,51 @@ def test_track_gives_up_when_the_face_is_gone_or_elsewhere(detector):
     assert detector.track(frame_with(1280, 720, Placement("collins", 900, 300, 200)), prev) is None
     # Much bigger now (a zoom or a cut): the whole frame must be searched again.
     assert detector.track(frame_with(1280, 720, Placement("collins", 150, 50, 420)), prev) is None
+
+
+def _source_outside(frame_shape, kp, size=256):
+    """Which crop pixels map outside the frame (their centres), by the alignment's transform."""
+    import cv2
+    inv = cv2.invertAffineTransform(faces.to_template(kp, size))
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
+    sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+    h, w = frame_shape[:2]
+    return (sx < 0) | (sy < 0) | (sx > w) | (sy > h), (sx < -1.5) | (sy < -1.5) | (sx > w + 1.5) | (sy > h + 1.5)
+
+
+@pytest.mark.parametrize("face_px", [120, 700])  # 700: the shrink-first path
+def test_face_at_the_frame_edge_is_padded_black_never_mirrored(face_px):
+    """The part of the crop outside the frame is black; the frame's content is never reflected
+    into it (a mirrored half-face is a second pair of eyes)."""
+    p = Placement("collins", round(-0.6 * face_px) - face_px // 12, round(-0.6 * face_px), face_px)
+    w = max(640, 3 * face_px)
+    frame = frame_with(w, w * 9 // 16, p)
+    _, kp4 = synth.face_truth(p)
+    kp = np.zeros((6, 2))
+    kp[:4] = kp4
+    crop = faces.align(frame, kp)
+    outside, far_outside = _source_outside(frame.shape, kp)
+    assert far_outside.mean() > 0.3
+    assert crop[far_outside].max() == 0           # black, not image content
+    assert crop[~outside].reshape(-1, 3).mean(0).min() > 30  # the face itself is there
+    assert faces.outside_share(frame.shape, kp) == pytest.approx(outside.mean(), abs=0.02)
+
+
+def test_face_inside_the_frame_has_nothing_outside():
+    p = Placement("hopper", 200, 40, 120)
+    _, kp4 = synth.face_truth(p)
+    kp = np.zeros((6, 2))
+    kp[:4] = kp4
+    assert faces.outside_share((480, 640, 3), kp) == 0.0
+
+
+def test_align_image_cuts_from_the_image_not_its_detection_border(detector):
+    """A tight crop is found on a mirrored border, but the crop is cut from the image alone:
+    what lies beyond the image is black."""
+    img = synth.portrait("hopper")
+    tight = img[img.shape[0] // 5: -img.shape[0] // 5, img.shape[1] // 5: -img.shape[1] // 5].copy()
+    face = faces.align_image(tight, detector)
+    assert face is not None
+    outside, far_outside = _source_outside(tight.shape, face.keypoints)
+    assert far_outside.any() and face.crop[far_outside].max() == 0

@@ -10,10 +10,16 @@ are tighter), so training on re-aligned crops keeps the model from learning fram
 Images where no face is found are handled by --no-face: `resize` (default) writes the image
 resized to 256 with `screener.faces.resize_to_model`, `skip` leaves it out, `copy` is like
 resize but also lists it. All are counted per folder and listed in DST/align_report.json.
+
+DST/faces.csv has a row per image written: its path under DST, the outcome, the share of the
+crop that lay outside the source image (filled black; see `screener.faces.MAX_OUTSIDE`) and the
+face's six keypoints in crop pixels (training masks its pseudo-fakes with them). A run resumes:
+an image with a row is not done again.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
@@ -23,49 +29,69 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from screener.errors import ImageError
-from screener.faces import align_image, resize_to_model
+from screener.faces import align_image, outside_share, resize_to_model, to_template
 from screener.images import IMAGE_EXTENSIONS, read_rgb, write_png
 
 
-def _one(job: tuple[str, str, str]) -> tuple[str, str]:
-    """Align one image; returns (relative path, outcome) with outcome aligned|no_face|error:..."""
+FACES_COLUMNS = ("file", "outcome", "outside", "keypoints")
+
+
+def _one(job: tuple[str, str, str]) -> tuple[str, str, dict | None]:
+    """Align one image; returns (source path, outcome, its faces.csv row or None), outcome
+    aligned|no_face|error:..."""
     src, dst, no_face = job
     try:
         rgb = read_rgb(src)
     except ImageError as e:
-        return src, f"error: {e}"
-    crop = align_image(rgb)
-    outcome = "aligned"
-    if crop is None:
+        return src, f"error: {e}", None
+    face = align_image(rgb)
+    row = {"outside": "", "keypoints": ""}
+    if face is None:
         outcome = "no_face"
         if no_face == "skip":
-            return src, outcome
+            return src, outcome, None
         crop = resize_to_model(rgb)
+    else:
+        outcome, crop = "aligned", face.crop
+        m = to_template(face.keypoints)
+        kp = face.keypoints @ m[:, :2].T + m[:, 2]
+        row = {"outside": f"{outside_share(rgb.shape, face.keypoints):.3f}",
+               "keypoints": json.dumps(np.round(kp, 1).tolist())}
     tmp = dst + ".tmp"
     write_png(tmp, crop)
     os.replace(tmp, dst)  # a killed run leaves no half-written image under its real name
-    return src, outcome
+    return src, outcome, {"file": dst, "outcome": outcome, **row}
 
 
 def align_dataset(src: Path, dst: Path, no_face: str = "resize", workers: int | None = None,
                   progress: bool = True) -> dict:
     files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    table = dst / "faces.csv"
+    done = set(read_faces(dst)) if table.exists() else set()
     jobs = []
     for p in files:
         out = dst / p.relative_to(src).with_suffix(".png")
         out.parent.mkdir(parents=True, exist_ok=True)
-        if not out.exists():  # resumable
+        if str(out.relative_to(dst)) not in done:  # resumable
             jobs.append((str(p), str(out), no_face))
     counts: dict[str, Counter] = {}
     lists: dict[str, list] = {"no_face": [], "error": []}
     t0 = time.time()
     workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers) as pool:
+    new_table = not table.exists()
+    with ProcessPoolExecutor(workers) as pool, open(table, "a", newline="") as f:
+        rows = csv.DictWriter(f, FACES_COLUMNS)
+        if new_table:
+            rows.writeheader()
         results = pool.map(_one, jobs, chunksize=16)
-        for path, outcome in tqdm(results, total=len(jobs), disable=not progress, unit="img"):
+        for path, outcome, row in tqdm(results, total=len(jobs), disable=not progress, unit="img"):
+            if row is not None:
+                rows.writerow({**row, "file": str(Path(row["file"]).relative_to(dst))})
+                f.flush()
             folder = str(Path(path).parent.relative_to(src))
             kind = outcome.split(":")[0]
             counts.setdefault(folder, Counter())[kind] += 1
@@ -79,6 +105,19 @@ def align_dataset(src: Path, dst: Path, no_face: str = "resize", workers: int | 
     }
     (dst / "align_report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def read_faces(dst: Path) -> dict[str, dict]:
+    """DST/faces.csv as {path under DST: {"outcome", "outside" (float or None), "keypoints"
+    ((6, 2) crop pixels, or None)}}."""
+    out = {}
+    with open(Path(dst) / "faces.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            out[r["file"]] = {"outcome": r["outcome"],
+                              "outside": float(r["outside"]) if r["outside"] else None,
+                              "keypoints": (np.array(json.loads(r["keypoints"]), np.float32)
+                                            if r["keypoints"] else None)}
+    return out
 
 
 def main(argv=None) -> int:
