@@ -34,13 +34,14 @@ def cpu_twin(model):
         consumer = _consumers(model)
         blocks = [_block_params(model, k, consumer) for k in (1, 2)]
         tail = keras.Model(model.get_layer("block2_pool").output, model.output)
-        scale = model.get_layer("scale")
+        model.get_layer("scale")
     except (ValueError, KeyError, AttributeError):
         return None
     if any(b is None for b in blocks):
         return None
+    from .nets import preamble
     inputs = keras.Input(model.input.shape[1:], dtype=model.input.dtype, name="image")
-    x = scale(inputs)
+    x = preamble(model, inputs)
     for k, params in enumerate(blocks, 1):
         x = HalfResolutionInception(params, name=f"block{k}_half_resolution")(x)
     return keras.Model(inputs, tail(x), name=f"{model.name}_cpu")

@@ -9,6 +9,13 @@ Conventions, stated once:
 - output: one sigmoid unit, P(fake). 1 is fake. (The published weights use 1 = real; `scoring`
   flips them once at load time.)
 
+`window` (x0, y0, x1, y1 in crop pixels) zeroes everything outside that box of the aligned crop
+before the first block (a Cropping2D and a ZeroPadding2D: built-in layers, so the file loads in
+safe mode and LiteRT converts it). The face sits in the same box of every aligned crop, while
+what lies around it differs by source: full context in a video frame, black where a dataset's
+tight face crop ends. A model that sees only `FACE_WINDOW` scores both alike and cannot learn a
+dataset's framing (the MesoNet dataset's real crops carry more black border than its fakes).
+
 `activation=None` is the paper: ReLU in the conv blocks, LeakyReLU(0.1) after the 16-unit dense
 layer. "relu", "elu" or "leaky_relu" applies one activation to the whole model (the student
 project's option). `batchnorm` and `dropout` switch the paper's BatchNorm after each conv block
@@ -22,6 +29,9 @@ from keras import layers
 INPUT_SIZE = 256
 ARCHS = ("meso4", "mesoinception4")
 ACTIVATIONS = (None, "relu", "elu", "leaky_relu")
+# The face's box in the aligned crop (screener.faces.TEMPLATE): ear to ear, brow to chin with a
+# margin. x0, y0, x1, y1 in pixels of the 256x256 crop.
+FACE_WINDOW = (32, 24, 224, 232)
 
 
 def _act(name: str | None, where: str):
@@ -56,7 +66,8 @@ def _block_end(x, batchnorm, pool, name):
 
 
 def build(arch: str = "meso4", activation: str | None = None, batchnorm: bool = True,
-          dropout: float = 0.5, name: str | None = None) -> keras.Model:
+          dropout: float = 0.5, name: str | None = None,
+          window: tuple[int, int, int, int] | None = None) -> keras.Model:
     """Build Meso-4 or MesoInception-4: uint8 (N, 256, 256, 3) in, P(fake) (N, 1) out.
 
     The conv blocks are named block1..block4 (`blockK_pool` ends each), so explanations
@@ -68,6 +79,12 @@ def build(arch: str = "meso4", activation: str | None = None, batchnorm: bool = 
         raise ValueError(f"unknown activation {activation!r}; choose from relu, elu, leaky_relu")
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), dtype="uint8", name="image")
     x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    if window is not None:
+        x0, y0, x1, y1 = (int(v) for v in window)
+        if not 0 <= x0 < x1 <= INPUT_SIZE or not 0 <= y0 < y1 <= INPUT_SIZE:
+            raise ValueError(f"window {window} is not a box inside the {INPUT_SIZE}px crop")
+        cut = ((y0, INPUT_SIZE - y1), (x0, INPUT_SIZE - x1))
+        x = layers.ZeroPadding2D(cut, name="window_pad")(layers.Cropping2D(cut, name="window_crop")(x))
     if arch == "meso4":
         x = _block_end(_conv(x, 8, 3, activation, name="block1_conv"), batchnorm, 2, "block1")
         x = _block_end(_conv(x, 8, 5, activation, name="block2_conv"), batchnorm, 2, "block2")
@@ -85,6 +102,23 @@ def build(arch: str = "meso4", activation: str | None = None, batchnorm: bool = 
         x = layers.Dropout(dropout, name="dropout2")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="p_fake")(x)
     return keras.Model(inputs, outputs, name=name or arch)
+
+
+def window_of(model: keras.Model) -> tuple[int, int, int, int] | None:
+    """The `window` a model was built with (None: it sees the whole crop)."""
+    try:
+        (top, bottom), (left, right) = model.get_layer("window_crop").cropping
+    except ValueError:
+        return None
+    return left, top, INPUT_SIZE - right, INPUT_SIZE - bottom
+
+
+def preamble(model: keras.Model, x):
+    """Apply the model's layers before its first block (scale, and the window if any) to x."""
+    x = model.get_layer("scale")(x)
+    if window_of(model) is not None:
+        x = model.get_layer("window_pad")(model.get_layer("window_crop")(x))
+    return x
 
 
 def weight_layers(model: keras.Model) -> list:

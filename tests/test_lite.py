@@ -57,14 +57,14 @@ def keras_scores(path, crops):
     return p
 
 
-@pytest.mark.parametrize("which", ["meso4", "mesoinception4", "shipped"])
+@pytest.mark.parametrize("which", ["meso4", "meso4-window", "mesoinception4", "shipped"])
 def test_litert_gives_the_keras_models_scores(which, crops, inception, tmp_path):
-    if which == "meso4":
+    if which.startswith("meso4"):
         import keras
         from screener import nets
         keras.utils.set_random_seed(0)
-        path = tmp_path / "meso4.keras"
-        nets.build("meso4").save(path)
+        path = tmp_path / f"{which}.keras"
+        nets.build("meso4", window=nets.FACE_WINDOW if "window" in which else None).save(path)
     else:
         path = inception if which == "mesoinception4" else default_model_path()
     s = load_model(path)

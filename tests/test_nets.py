@@ -41,14 +41,14 @@ def _randomise_batchnorm(model, rng):
                                rng.normal(0, 0.3, g.shape), rng.uniform(0.5, 2.0, g.shape)])
 
 
-@pytest.mark.parametrize("activation,batchnorm", [(None, True), ("elu", False),
-                                                  ("leaky_relu", True)])
-def test_cpu_twin_computes_the_same_function(activation, batchnorm):
+@pytest.mark.parametrize("activation,batchnorm,window", [(None, True, None), ("elu", False, None),
+                                                         ("leaky_relu", True, nets.FACE_WINDOW)])
+def test_cpu_twin_computes_the_same_function(activation, batchnorm, window):
     import keras
 
     from screener.fast_inception import cpu_twin
     rng = np.random.default_rng(7)
-    m = nets.build("mesoinception4", activation=activation, batchnorm=batchnorm)
+    m = nets.build("mesoinception4", activation=activation, batchnorm=batchnorm, window=window)
     _randomise_batchnorm(m, rng)
     twin = cpu_twin(m)
     assert twin is not None
@@ -63,6 +63,30 @@ def test_cpu_twin_computes_the_same_function(activation, batchnorm):
     assert np.abs(deep).max() > 0.1  # the comparison is not between zeros
     np.testing.assert_allclose(fast, deep, rtol=0, atol=2e-5 * np.abs(deep).max())
     np.testing.assert_allclose(twin.predict_on_batch(imgs), m.predict_on_batch(imgs), atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", nets.ARCHS)
+def test_window_hides_everything_outside_the_face_box(arch, tmp_path):
+    """A windowed model's score does not move when pixels outside its window change, does move
+    for pixels inside, and the window survives a save and a safe-mode load."""
+    import keras
+    m = nets.build(arch, window=nets.FACE_WINDOW, dropout=0)
+    rng = np.random.default_rng(3)
+    x0, y0, x1, y1 = nets.FACE_WINDOW
+    a = rng.integers(0, 256, (1, 256, 256, 3)).astype(np.uint8)
+    b = a.copy()
+    b[:, :y0] = 0
+    b[:, :, x1:] = 255
+    c = a.copy()
+    c[:, y0:y1, x0:x1] = 255 - c[:, y0:y1, x0:x1]
+    path = tmp_path / "w.keras"
+    m.save(path)
+    m = keras.models.load_model(path, safe_mode=True)
+    assert nets.window_of(m) == nets.FACE_WINDOW and nets.window_of(nets.build(arch)) is None
+    pa, pb, pc = (float(m.predict_on_batch(v)[0, 0]) for v in (a, b, c))
+    assert pa == pb and abs(pa - pc) > 1e-4
+    with pytest.raises(ValueError):
+        nets.build(arch, window=(0, 0, 300, 10))
 
 
 def test_cpu_twin_is_only_for_mesoinception():
