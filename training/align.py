@@ -14,7 +14,8 @@ resize but also lists it. All are counted per folder and listed in DST/align_rep
 DST/faces.csv has a row per image written: its path under DST, the outcome, the share of the
 crop that lay outside the source image (filled black; see `screener.faces.MAX_OUTSIDE`) and the
 face's six keypoints in crop pixels (training masks its pseudo-fakes with them). A run resumes:
-an image with a row is not done again.
+an image with a row is not done again. The CSV tables at SRC's top (e.g. metadata.csv) are
+copied to DST.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -79,6 +81,8 @@ def align_dataset(src: Path, dst: Path, no_face: str = "resize", workers: int | 
         if str(out.relative_to(dst)) not in done:  # resumable
             jobs.append((str(p), str(out), no_face))
     counts: dict[str, Counter] = {}
+    for rel, r in read_faces(dst).items() if done else ():  # done by an earlier run
+        counts.setdefault(str(Path(rel).parent), Counter())[r["outcome"]] += 1
     lists: dict[str, list] = {"no_face": [], "error": []}
     t0 = time.time()
     workers = workers or os.cpu_count() or 1
@@ -92,7 +96,7 @@ def align_dataset(src: Path, dst: Path, no_face: str = "resize", workers: int | 
             if row is not None:
                 rows.writerow({**row, "file": str(Path(row["file"]).relative_to(dst))})
                 f.flush()
-            folder = str(Path(path).parent.relative_to(src))
+            folder = str(Path(path).parent.relative_to(src))  # == its folder under dst
             kind = outcome.split(":")[0]
             counts.setdefault(folder, Counter())[kind] += 1
             if kind != "aligned":
@@ -104,6 +108,11 @@ def align_dataset(src: Path, dst: Path, no_face: str = "resize", workers: int | 
         "no_face_images": lists["no_face"], "errors": lists["error"],
     }
     (dst / "align_report.json").write_text(json.dumps(report, indent=1))
+    # The dataset's own tables (labels, groups) travel with it; training.sources matches their
+    # file names to the aligned .png files by path without suffix.
+    for table in src.glob("*.csv"):
+        if table.name not in ("faces.csv",) and not (dst / table.name).exists():
+            shutil.copyfile(table, dst / table.name)
     return report
 
 

@@ -2,9 +2,13 @@
 
 The paper's set, with the semantics of the Keras ImageDataGenerator it used: rotation up to
 +-15 degrees, zoom 0.8-1.2 per axis, edges filled by repeating the border pixel, one channel
-shift of +-30 added to all channels, horizontal flip, brightness 0.8-1.2. Added because the
-scan sees re-encoded video: JPEG re-compression at a random quality and a light Gaussian blur,
-each applied with a probability.
+shift of +-30 added to all channels, horizontal flip, brightness 0.8-1.2.
+
+Added for what a scan sees, each applied with a probability: a tight cut (black beyond a random
+box around the face, as a dataset's face crop or a face at the frame's edge gives), a face
+smaller in its frame (the crop shrunk and enlarged back: a face `resample` x 170 px wide in the
+frame, 170 px being the face box in the crop), a light Gaussian blur, sensor noise, and JPEG
+re-compression at a random quality (the blocking and ringing of a video codec).
 
 An `Augment` is called with an image and a numpy Generator, so results depend only on the
 generator's seed (the data loader seeds one per image and epoch).
@@ -28,6 +32,12 @@ class Augment:
     jpeg_quality: tuple = (40, 95)
     blur_p: float = 0.0              # probability of a Gaussian blur
     blur_sigma: tuple = (0.3, 1.5)
+    cut_p: float = 0.0               # probability of a tight cut: black beyond a random box...
+    cut_margin: tuple = (0.0, 0.2)   # ...this share of the side in from each edge
+    resample_p: float = 0.0          # probability of shrinking and enlarging back...
+    resample: tuple = (0.35, 1.0)    # ...to this share of the side
+    noise_p: float = 0.0             # probability of Gaussian noise...
+    noise_sigma: tuple = (2.0, 8.0)  # ...of this standard deviation (0-255 scale)
 
     def options(self) -> dict:
         return asdict(self)
@@ -51,8 +61,21 @@ class Augment:
         if self.brightness:
             x = x * rng.uniform(1 - self.brightness, 1 + self.brightness)
         img = np.ascontiguousarray(np.clip(x, 0, 255).astype(np.uint8))
+        if self.cut_p and rng.random() < self.cut_p:
+            x0, y0, x1, y1 = (rng.uniform(*self.cut_margin, 4) * [w, h, w, h]).astype(int)
+            cut = np.zeros_like(img)
+            cut[y0:h - y1, x0:w - x1] = img[y0:h - y1, x0:w - x1]
+            img = cut
         if self.blur_p and rng.random() < self.blur_p:
             img = cv2.GaussianBlur(img, (0, 0), rng.uniform(*self.blur_sigma))
+        if self.resample_p and rng.random() < self.resample_p:
+            f = rng.uniform(*self.resample)
+            small = cv2.resize(img, (max(8, round(w * f)), max(8, round(h * f))),
+                               interpolation=cv2.INTER_AREA)
+            img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        if self.noise_p and rng.random() < self.noise_p:
+            noisy = img + rng.normal(0, rng.uniform(*self.noise_sigma), img.shape)
+            img = np.clip(noisy, 0, 255).astype(np.uint8)
         if self.jpeg_p and rng.random() < self.jpeg_p:
             q = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
             ok, buf = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])

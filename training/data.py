@@ -47,10 +47,17 @@ class Sample:
     path: Path
     label: int          # 1 = fake, 0 = real
     video: str | None   # video id from `<video>_<frame>.<ext>`, else None
+    # A group that spans classes (a person's real video and the fakes made from it), where the
+    # dataset says so (training.sources); otherwise the group is the video within its class.
+    group_key: str | None = None
+    source: str = ""    # the training source it came from (training.sources)
 
     @property
     def group(self) -> str:
-        """The unit that must not straddle a split: the video if known, else the file."""
+        """The unit that must not straddle a split: the group if given, the video if known,
+        else the file."""
+        if self.group_key is not None:
+            return self.group_key
         return f"{self.label}:{self.video}" if self.video is not None else str(self.path)
 
 

@@ -12,6 +12,15 @@ A run folder holds everything: `last.keras` (model + optimizer, written every ep
 best holdout ROC AUC, without optimizer: the file to ship) and its card `best.json`, `log.csv`
 and `curves.png`. Running the same command again resumes from `last.keras`.
 
+Several sources in one run (training.sources, training.mix), with self-blended pseudo-fakes
+(training.sbi): each batch is balanced by source (--source weights) and class, and a share of the
+fake slots (--sbi-share) are pseudo-fakes made from the source's reals. Model selection is the
+mean holdout ROC AUC over the sources' selection groups and a fixed set of pseudo-fakes.
+
+    python -m training.train --run runs/mix --arch mesoinception4 --window \
+        --source df=/work/data/mesonet-df-aligned --source dfdc=/work/data/dfdc-aligned \
+        --sbi-share 0.5 --epoch-images 8000 --epochs 12
+
 Learning rate: Adam, lr = max(floor, lr0 * rate ** (step / decay_steps)) with decay_steps =
 --decay-epochs x steps per epoch (default: half the epochs, so lr0 1e-3 and rate 0.1 end at 1e-5).
 """
@@ -44,9 +53,24 @@ log = logging.getLogger(__name__)
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_argument_group("data")
-    g.add_argument("--data", required=True, type=Path,
+    g = p.add_argument_group("data: one dataset (--data) or several (--source)")
+    g.add_argument("--data", type=Path, default=None,
                    help="dataset root holding <split>/<fake dir> and <split>/<real dir>")
+    g.add_argument("--source", action="append", default=[], metavar="NAME=PATH[@WEIGHT]",
+                   help="a training source (repeat for several; see training.sources for the "
+                        "layouts): batches draw sources in proportion to WEIGHT (default 1) "
+                        "and classes equally")
+    g.add_argument("--sbi-share", type=float, default=0.0,
+                   help="with --source: share of fake slots filled with self-blended "
+                        "pseudo-fakes of the source's reals (0: none, 1: only pseudo-fakes)")
+    g.add_argument("--epoch-images", type=int, default=0,
+                   help="with --source: images per epoch (default: the training images)")
+    g.add_argument("--holdout-limit", type=int, default=1200,
+                   help="with --source: at most this many selection images per source, and "
+                        "pseudo-fakes of half as many reals")
+    g.add_argument("--cache-dir", type=Path, default=None,
+                   help="with --source: where decoded images are kept for reuse by later runs "
+                        "(default: $XDG_CACHE_HOME/screener/pools)")
     g.add_argument("--split", default="train", help="split folder to train on (default train)")
     g.add_argument("--fake-dir", default="df", help="fake class folder, label 1 (default df)")
     g.add_argument("--real-dir", default="real", help="real class folder, label 0 (default real)")
@@ -69,6 +93,12 @@ def parser() -> argparse.ArgumentParser:
                    help="paper: ReLU convs and LeakyReLU(0.1) dense; else one activation throughout")
     g.add_argument("--no-batchnorm", action="store_true", help="drop BatchNorm after each block")
     g.add_argument("--dropout", type=float, default=0.5, help="dropout rate around dense16 (0: none)")
+    g.add_argument("--window", action="store_true",
+                   help="the model sees only the face's box of the crop (nets.FACE_WINDOW); "
+                        "what lies around it is zeroed")
+    g.add_argument("--fresh-head", action="store_true",
+                   help="with --init: start the two dense layers from scratch (a recalibrated "
+                        "start: the convolutions keep what they learned, not the confidence)")
     g.add_argument("--init", default=None,
                    help="start from this model file's weights (.keras, or published .h5/.hdf5; "
                         "same architecture), i.e. fine-tune; recorded in the model card")
@@ -94,6 +124,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--blur-p", type=float, default=0.0, help="probability of a Gaussian blur")
     g.add_argument("--blur-sigma", type=float, nargs=2, default=(0.3, 1.5), metavar=("LO", "HI"),
                    help="Gaussian blur sigma range, pixels (default 0.3 1.5)")
+    g.add_argument("--cut-p", type=float, default=0.0,
+                   help="probability of a tight cut (black beyond a random box, up to a fifth "
+                        "of the side in from each edge)")
+    g.add_argument("--resample-p", type=float, default=0.0,
+                   help="probability of shrinking the crop to 35-100%% of its side and back "
+                        "(a face 60-170 px wide in its frame)")
+    g.add_argument("--noise-p", type=float, default=0.0,
+                   help="probability of Gaussian noise (sigma 2-8)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
     g.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
@@ -133,21 +171,31 @@ def make_augment(a) -> Augment | None:
     return Augment(rotation_deg=a.rotation, zoom=a.zoom, brightness=a.brightness,
                    channel_shift=a.channel_shift, hflip=not a.no_hflip, jpeg_p=a.jpeg_p,
                    jpeg_quality=tuple(a.jpeg_quality), blur_p=a.blur_p,
-                   blur_sigma=tuple(a.blur_sigma))
+                   blur_sigma=tuple(a.blur_sigma), cut_p=a.cut_p, resample_p=a.resample_p,
+                   noise_p=a.noise_p)
+
+
+def _fresh(a):
+    activation = None if a.activation == "paper" else a.activation
+    return nets.build(a.arch, activation=activation, batchnorm=not a.no_batchnorm,
+                      dropout=a.dropout, name=a.name or a.run.name,
+                      window=nets.FACE_WINDOW if a.window else None)
 
 
 def build_model(a):
-    activation = None if a.activation == "paper" else a.activation
-    model = nets.build(a.arch, activation=activation, batchnorm=not a.no_batchnorm,
-                       dropout=a.dropout, name=a.name or a.run.name)
+    model = _fresh(a)
     if a.init:
         from screener.scoring import load_model
         src = load_model(a.init).model
+        head = [model.get_layer(n).get_weights() for n in ("dense16", "p_fake")]
         try:
             model.set_weights(src.get_weights())
         except ValueError as e:
             raise ScreenerError(f"--init {a.init} does not match --arch {a.arch} "
                                 f"and its options: {e}") from e
+        if a.fresh_head:
+            for n, w in zip(("dense16", "p_fake"), head):
+                model.get_layer(n).set_weights(w)
     _freeze(model, a.freeze_blocks)
     return model
 
@@ -172,6 +220,73 @@ def score_holdout(model, batches):
     loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
     r = metrics.binary_report(y, p, 0.5)
     return loss, r
+
+
+def score_sets(model, sets):
+    """(loss, report) over named holdout sets: one set's own figures, or for several the mean of
+    each figure over the sets (each counts alike, whatever its size) and `by_set` ROC AUCs."""
+    scored = [(name, *score_holdout(model, batches())) for name, batches in sets]
+    if len(scored) == 1:
+        return scored[0][1], scored[0][2]
+    mean = {k: float(np.mean([r[k] for _, _, r in scored])) for k in ("accuracy", "roc_auc", "eer")}
+    mean["by_set"] = {name: r["roc_auc"] for name, _, r in scored}
+    return float(np.mean([loss for _, loss, _ in scored])), mean
+
+
+def _arrays(x, y, batch: int = 64):
+    """A holdout set held in memory, as the callable of batches the training loop scores."""
+    return lambda: ((x[i:i + batch], y[i:i + batch], np.ones(len(y[i:i + batch]), np.float32))
+                    for i in range(0, len(y), batch))
+
+
+def _pooled(sets):
+    """All holdout sets as one stream (for the threshold: each image its own group)."""
+    return lambda: (b for _, batches in sets for b in batches())
+
+
+def _mixed_source(a):
+    """Pools, the mixed training stream and the holdout sets for --source runs."""
+    from . import mix, sources
+    srcs = [sources.Source.parse(s) for s in a.source]
+    if len({s.name for s in srcs}) != len(srcs):
+        raise ScreenerError("two --source options share a name")
+    cache = a.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
+        "screener" / "pools"
+    pools, sets, info, blends = [], [], {"sources": {}}, []
+    for src in srcs:
+        sp = sources.splits(src, a.holdout, a.seed, a.holdout_by)
+        if a.limit:
+            sp["train"] = [sp["train"][i] for i in sorted(
+                np.random.default_rng(a.seed).permutation(len(sp["train"]))[:a.limit])]
+        kp = sources.keypoints(src)
+        train_pool = mix.Pool(sp["train"], cache, kp, a.workers)
+        pools.append(train_pool)
+        sel = mix.Pool(sp["select"], cache, kp, a.workers)
+        if len(sel.by_class[0]) and len(sel.by_class[1]):
+            sets.append((src.name, _arrays(*mix.fixed_set(sel, a.holdout_limit, a.seed))))
+        if a.sbi_share and len(sel.by_class[0]):
+            blends.append(mix.pseudo_fake_set(sel, a.holdout_limit // (2 * len(srcs)), a.seed))
+        info["sources"][src.name] = {
+            "root": str(src.root), "layout": src.layout, "weight": src.weight,
+            "train_images": len(train_pool), "train_fakes": int(train_pool.labels.sum()),
+            "select_images": len(sel), "test_images": len(sp["test"]),
+            "keypoints": int(np.isfinite(train_pool.keypoints[:, 0, 0]).sum())}
+    if blends:
+        sets.append(("sbi", _arrays(np.concatenate([b[0] for b in blends]),
+                                    np.concatenate([b[1] for b in blends]))))
+    if not sets:
+        raise ScreenerError("no holdout set: the sources' selection groups hold no fakes; "
+                            "use --sbi-share")
+    stream = mix.MixedStream(pools, [s.weight for s in srcs], a.batch_size, a.sbi_share,
+                             augment=make_augment(a), seed=a.seed, workers=a.workers)
+    n = a.epoch_images or sum(len(p) for p in pools)
+    steps = -(-n // a.batch_size)
+    info.update(train_images=sum(len(p) for p in pools), epoch_images=steps * a.batch_size,
+                holdout_images=int(sum(sum(len(b[1]) for b in batches()) for _, batches in sets)),
+                holdout_sets=[name for name, _ in sets], sbi_share=a.sbi_share,
+                sbi=mix.sbi.SBIOptions().options() if a.sbi_share else None,
+                holdout_by=a.holdout_by)
+    return info, lambda epoch: stream.epoch(epoch, steps), sets, steps
 
 
 def plot_curves(log_csv: Path, out: Path) -> None:
@@ -200,9 +315,7 @@ def plot_curves(log_csv: Path, out: Path) -> None:
 
 def save_clean(model, a, path: Path) -> None:
     """Save weights in a freshly built, uncompiled model: no optimizer state, no frozen flags."""
-    activation = None if a.activation == "paper" else a.activation
-    clean = nets.build(a.arch, activation=activation, batchnorm=not a.no_batchnorm,
-                       dropout=a.dropout, name=a.name or a.run.name)
+    clean = _fresh(a)
     clean.set_weights(model.get_weights())
     tmp = path.with_name(path.stem + ".tmp.keras")
     clean.save(tmp)
@@ -218,9 +331,13 @@ def card(a, state: dict, split_info: dict) -> dict:
         "labels": "output is P(fake); 1 = fake (folder %r), 0 = real (folder %r)" % (a.fake_dir, a.real_dir),
         "options": {"activation": a.activation, "batchnorm": not a.no_batchnorm,
                     "dropout": a.dropout, "freeze_blocks": a.freeze_blocks,
-                    "cache_trunk": a.cache_trunk},
-        "start_point": f"fine-tuned from {a.init}" if a.init else "trained from scratch (random init)",
-        "data": {"root": str(a.data), "split": a.split, "resize": a.resize, **split_info},
+                    "cache_trunk": a.cache_trunk,
+                    "window": list(nets.FACE_WINDOW) if a.window else None},
+        "start_point": (f"fine-tuned from {a.init}" + (" (dense layers from scratch)"
+                                                       if a.fresh_head else "")
+                        if a.init else "trained from scratch (random init)"),
+        "data": ({"root": str(a.data), "split": a.split, "resize": a.resize, **split_info}
+                 if a.data else split_info),
         "training": {"seed": a.seed, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                      "best_holdout": state["best_holdout"], "batch_size": a.batch_size,
                      "lr": a.lr, "lr_decay_rate": a.lr_decay_rate, "lr_floor": a.lr_floor,
@@ -294,17 +411,23 @@ def train(a) -> dict:
     if a.cache_trunk and not a.freeze_blocks:
         raise ScreenerError("--cache-trunk needs --freeze-blocks N (the blocks it caches)")
     a.run.mkdir(parents=True, exist_ok=True)
-    samples = list_split(a.data, a.split, a.fake_dir, a.real_dir)
-    fit_set, held = holdout_split(samples, a.holdout, a.seed, a.holdout_by)
-    if a.limit:
-        fit_set = [fit_set[i] for i in
-                   sorted(np.random.default_rng(a.seed).permutation(len(fit_set))[:a.limit])]
-    if not held or len({s.label for s in held}) < 2:
-        raise ScreenerError("the holdout split needs images of both classes; raise --holdout")
-    weights = None if a.no_class_weights else class_weights(fit_set)
-    split_info = {"train_images": len(fit_set), "holdout_images": len(held),
-                  "holdout_by": resolve_holdout_by(a.holdout_by, samples),
-                  "class_weights": weights}
+    if bool(a.data) == bool(a.source):
+        raise ScreenerError("give one dataset with --data, or sources with --source")
+    if a.source and a.cache_trunk:
+        raise ScreenerError("--cache-trunk works with --data only (pseudo-fakes and "
+                            "augmentation change every image)")
+    if not a.source:
+        samples = list_split(a.data, a.split, a.fake_dir, a.real_dir)
+        fit_set, held = holdout_split(samples, a.holdout, a.seed, a.holdout_by)
+        if a.limit:
+            fit_set = [fit_set[i] for i in
+                       sorted(np.random.default_rng(a.seed).permutation(len(fit_set))[:a.limit])]
+        if not held or len({s.label for s in held}) < 2:
+            raise ScreenerError("the holdout split needs images of both classes; raise --holdout")
+        weights = None if a.no_class_weights else class_weights(fit_set)
+        split_info = {"train_images": len(fit_set), "holdout_images": len(held),
+                      "holdout_by": resolve_holdout_by(a.holdout_by, samples),
+                      "class_weights": weights}
 
     state_path, last_path = a.run / "state.json", a.run / "last.keras"
     log_csv = a.run / "log.csv"
@@ -324,9 +447,14 @@ def train(a) -> dict:
                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with open(log_csv, "w", newline="") as f:
             csv.writer(f).writerow(["epoch", "lr", "loss", "acc", "holdout_loss", "holdout_acc",
-                                    "holdout_auc", "holdout_eer", "images_per_s", "seconds"])
+                                    "holdout_auc", "holdout_eer", "images_per_s", "seconds",
+                                    "holdout_auc_by_set"])
 
-    if a.cache_trunk:
+    if a.source:
+        split_info, train_batches, held_sets, steps = _mixed_source(a)
+        held_batches = _pooled(held_sets)
+        net = _compile(model, a, model.optimizer if resumed else None)
+    elif a.cache_trunk:
         # The full model is never compiled here, so last.keras holds no optimizer: a resumed
         # cached run restarts Adam's moment estimates (the learning-rate schedule continues).
         net, train_batches, held_batches, steps = _cached_source(model, a, fit_set, held, weights)
@@ -343,10 +471,12 @@ def train(a) -> dict:
         held_batches.samples = lambda: held_stream.kept  # noqa: E731  after a pass: in the order scored
         steps = len(train_stream)
         net = _compile(model, a, model.optimizer if resumed else None)
+    if not a.source:
+        held_sets = [("holdout", held_batches)]
 
     t_start, start_epoch = time.time(), state["epoch"]
-    print(f"{a.arch}: {len(fit_set)} training images ({steps} steps/epoch), {len(held)} holdout",
-          flush=True)
+    print(f"{a.arch}: {split_info['train_images']} training images ({steps} steps/epoch), "
+          f"{split_info['holdout_images']} holdout", flush=True)
     stopped = a.patience and state["bad_epochs"] >= a.patience  # an early-stopped run stays so
     while state["epoch"] < a.epochs and not stopped:
         epoch = state["epoch"] + 1
@@ -368,17 +498,19 @@ def train(a) -> dict:
                                    ("lr", lr)])
         train_s = time.time() - t0
         out = {"loss": loss_sum / max(seen, 1), "acc": acc_sum / max(seen, 1)}
-        h_loss, h = score_holdout(net, held_batches())
+        h_loss, h = score_sets(net, held_sets)
         row = [epoch, f"{lr:.3g}", f"{out['loss']:.4f}", f"{out['acc']:.4f}", f"{h_loss:.4f}",
                f"{h['accuracy']:.4f}", f"{h['roc_auc']:.4f}", f"{h['eer']:.4f}",
-               f"{seen / train_s:.1f}", f"{time.time() - t0:.0f}"]
+               f"{seen / train_s:.1f}", f"{time.time() - t0:.0f}",
+               " ".join(f"{k}={v:.4f}" for k, v in h.get("by_set", {}).items())]
         with open(log_csv, "a", newline="") as f:
             csv.writer(f).writerow(row)
         state["epoch"], state["step"] = epoch, step
         improved = h["roc_auc"] > state["best_holdout"]["roc_auc"]
         if improved:
             state.update(best_epoch=epoch, bad_epochs=0,
-                         best_holdout={k: h[k] for k in ("accuracy", "roc_auc", "eer")})
+                         best_holdout={k: h[k] for k in ("accuracy", "roc_auc", "eer", "by_set")
+                                       if k in h})
             save_clean(model, a, a.run / "best.keras")
         else:
             state["bad_epochs"] += 1
@@ -389,7 +521,7 @@ def train(a) -> dict:
         plot_curves(log_csv, a.run / "curves.png")
         print(f"epoch {epoch}: loss {out['loss']:.4f} holdout acc {h['accuracy']:.4f} "
               f"AUC {h['roc_auc']:.4f} EER {h['eer']:.4f} ({seen / train_s:.1f} img/s)"
-              f"{' *best*' if improved else ''}", flush=True)
+              f"{' ' + row[-1] if row[-1] else ''}{' *best*' if improved else ''}", flush=True)
         if a.patience and state["bad_epochs"] >= a.patience:
             print(f"early stop: no better holdout AUC for {a.patience} epochs", flush=True)
             break
@@ -417,7 +549,9 @@ def pick_threshold(a, held_batches) -> dict:
         from . import trunk as tk
         net = tk.split_model(best, a.freeze_blocks)[1]
     y, p = predict_batches(net, held_batches())
-    return choose_threshold(y, p, [s.group for s in held_batches.samples()], a.threshold_rule)
+    groups = held_batches.samples() if hasattr(held_batches, "samples") else None
+    return choose_threshold(y, p, None if groups is None else [s.group for s in groups],
+                            a.threshold_rule)
 
 
 THRESHOLD_RULES = ("cautious", "best")
