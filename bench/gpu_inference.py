@@ -48,7 +48,8 @@ def main():
 
     import keras
 
-    from screener.scoring import _on_accelerator, load_model
+    from screener.device import framework_sees_accelerator
+    from screener.scoring import load_model
     scorer = load_model(a.model)
     ref = reference_crops()
     if a.write_reference:
@@ -60,7 +61,7 @@ def main():
         return
 
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "backend": keras.backend.backend(), "accelerator": _on_accelerator(),
+           "backend": keras.backend.backend(), "accelerator": framework_sees_accelerator(),
            "model": scorer.card.name, "batch": a.batch}
     if keras.backend.backend() == "jax":
         import jax

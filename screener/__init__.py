@@ -5,14 +5,10 @@ Data flow: path -> video (sample frames) -> faces (detect, align to 256x256) -> 
 """
 __version__ = "0.1.0"
 
-import os as _os
+# Before any native library loads: their own logging stays off the terminal (screener/quiet.py).
+from . import quiet as _quiet
 
-# TensorFlow and mediapipe's C++ logging go straight to stderr; keep it for real problems.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_os.environ.setdefault("GLOG_minloglevel", "2")
-# OpenCV and FFmpeg print a line per unreadable file; we report those ourselves, once.
-_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+_quiet.configure()
 
 from .errors import (ImageError, ModelError, ScreenerError, StateError, StateLocked,  # noqa: F401
                      VideoError)

@@ -86,7 +86,8 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
                      batch_size: int = 256, scorer=None, options=None, engine: str = "local",
                      workers: int | None = None, address: str | None = None,
                      video_timeout_s: float | None = None,
-                     discover: bool = True, on_plan=None, on_result=None):
+                     discover: bool = True, on_plan=None, on_result=None,
+                     started: float | None = None):
     """Scan only what changed since the last run and rewrite the report `out` atomically with
     every current result (see screener.state). Returns a state.RunSummary.
 
@@ -94,6 +95,8 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
     rescan: scan every file again (and set an unusable state file aside).
     settle_s: files changed less than this many seconds ago are left for the next run.
     keep_missing: keep rows of files that disappeared, with status "missing".
+    started: time.monotonic() when the scan began (the CLI: when the command started), the
+        start of the elapsed time in the state and the JSON report; default: now.
     Raises StateLocked when another scan holds the state, StateError when it is unusable.
     """
     from . import state as state_mod
@@ -118,4 +121,4 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
             videos, e, state_path=state,
             model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,
             meta=meta, frames_out=frames_out, rescan=rescan, settle_s=settle_s,
-            keep_missing=keep_missing, on_plan=on_plan, on_result=on_result)
+            keep_missing=keep_missing, on_plan=on_plan, on_result=on_result, started=started)

@@ -9,6 +9,7 @@ Exit codes (also in README "Scanning"):
   5  another scan holds the lock on the same state file (README "Running from cron")
   6  the state file is unusable (corrupt, foreign or newer): --rescan or another --state
   130  interrupted (Ctrl-C or SIGTERM); the rows written so far are kept
+  141  --out - and the reader of the report went away (`... --out - | head`)
 """
 from __future__ import annotations
 
@@ -21,17 +22,14 @@ from contextlib import ExitStack
 
 import click
 
+from .faces import MIN_FACE_PX, MIN_SCORE
+from .report import plural
+
 EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_LOCKED, EXIT_STATE = 5, 6
 # The reader of --out - went away (`screener scan DIR --out - | head`): stop quietly, with the
 # status a shell gives a command killed by SIGPIPE.
 EXIT_PIPE = 141
-
-# Native libraries print to stderr on their own; the scan says what matters in its own words.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 log = logging.getLogger("screener")
 
@@ -116,10 +114,30 @@ class _Interrupts:
             signal.signal(s, handler)
 
 
+# When the command started: the one clock of the elapsed time a scan reports (summary line,
+# JSON report, HTML page), which ends when the last row is written.
+STARTED = "screener.started"
+
+
 @click.group()
 @click.version_option(package_name="screener")
-def main():
+@click.pass_context
+def main(ctx):
     """screener: batch deepfake screening of videos with MesoNet."""
+    ctx.meta[STARTED] = time.monotonic()
+
+
+def _started() -> float:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(STARTED, time.monotonic()) if ctx is not None else time.monotonic()
+
+
+def _counts(s) -> str:
+    """A summary's counts: "3 videos: 1 fake, 1 real, 0 no face, 1 error, 1 verdict on low
+    evidence" (the report's note column says which, and on how many frames)."""
+    low = f", {plural(s.low_evidence, 'verdict')} on low evidence" if s.low_evidence else ""
+    return (f"{plural(s.videos, 'video')}: {s.fake} fake, {s.real} real, {s.no_face} no face, "
+            f"{plural(s.errors, 'error')}{low}")
 
 
 @main.command()
@@ -135,8 +153,8 @@ def main():
               metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
 @click.option("--all-faces", is_flag=True, help="Score every face of a frame, not only the largest.")
 @click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
-              help="Smallest face width scored, in frame pixels (default 64); smaller faces "
-                   "are counted as too small.")
+              help=f"Smallest face width scored, in frame pixels (default {MIN_FACE_PX}); "
+                   "smaller faces are counted as too small.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Face crops per model call.")
 @click.option("--model", type=click.Path(dir_okay=False), default=None,
@@ -200,8 +218,10 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
                 2 usage: bad option, missing PATH, no video found
                 3 the model could not be loaded
                 4 the report could not be written
-                5 another scan holds the state lock   6 the state file is unusable
+                5 another scan holds the state lock
+                6 the state file is unusable (--rescan, or another --state)
               130 interrupted (the rows written so far are kept)
+              141 --out - and the reader of the report went away
     """
     if state and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
@@ -300,7 +320,7 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     from .report import ReportWriter, FramesWriter
     from .scoring import load_for_scan
 
-    started = time.monotonic()
+    started = _started()
     fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
     ready = _prepare(paths, find_videos, load_for_scan, model, threshold,
                      (frames, every_s, all_faces, min_face))
@@ -368,12 +388,11 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
                                      complete=not interrupted, quiet=quiet):
         return EXIT_OUTPUT
     if interrupted:
-        _error(f"interrupted after {s.videos} of {len(videos)} videos; their rows are kept"
-               + ("" if to_stdout else f" in {printable(out)}"))
+        _error(f"interrupted after {s.videos} of {plural(len(videos), 'video')}; their rows "
+               "are kept" + ("" if to_stdout else f" in {printable(out)}"))
         return EXIT_INTERRUPTED
     where = "" if to_stdout else f"; report: {printable(out)}"
-    _summary(f"{s.videos} videos: {s.fake} fake, {s.real} real, "
-             f"{s.no_face} no face, {s.errors} errors in {elapsed:.1f} s{where}", quiet)
+    _summary(f"{_counts(s)} in {elapsed:.1f} s{where}", quiet)
     return EXIT_FAKE if fail_on_fake and s.fake else EXIT_OK
 
 
@@ -407,7 +426,7 @@ def _html_written(path, write, quiet: bool) -> bool:
         return False
     if not quiet:
         click.echo(f"screener: visual report: {printable(path)} ({figures['bytes'] / 1e6:.1f} MB, "
-                   f"{figures['details']} videos in detail)", err=True)
+                   f"{plural(figures['details'], 'video')} in detail)", err=True)
     return True
 
 
@@ -445,7 +464,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     from .scoring import load_model_lazily
     from .state import ReportSummary, ScanInterrupted
 
-    started = time.monotonic()
+    started = _started()
     fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
     # The lazy loader: TensorFlow only if a video needs scoring.
     # No video is a usage error, as for a plain scan, unless the caller says an empty drop
@@ -476,7 +495,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                 options=options, engine=engine, address=address,
                 video_timeout_s=video_timeout_s,
                 batch_size=batch_size, on_plan=lambda plan: bar.reset(total=len(plan.scan)),
-                on_result=on_result)
+                on_result=on_result, started=started)
         except StateLocked as e:
             _error(str(e))
             return EXIT_LOCKED
@@ -487,8 +506,8 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
             _error(str(e))
             return EXIT_MODEL
         except ScanInterrupted as e:
-            _error(f"interrupted after scanning {e.summary.scanned} videos; every finished "
-                   "video is recorded" + ("" if to_stdout else f" and in {printable(out)}"))
+            _error(f"interrupted after scanning {plural(e.summary.scanned, 'video')}; every "
+                   "finished video is recorded" + ("" if to_stdout else f" and in {printable(out)}"))
             return EXIT_INTERRUPTED
         except OSError as e:
             _error(f"cannot write {e.filename or out}: {e.strerror or e}")
@@ -510,11 +529,9 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
             report.close()
         except BrokenPipeError:
             return _reader_gone()
-    elapsed = time.monotonic() - started
     r = s.report
-    line = (f"{r.videos} videos: {r.fake} fake, {r.real} real, {r.no_face} no face, "
-            f"{r.errors} errors" + (f", {r.missing} missing" if r.missing else "")
-            + f" in {elapsed:.1f} s; scanned {s.scanned}, reused {s.reused}, "
+    line = (_counts(r) + (f", {r.missing} missing" if r.missing else "")
+            + f" in {s.elapsed_s:.1f} s; scanned {s.scanned}, reused {s.reused}, "
             f"deferred {s.deferred}" + (f", dropped {s.dropped}" if s.dropped else "")
             + (f", {s.unrecorded} changed while scanned" if s.unrecorded else "")
             + ("" if to_stdout else f"; report: {printable(out)}"))
@@ -559,7 +576,7 @@ def _row_line(r) -> str:
     """One line per video on a terminal: verdict (or status), score, path, reason."""
     label = r.verdict or r.status.upper().replace("_", " ")
     score = f"{r.fake_score:.3f}" if r.fake_score is not None else "  -  "
-    reason = f"  ({printable(r.error)})" if r.error else ""
+    reason = f"  ({printable(r.error or r.note)})" if r.error or r.note else ""
     return f"{label:8} {score}  {printable(r.path)}{reason}"
 
 
@@ -578,9 +595,9 @@ def _row_line(r) -> str:
               metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
 @click.option("--all-faces", is_flag=True, help="Every face of a frame, not only the largest.")
 @click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
-              help="Smallest face width kept (default: the scan's, 64).")
+              help=f"Smallest face width kept (default: the scan's, {MIN_FACE_PX}).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None,
-              help="Lowest detector score kept (default: the scan's, 0.5).")
+              help=f"Lowest detector score kept (default: the scan's, {MIN_SCORE:g}).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png",
               show_default=True, help="Crop files: png is lossless; jpg re-compresses.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
@@ -644,9 +661,10 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
             bar.close()
     if not quiet:
         labels = ", ".join(f"{k}: {v}" for k, v in s.crops_per_label.items()) or "none"
-        click.echo(f"screener: {s.videos} videos: {s.crops} crops from {s.extracted} videos "
-                   f"({labels}), {s.skipped} already done, {s.no_face} without a face, "
-                   f"{len(s.errors)} errors in {time.monotonic() - started:.1f} s; "
+        click.echo(f"screener: {plural(s.videos, 'video')}: {plural(s.crops, 'crop')} from "
+                   f"{plural(s.extracted, 'video')} ({labels}), {s.skipped} already done, "
+                   f"{s.no_face} without a face, {plural(len(s.errors), 'error')} in "
+                   f"{time.monotonic() - started:.1f} s; "
                    f"dataset: {printable(out_dir)}", err=True)
         if s.contact_sheet:
             click.echo(f"screener: contact sheet: {printable(s.contact_sheet)}", err=True)

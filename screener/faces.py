@@ -18,9 +18,7 @@ template sits between them so both classes end up framed alike).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -28,6 +26,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .quiet import silenced
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _close_all(*detectors):
     for d in detectors:
         if d is not None:
             try:
-                with _quiet_stderr():  # LiteRT logs each accelerator it destroys
+                with silenced(2):  # LiteRT logs each accelerator it destroys
                     d.close()
             except Exception:  # at interpreter exit mediapipe's executor may be gone already
                 d._handle = None  # so its __del__ does not try (and fail) again
@@ -101,23 +101,6 @@ def _close_open_detectors():
 if hasattr(threading, "_register_atexit"):
     import concurrent.futures.thread  # noqa: F401  (registers its hook first)
     threading._register_atexit(_close_open_detectors)
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence C++ code that writes to file descriptor 2 directly (not Python's sys.stderr)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 class _NoTensorFlow:
@@ -184,7 +167,7 @@ class FaceDetector:
             return vision.FaceDetector.create_from_options(opts)
 
         self.min_score = min_score
-        with _quiet_stderr():  # the TFLite runtime prints a warning per sparse tensor
+        with silenced(2):  # the TFLite runtime prints a warning per sparse tensor
             self._short = make(SHORT_RANGE, min_score)
             # Full-range only proposes: its candidates are confirmed by the close-up check.
             self._full = make(FULL_RANGE, min(min_score, CANDIDATE_SCORE)) if full_range else None
@@ -203,7 +186,7 @@ class FaceDetector:
         h, w = rgb.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         if not self._warmed:  # LiteRT warns once per process about input alignment; harmless
-            with _quiet_stderr():
+            with silenced(2):
                 detections = detector.detect(image).detections
             self._warmed = detector is self._full or self._full is None
         else:

@@ -35,8 +35,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .media import VideoMedia, encode_jpeg, decode_jpeg
-from .report import atomic_write, safe_text
-from .verdict import ERROR, FAKE, NO_FACE, OK, REAL, VideoResult
+from .report import atomic_write, plural, safe_text
+from .verdict import (ERROR, FAKE, LOW_EVIDENCE_FACES, LOW_EVIDENCE_SHARE, NO_FACE, OK, REAL,
+                      VideoResult)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,9 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
     page = _template().render(
         css=css, js=js, csp=_csp(css, js), rows=rows, cards=cards, counts=counts,
         categories=CATEGORIES, total=len(rows), model=_model_info(meta, results),
-        options=meta.get("options") or {}, version=meta.get("screener", ""),
+        sampling=sampling_text(meta.get("options") or {}), version=meta.get("screener", ""),
+        low_evidence=(f"fewer than {LOW_EVIDENCE_FACES} faces or a face in under "
+                      f"{LOW_EVIDENCE_SHARE:.0%} of the sampled frames"),
         date=when.strftime("%Y-%m-%d %H:%M UTC"), elapsed=_duration(elapsed_s),
         complete=complete, flagged_without=flagged_without, source=source,
         explain_note=why_not, page=PAGE)
@@ -195,6 +198,7 @@ def _template():
                                  autoescape=True, undefined=jinja2.StrictUndefined,
                                  trim_blocks=True, lstrip_blocks=True)
         env.filters["num"] = _num
+        env.filters["plural"] = plural
         _TEMPLATE = env.get_template("report.html.j2")
     return _TEMPLATE
 
@@ -220,6 +224,20 @@ def _duration(s: float | None) -> str:
         if s >= 3600 else f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
+def sampling_text(options: dict) -> str:
+    """The scan's sampling options (the report header's "options") in words."""
+    if not options:
+        return ""
+    every, frames = options.get("every_s"), options.get("frames")
+    parts = [f"one frame every {every:g} s" if every else
+             f"{frames} frames per video, spread evenly" if frames else "",
+             "every face of a frame" if options.get("all_faces") else
+             "the largest face of each frame"]
+    if options.get("min_face"):
+        parts.append(f"faces narrower than {options['min_face']} px not scored")
+    return "; ".join(p for p in parts if p)
+
+
 def _category(r: VideoResult) -> str:
     if r.status == OK:
         return r.verdict if r.verdict in (FAKE, REAL) else REAL
@@ -233,7 +251,7 @@ def _row(i: int, r: VideoResult, thumb: str | None, detailed: bool) -> dict:
                 status=r.status, verdict=r.verdict, score=_round(r.fake_score),
                 max=_round(r.fake_score_max), share=_round(r.fake_share), faces=r.faces_scored, frames=r.frames_sampled,
                 with_face=r.frames_with_face, duration=r.duration_s,
-                reason=safe_text(r.error or ""), thumb=thumb, detailed=detailed)
+                reason=safe_text(r.error or r.note or ""), thumb=thumb, detailed=detailed)
 
 
 def _round(v, digits: int = 4):
@@ -257,14 +275,16 @@ def _model_info(meta: dict, results: list[VideoResult]) -> dict:
 
 # The headline numbers of a model card's metrics, in this order; the rest (per-class figures,
 # confusion matrices, data paths) stays in the card.
-HEADLINE = ("n", "accuracy", "balanced_accuracy", "roc_auc", "auc", "eer", "precision", "recall",
-            "f1")
+HEADLINE = ("n", "accuracy", "image_accuracy", "balanced_accuracy", "roc_auc", "auc", "eer",
+            "precision", "recall", "f1", "video_accuracy", "video_roc_auc")
 SKIP = ("per_class", "confusion_matrix")
 
 
-def _metrics_table(metrics: dict) -> dict:
-    """{"columns": [...], "rows": [(label, [cells])]}: one row per evaluated set (the nested keys
-    above the numbers), one column per headline metric present."""
+def _metrics_table(metrics: dict) -> list[dict]:
+    """[{"columns": [...], "rows": [(label, [cells])]}]: one row per evaluated set (the nested
+    keys above the numbers), and one table per set of metrics measured: sets that report
+    other figures (say, other models' published weights) get their own table, not a row of
+    empty cells in this one."""
     rows: dict[str, dict] = {}
 
     def walk(d: dict, path: tuple):
@@ -274,12 +294,15 @@ def _metrics_table(metrics: dict) -> dict:
             if isinstance(v, dict):
                 walk(v, path + (str(k),))
             elif k in HEADLINE and isinstance(v, (int, float)) and not isinstance(v, bool):
-                rows.setdefault(" · ".join(path) or "test", {})[k] = v
+                rows.setdefault(" · ".join(path).replace("_", " ") or "test", {})[k] = v
     walk(metrics, ())
-    columns = [c for c in HEADLINE if any(c in r for r in rows.values())]
-    return {"columns": columns,
-            "rows": [(label, [_num(r[c], 3) if isinstance(r.get(c), float) else
-                              str(r.get(c, "–")) for c in columns]) for label, r in rows.items()]}
+    tables: dict[tuple, list] = {}
+    for label, r in rows.items():
+        tables.setdefault(tuple(c for c in HEADLINE if c in r), []).append((label, r))
+    return [{"columns": list(columns),
+             "rows": [(label, [_num(r[c], 4) if isinstance(r[c], float) else str(r[c])
+                               for c in columns]) for label, r in members]}
+            for columns, members in tables.items()]
 
 
 # --- per-video details ----------------------------------------------------------------------
@@ -289,7 +312,7 @@ def _detail(i: int, r: VideoResult, m: VideoMedia | None, heat: dict | None, why
     card = dict(i=i, name=safe_text(os.path.basename(str(r.path)) or str(r.path)),
                 path=safe_text(str(r.path)), verdict=r.verdict, score=r.fake_score,
                 max=r.fake_score_max, share=r.fake_share, threshold=threshold,
-                timeline=timeline(r, threshold), most=[], least=[], heat=None,
+                note=safe_text(r.note or ""), timeline=timeline(r, threshold), most=[], least=[], heat=None,
                 row_thumb=None, explained=0, explain_note="")
     if m is None:
         card["explain_note"] = "no thumbnails were kept for this video"
@@ -503,8 +526,7 @@ def read_report(path) -> tuple[list[VideoResult], dict, dict]:
         for k, v in row.items():
             if k not in known or k in ("faces", "frame_times_s", "media"):
                 continue
-            if isinstance(v, str) and k != "path" and k not in ("status", "verdict", "codec",
-                                                                 "model", "error"):
+            if isinstance(v, str) and known[k] != "str":  # a number, or no value
                 v = None if v == "" else float(v) if "." in v or "e" in v else int(v)
             elif isinstance(v, str) and v.startswith("'") and v[1:2] in "=+-@\t\r\n":
                 v = v[1:]  # undo the CSV formula guard

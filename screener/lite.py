@@ -16,13 +16,14 @@ here fails, the scan runs the Keras network instead (same scores: they agree to 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .quiet import silenced
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class LiteNet:
         from ai_edge_litert.interpreter import Interpreter
         self._runners = {}
         for size in (self.GROUP, 1):
-            with _silenced(2):  # its C++ runtime announces "Created ... XNNPACK delegate"
+            with silenced(2):  # its C++ runtime announces "Created ... XNNPACK delegate"
                 it = Interpreter(model_content=content, num_threads=threads or os.cpu_count() or 1)
                 inp = it.get_input_details()[0]["index"]
                 it.resize_tensor_input(inp, (size, 256, 256, 3))
@@ -84,26 +85,6 @@ class LiteNet:
         parts = [self._run(x[i:i + self.GROUP]) for i in range(0, whole, self.GROUP)]
         parts += [self._run(x[i:i + 1]) for i in range(whole, len(x))]
         return (np.concatenate(parts) if parts else np.zeros((0,), np.float32))[:, None]
-
-
-@contextlib.contextmanager
-def _silenced(*fds: int):
-    """File descriptors (1: stdout, 2: stderr) to /dev/null for a moment: the runtime's and the
-    converter's C++ logging bypass Python, and stdout may be the report (`--out -`). Nothing is
-    flushed here: what Python holds in its buffers goes out later, to the real descriptors (and
-    a flush into a pipe whose reader has gone would fail here instead of where the scan
-    handles it)."""
-    saved = [os.dup(fd) for fd in fds]
-    try:
-        with open(os.devnull, "w") as null:
-            for fd in fds:
-                os.dup2(null.fileno(), fd)
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        for fd, copy in zip(fds, saved):
-            os.dup2(copy, fd)
-            os.close(copy)
 
 
 def load(model_sha256: str, keras_net, threads: int | None = None) -> LiteNet | None:
@@ -138,7 +119,7 @@ def load(model_sha256: str, keras_net, threads: int | None = None) -> LiteNet | 
 
 def convert(net) -> bytes:
     import tensorflow as tf
-    with _silenced(1):  # it prints where it saved its temporary SavedModel
+    with silenced(1, 2):  # it prints where it saved its temporary SavedModel; its C++ logs
         return tf.lite.TFLiteConverter.from_keras_model(net).convert()
 
 

@@ -36,6 +36,11 @@ def safe_text(text: str) -> str:
     return os.fsencode(text).decode("utf-8", "backslashreplace") if isinstance(text, str) else text
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """"1 video", "2 videos": a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
 def escape_cell(value):
     """Neutralise a CSV cell a spreadsheet would read as a formula."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
@@ -219,4 +224,4 @@ def write_frames(path, results: Iterable[VideoResult]) -> None:
 
 
 __all__ = ["FORMATS", "ReportWriter", "FramesWriter", "atomic_write", "write_report",
-           "write_frames", "escape_cell", "safe_text", "clean_row", "FaceScore"]
+           "write_frames", "escape_cell", "safe_text", "clean_row", "plural", "FaceScore"]

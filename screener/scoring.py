@@ -13,22 +13,24 @@ and every model this module returns outputs P(fake), 1 is fake.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import logging
-import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .device import accelerated, maybe_accelerator
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
 
+# The default model and its card: trained_models/ of the checkout, which every build installs
+# as the package's trained_models/ (setup.py). The checkout's copy serves editable installs and
+# a checkout run without installing.
+PACKAGE_MODELS = Path(__file__).resolve().parent / "trained_models"
 REPO_MODELS = Path(__file__).resolve().parents[1] / "trained_models"
 DEFAULT_MODEL_NAME = "screener-meso.keras"
 LEGACY_SUFFIXES = (".h5", ".hdf5")
@@ -61,12 +63,12 @@ def file_sha256(path: Path) -> str:
 
 
 def default_model_path() -> Path:
-    """The shipped default model: the checkout's trained_models/, else the installed copy."""
-    for folder in (REPO_MODELS, Path(sys.prefix) / "share" / "screener" / "trained_models"):
+    """The shipped default model: the installed package's copy, else the checkout's."""
+    for folder in (PACKAGE_MODELS, REPO_MODELS):
         if (folder / DEFAULT_MODEL_NAME).is_file():
             return folder / DEFAULT_MODEL_NAME
-    raise ModelError(f"no default model found ({DEFAULT_MODEL_NAME} in {REPO_MODELS}); "
-                     "pass --model PATH")
+    raise ModelError(f"no default model found ({DEFAULT_MODEL_NAME} in {PACKAGE_MODELS} or "
+                     f"{REPO_MODELS}); pass --model PATH")
 
 
 def read_card(model_path: Path) -> dict:
@@ -110,7 +112,7 @@ class Scorer:
         TensorFlow the forward pass is XLA-compiled: 1.45x faces/s more (MesoInception-4, 2
         cores: 24.7 -> 35.9). One compile per padded batch size (see predict)."""
         self._compiled = True
-        on_cpu = not _accelerated()
+        on_cpu = not accelerated()
         if on_cpu and self.lite:
             from . import lite
             self._net = lite.load(self.card.sha256, self._cpu_net)
@@ -129,7 +131,7 @@ class Scorer:
     def batch_for(self, batch_size: int) -> int:
         """The batch `predict` really runs: on a CPU at most CPU_BATCH, so waiting for more
         crops than that before scoring only delays the scores."""
-        return batch_size if _accelerated() else min(batch_size, CPU_BATCH)
+        return batch_size if accelerated() else min(batch_size, CPU_BATCH)
 
     def predict(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         crops = np.asarray(crops)
@@ -160,33 +162,6 @@ class Scorer:
 CPU_BATCH = 32
 
 
-def _maybe_accelerator() -> bool:
-    """False when this process cannot have a GPU or TPU, known without importing TensorFlow or
-    JAX (which take seconds and hundreds of MB): `--device cpu`, or Linux without the device
-    files their drivers make. True means: ask the framework (_on_accelerator)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES") == "-1":
-        return False
-    if sys.platform != "linux":
-        return True
-    return any(glob.glob(p) for p in ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/accel*", "/dev/vfio/[0-9]*"))
-
-
-def _accelerated() -> bool:
-    """Whether the model runs on a GPU or TPU here; a framework is imported only if one may exist."""
-    return _maybe_accelerator() and _on_accelerator()
-
-
-def _on_accelerator() -> bool:
-    import keras
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        return bool(tf.config.list_logical_devices("GPU"))
-    if keras.backend.backend() == "jax":
-        import jax
-        return jax.default_backend() != "cpu"
-    return False
-
-
 def load_model(path: str | Path | None = None, threshold: float | None = None) -> Scorer:
     """Load a model file (default: the shipped model) with its card. Raises ModelError."""
     path = Path(path) if path is not None else default_model_path()
@@ -209,7 +184,7 @@ def load_for_scan(path: str | Path | None = None, threshold: float | None = None
     scorer = load_model_lazily(path, threshold)
     if isinstance(scorer, LazyScorer):
         from . import lite
-        held = (Scorer.lite and not _maybe_accelerator() and lite.available()
+        held = (Scorer.lite and not maybe_accelerator() and lite.available()
                 and lite.cached_path(scorer.card.sha256).is_file())
         if not held:
             scorer._keras()  # load now: a bad model file fails before any video is read
@@ -259,9 +234,9 @@ def load_model_lazily(path: str | Path | None = None, threshold: float | None = 
 
 
 def _load_keras(path: Path):
-    import keras
-    if path.suffix != ".keras":
+    if path.suffix != ".keras":  # said before Keras (and TensorFlow) take seconds to load
         raise ModelError(f"{path}: unknown model file type (expected .keras, .h5 or .hdf5)")
+    import keras
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for bad files; report one

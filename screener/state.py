@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .errors import StateError, StateLocked
-from .verdict import ERROR, FaceScore, Summary, VideoResult
+from .verdict import ERROR, OK, FaceScore, Summary, VideoResult, low_evidence
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,8 @@ def result_from_json(text: str, path: str | None = None) -> VideoResult:
     r = VideoResult(**{k: v for k, v in row.items() if k in known and k != "faces"})
     r.faces = [FaceScore(**f) for f in d.get("faces", [])]
     r.frame_times_s = d.get("frame_times_s", [])
+    if "note" not in row and r.status == OK:  # stored before the note column existed
+        r.note = low_evidence(r.faces_scored, r.frames_with_face, r.frames_sampled)
     if path is not None and path != r.path:
         r.path = path
         for f in r.faces:
@@ -315,6 +317,10 @@ class ScanState:
                                   (key, result.media.to_bytes()))
             else:
                 self.conn.execute("DELETE FROM media WHERE key = ?", (key,))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction():
@@ -499,6 +505,7 @@ class RunSummary:
     dropped: int = 0      # stored rows of vanished files, forgotten
     unrecorded: int = 0   # changed while being scanned: rescanned next run
     interrupted: bool = False
+    elapsed_s: float = 0.0  # this run's: from `started` until the report was written
     results: list[VideoResult] = field(default_factory=list, repr=False)
 
 
@@ -515,7 +522,8 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
                     frames_out: str | os.PathLike | None = None, rescan: bool = False,
                     settle_s: float = DEFAULT_SETTLE_S, keep_missing: bool = False,
                     on_plan: Callable[[Plan], None] | None = None,
-                    on_result: Callable[[VideoResult], None] | None = None) -> RunSummary:
+                    on_result: Callable[[VideoResult], None] | None = None,
+                    started: float | None = None) -> RunSummary:
     """Scan what changed among `paths` (files, as discovered) with `engine` (anything with
     `run(paths) -> iterator of VideoResult in input order`), record each result as it
     arrives, then rewrite the report (and `frames_out`) atomically with every current result.
@@ -523,10 +531,16 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
     Holds the state's lock throughout. Raises StateLocked, StateError. On KeyboardInterrupt
     the results so far are recorded, the report is rewritten (JSON: "complete": false) and
     ScanInterrupted (a KeyboardInterrupt carrying the RunSummary) is raised.
+
+    The run's elapsed time counts from `started` (time.monotonic() when the command began;
+    default: now) until every row is known; it goes into the state (LAST_RUN: the HTML report
+    shows it) and the JSON report. A run that changes nothing (nothing scanned, the same rows
+    and header) keeps the record of the run that made those rows, so its report and page come
+    out identical, time included.
     """
     from .report import FramesWriter, ReportWriter, atomic_write
 
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     with ScanState(state_path, reset_unusable=rescan) as state:
         plan = state.plan(paths, model_id=model_id, options=options, settle_s=settle_s,
                           rescan=rescan, keep_missing=keep_missing)
@@ -559,10 +573,6 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
             summary.interrupted = True
         state.forget(plan.dropped)
         summary.dropped = len(plan.dropped)
-        state.set_meta(LAST_RUN, json.dumps({"meta": meta or {}, "finished_at": time.time(),
-                                             "elapsed_s": round(time.monotonic() - started, 2),
-                                             "complete": not summary.interrupted},
-                                            default=str))
         results = []
         for p in plan.order:
             if p in done:
@@ -573,6 +583,8 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
         results.extend(missing)
         summary.missing = len(missing)
         summary.results = results
+        summary.elapsed_s = round(time.monotonic() - started, 2)
+        run = _last_run(state, meta, results, summary)
         if report_path is not None and str(report_path) != "-":
             _remove_stale_temporaries(report_path)
             with atomic_write(report_path) as f:
@@ -580,7 +592,7 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
                 w.summary = summary.report
                 for r in results:
                     w.write(r)
-                w.close(complete=not summary.interrupted)
+                w.close(complete=not summary.interrupted, extra={"elapsed_s": run["elapsed_s"]})
         else:
             for r in results:
                 summary.report.add(r)
@@ -592,6 +604,28 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
     if summary.interrupted:
         raise ScanInterrupted(summary)
     return summary
+
+
+def _last_run(state: ScanState, meta: dict | None, results: list[VideoResult],
+              summary: RunSummary) -> dict:
+    """Record this run (LAST_RUN) unless it changed nothing: then the record of the run that
+    made these rows stays, and is returned."""
+    rows = hashlib.sha256(json.dumps([r.row() for r in results], default=str).encode()).hexdigest()
+    run = json.loads(json.dumps({"meta": meta or {}, "finished_at": time.time(),
+                                 "elapsed_s": summary.elapsed_s,
+                                 "complete": not summary.interrupted, "rows": rows},
+                                default=str))
+    try:
+        before = json.loads(state.get_meta(LAST_RUN) or "{}")
+    except ValueError:
+        before = {}
+    unchanged = (summary.scanned == 0 and not summary.unrecorded and not summary.interrupted
+                 and before.get("rows") == rows and before.get("meta") == run["meta"]
+                 and before.get("complete", True))
+    if unchanged and "elapsed_s" in before:
+        return before
+    state.set_meta(LAST_RUN, json.dumps(run))
+    return run
 
 
 def _remove_stale_temporaries(report_path) -> None:

@@ -15,6 +15,12 @@ from . import media
 OK, NO_FACE, ERROR = "ok", "no_face", "error"
 FAKE, REAL = "FAKE", "REAL"
 
+# A verdict that rests on few faces is said to: fewer than LOW_EVIDENCE_FACES scored faces, or
+# a face in under LOW_EVIDENCE_SHARE of the sampled frames (people walking past, backs of heads,
+# faces too small). The verdict stays what the scores say; the `note` column says how thin it is.
+LOW_EVIDENCE_FACES = 8
+LOW_EVIDENCE_SHARE = 0.25
+
 
 @dataclass
 class FaceScore:
@@ -52,6 +58,7 @@ class VideoResult:
     model: str = ""
     threshold: float | None = None
     error: str = ""                      # why there is no verdict (error or no_face), else ""
+    note: str = ""                       # "low evidence: N of M frames" (see LOW_EVIDENCE_*)
     # Not report columns: the scored faces (--frames-out) and the time of every sampled frame
     # (a timeline shows the gaps where no face was found).
     faces: list[FaceScore] = field(default_factory=list, repr=False)
@@ -129,6 +136,7 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
         return error_result(video.path, "the model returned NaN scores", info=video.info,
                             model=model, threshold=threshold, frames_sampled=video.frames_sampled)
     s = score_stats(p, threshold)
+    note = low_evidence(len(p), video.frames_with_face, video.frames_sampled)
     faces = [FaceScore(path=str(video.path), frame_index=int(c.frame_index),
                        face_index=int(getattr(c, "face_index", 0)), time_s=float(c.time_s),
                        box_x=float(c.box[0]), box_y=float(c.box[1]), box_w=float(c.box[2]),
@@ -138,7 +146,14 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
                        fake_score=s.mean, fake_score_median=s.median, fake_score_max=s.max,
                        fake_share=s.share_at_or_above, faces_scored=len(p), faces=faces,
                        media=media.keep(video.crops, p, lossless_key=s.mean >= threshold),
-                       **base)
+                       note=note, **base)
+
+
+def low_evidence(faces_scored: int, frames_with_face: int, frames_sampled: int) -> str:
+    """The note of a verdict that rests on few faces, else ""."""
+    if faces_scored < LOW_EVIDENCE_FACES or frames_with_face < LOW_EVIDENCE_SHARE * frames_sampled:
+        return f"low evidence: {frames_with_face} of {frames_sampled} frames"
+    return ""
 
 
 def _one_line(text: str) -> str:
@@ -154,6 +169,7 @@ class Summary:
     real: int = 0
     no_face: int = 0
     errors: int = 0
+    low_evidence: int = 0   # of the fake and real ones: verdicts on few faces (VideoResult.note)
 
     def add(self, r: VideoResult) -> None:
         self.videos += 1
@@ -165,3 +181,5 @@ class Summary:
             self.fake += 1
         else:
             self.real += 1
+        if r.status == OK and r.note:
+            self.low_evidence += 1

@@ -79,7 +79,8 @@ def test_json_report_is_complete_and_unescaped():
     assert [v["path"] for v in doc["videos"]] == ["=x.mp4", "vidéo.mp4"]  # JSON needs no quote
     assert list(doc["videos"][0]) == list(COLUMNS)
     assert doc["videos"][0]["fake_score"] == 0.1235 and doc["videos"][1]["fake_score"] is None
-    assert doc["summary"] == {"videos": 2, "fake": 0, "real": 1, "no_face": 1, "errors": 0}
+    assert doc["summary"] == {"videos": 2, "fake": 0, "real": 1, "no_face": 1, "errors": 0,
+                              "low_evidence": 0}
 
 
 def test_json_interrupted_and_empty():

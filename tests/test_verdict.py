@@ -85,7 +85,7 @@ def test_columns_are_the_documented_schema():
     assert COLUMNS == (
         "path", "status", "verdict", "fake_score", "fake_score_median", "fake_score_max",
         "fake_share", "faces_scored", "frames_sampled", "frames_with_face", "duration_s", "fps",
-        "width", "height", "codec", "model", "threshold", "error")
+        "width", "height", "codec", "model", "threshold", "error", "note")
     assert FACE_COLUMNS == ("path", "frame_index", "face_index", "time_s", "box_x", "box_y",
                             "box_w", "box_h", "detector_score", "p_fake")
     assert tuple(error_result("x", "bad").row()) == COLUMNS
@@ -94,6 +94,7 @@ def test_columns_are_the_documented_schema():
 def test_summary_counts():
     s = Summary()
     for r in [VideoResult("a", "ok", "FAKE"), VideoResult("b", "ok", "REAL"),
-              VideoResult("c", "no_face"), VideoResult("d", "error"), VideoResult("e", "ok", "FAKE")]:
+              VideoResult("c", "no_face"), VideoResult("d", "error"),
+              VideoResult("e", "ok", "FAKE", note="low evidence: 2 of 32 frames")]:
         s.add(r)
-    assert vars(s) == dict(videos=5, fake=2, real=1, no_face=1, errors=1)
+    assert vars(s) == dict(videos=5, fake=2, real=1, no_face=1, errors=1, low_evidence=1)

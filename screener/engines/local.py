@@ -79,4 +79,5 @@ def _log_result(r: VideoResult) -> None:
     elif r.status == "no_face":
         log.info("%s: no face (%s)", r.path, r.error)
     else:
-        log.info("%s: %s %.3f (%d faces)", r.path, r.verdict, r.fake_score, r.faces_scored)
+        log.info("%s: %s %.3f (%d faces%s)", r.path, r.verdict, r.fake_score, r.faces_scored,
+                 f"; {r.note}" if r.note else "")
