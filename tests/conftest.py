@@ -54,6 +54,34 @@ def build_tiny_model(folder: Path, p_fake: float = CONST_P_FAKE, name: str = "ti
     return path
 
 
+def write_legacy_h5(model, path, layer_class_names=None, flip_to_real=True):
+    """A Keras-2-style weights file: layer_names / weight_names attributes, numbered layers."""
+    import h5py
+    from screener import nets
+    with h5py.File(path, "w") as f:
+        if layer_class_names:
+            cfg = {"class_name": "Functional", "config": {"layers": [
+                {"class_name": c, "config": {"name": f"l{i}"}} for i, c in enumerate(layer_class_names)]}}
+            f.attrs["model_config"] = json.dumps(cfg)
+        names, count = [], {}
+        layers = nets.weight_layers(model)
+        for lay in layers:
+            kind = {"Conv2D": "conv2d", "BatchNormalization": "batch_normalization",
+                    "Dense": "dense"}[type(lay).__name__]
+            count[kind] = count.get(kind, 0) + 1
+            name = f"{kind}_{count[kind]}"
+            names.append(name)
+            g = f.create_group(name)
+            ws = lay.get_weights()
+            if lay is layers[-1] and flip_to_real:
+                ws = [-w for w in ws]
+            wn = [f"{name}/w{i}:0" for i in range(len(ws))]
+            g.attrs["weight_names"] = [n.encode() for n in wn]
+            for n, w in zip(wn, ws):
+                g[n] = w
+        f.attrs["layer_names"] = [n.encode() for n in names]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def lite_cache(tmp_path_factory) -> Path:
     """LiteRT's converted models (screener.lite) go to a folder of this session, not the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,30 @@ def test_min_face(face_video, tiny_model):
 def test_video_timeout_needs_workers(face_video, tiny_model):
     r = run(face_video, "--model", tiny_model, "--workers", 0, "--video-timeout", 5)
     assert r.exit_code == 2 and "--video-timeout needs worker processes" in r.stderr
+
+
+def test_help_texts():
+    """Every exit code on a line of its own, 141 included; extract's defaults are the code's."""
+    from screener.faces import MIN_FACE_PX, MIN_SCORE
+    scan_help = CliRunner().invoke(main, ["scan", "--help"]).output
+    for code, says in [(5, "another scan holds the state lock"),
+                       (6, "the state file is unusable (--rescan, or another --state)"),
+                       (130, "interrupted (the rows written so far are kept)"),
+                       (141, "--out - and the reader of the report went away")]:
+        assert re.search(rf"^ +{code} {re.escape(says)}$", scan_help, re.M), code
+    extract_help = " ".join(CliRunner().invoke(main, ["extract", "--help"]).output.split())
+    assert f"Lowest detector score kept (default: the scan's, {MIN_SCORE:g})." in extract_help
+    assert f"Smallest face width kept (default: the scan's, {MIN_FACE_PX})." in extract_help
+
+
+def test_counts_say_1_video_and_1_error(face_video, tiny_model, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"")
+    r = run(face_video, bad, "--model", tiny_model, "--frames", "12", "--workers", "0",
+            "--no-state", "--out", tmp_path / "r.csv")
+    assert "screener: 2 videos: 1 fake, 0 real, 0 no face, 1 error in " in r.stderr
+    r = CliRunner().invoke(main, ["extract", str(face_video), "--frames", "1", "--workers", "0",
+                                  "--out", str(tmp_path / "set")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "screener: 1 video: 1 crop from 1 video (unlabeled: 1), 0 already done, " \
+           "0 without a face, 0 errors in " in r.stderr

@@ -6,6 +6,7 @@ nothing. The screenshot is kept in tests/artifacts/ (ignored by git) and the pyt
 """
 from __future__ import annotations
 
+import csv
 import html
 import json
 import re
@@ -337,3 +338,81 @@ def test_streaming_scan_writes_the_page_too(face_video, no_face_video, tiny_mode
     assert page.count("<tr data-i=") == 2 and page.count("<article") == 1
     assert "flat: no gradient" in page   # the tiny model's score does not depend on the face
     assert not (tmp_path / "r.json.state.sqlite").exists()
+
+
+def test_a_verdict_on_few_faces_says_so(tmp_path, tiny_model):
+    """A face in 2 of 12 sampled frames: the verdict stands (FAKE, --fail-on-fake still fails),
+    and the note column, the summary and the page say how little it rests on."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    thin = gappy_clip(clips / "thin.mp4", 1.0, gap=range(2, 12))
+    gappy_clip(clips / "whole.mp4", 1.0, gap=())
+    out, page = tmp_path / "r.csv", tmp_path / "r.html"
+    r = CliRunner().invoke(main, ["scan", str(clips), "--model", str(tiny_model), "--frames",
+                                  "12", "--workers", "0", "--out", str(out), "--html", str(page),
+                                  "--fail-on-fake"], catch_exceptions=False)
+    assert r.exit_code == 1, r.output
+    with open(out, newline="") as f:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(f)}
+    assert rows["thin.mp4"]["verdict"] == rows["whole.mp4"]["verdict"] == "FAKE"
+    assert rows["thin.mp4"]["note"] == "low evidence: 2 of 12 frames"
+    assert rows["whole.mp4"]["note"] == ""
+    assert ("screener: 2 videos: 2 fake, 0 real, 0 no face, 0 errors, 1 verdict on low "
+            "evidence in ") in r.stderr
+    text = page.read_text("utf-8")
+    assert text.count("low evidence: 2 of 12 frames") == 2   # its table row and its detail card
+    from screener.cli import _row_line
+    from screener.state import result_from_json, result_to_json
+    from screener.verdict import VideoResult
+    shown = VideoResult(str(thin), "ok", "FAKE", fake_score=0.7, faces_scored=2,
+                        frames_sampled=12, frames_with_face=2, note=rows["thin.mp4"]["note"])
+    assert _row_line(shown).endswith("thin.mp4  (low evidence: 2 of 12 frames)")
+    old = json.loads(result_to_json(shown))   # a state written before the note column
+    del old["row"]["note"]
+    assert result_from_json(json.dumps(old)).note == "low evidence: 2 of 12 frames"
+
+
+def elapsed_in(summary_stderr: str, page: str) -> tuple[str, str]:
+    said = re.search(r"^screener: \d+ videos?: .* in (\d+\.\d) s", summary_stderr, re.M)
+    shown = re.search(r"elapsed (\d+\.\d) s", page)
+    assert said and shown, (summary_stderr, re.search(r'<div class="sub">.*', page))
+    return said.group(1), shown.group(1)
+
+
+@pytest.mark.parametrize("state", [True, False])
+def test_one_elapsed_time_and_an_unchanged_rerun_keeps_its_page(state, face_video, tiny_model,
+                                                                tmp_path):
+    """The scan's elapsed time is one figure in the summary line, the JSON report and the page
+    (the command's wall time until its last row); a rerun that changes nothing rewrites the
+    same page and JSON, time included."""
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    args = ["scan", str(face_video), "--model", str(tiny_model), "--frames", "4", "--workers",
+            "0", "--out", str(out), "--html", str(page)] + ([] if state else ["--no-state"])
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    said, shown = elapsed_in(r.stderr, page.read_text("utf-8"))
+    assert said == shown == f"{json.loads(out.read_text())['elapsed_s']:.1f}"
+    if not state:
+        return
+    first_page, first_json = page.read_bytes(), out.read_bytes()
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0 and "scanned 0, reused 1" in r.stderr, r.output
+    assert page.read_bytes() == first_page and out.read_bytes() == first_json
+
+
+def test_page_texts_are_plain(scanned):
+    """The sampling line in words, the duration's unit, the feature maps explained, and the
+    card's metrics without empty cells (the shipped card's other-model rows included)."""
+    page = scanned["html"].read_text("utf-8")
+    assert ("<td>sampling</td><td>12 frames per video, spread evenly; the largest face of each "
+            "frame; faces narrower than 64 px not scored</td>") in page
+    assert "every_s=" not in page and "duration (s)</button>" in page
+    maps = page.index("<h3>Feature maps per conv block</h3>")
+    assert "each tile is one channel" in page[maps:page.index("<figure>", maps)]
+    from screener.html_report import _metrics_table
+    card = json.loads((Path(__file__).resolve().parents[1] / "trained_models" /
+                       "screener-meso.json").read_text())
+    tables = _metrics_table(card["metrics"])
+    cells = [c for t in tables for _, row in t["rows"] for c in row]
+    assert cells and "–" not in cells
+    assert sum(len(t["rows"]) for t in tables) >= 2

@@ -2,11 +2,11 @@
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_legacy_h5
 from screener import nets
 from screener.errors import ModelError
 from screener.scoring import load_model
@@ -14,32 +14,6 @@ from screener.scoring import load_model
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 AFCHAR = SHARED / "anchors" / "mesonet-afchar"
 needs_shared = pytest.mark.skipif(not AFCHAR.is_dir(), reason="needs ../shared (MesoNet anchors)")
-
-
-def write_legacy_h5(model, path, layer_class_names=None, flip_to_real=True):
-    """A Keras-2-style weights file: layer_names / weight_names attributes, numbered layers."""
-    with h5py.File(path, "w") as f:
-        if layer_class_names:
-            cfg = {"class_name": "Functional", "config": {"layers": [
-                {"class_name": c, "config": {"name": f"l{i}"}} for i, c in enumerate(layer_class_names)]}}
-            f.attrs["model_config"] = json.dumps(cfg)
-        names, count = [], {}
-        layers = nets.weight_layers(model)
-        for lay in layers:
-            kind = {"Conv2D": "conv2d", "BatchNormalization": "batch_normalization",
-                    "Dense": "dense"}[type(lay).__name__]
-            count[kind] = count.get(kind, 0) + 1
-            name = f"{kind}_{count[kind]}"
-            names.append(name)
-            g = f.create_group(name)
-            ws = lay.get_weights()
-            if lay is layers[-1] and flip_to_real:
-                ws = [-w for w in ws]
-            wn = [f"{name}/w{i}:0" for i in range(len(ws))]
-            g.attrs["weight_names"] = [n.encode() for n in wn]
-            for n, w in zip(wn, ws):
-                g[n] = w
-        f.attrs["layer_names"] = [n.encode() for n in names]
 
 
 def test_keras_roundtrip_with_card(tmp_path):
