@@ -281,28 +281,34 @@ SKIP = ("per_class", "confusion_matrix")
 
 
 def _metrics_table(metrics: dict) -> list[dict]:
-    """[{"columns": [...], "rows": [(label, [cells])]}]: one row per evaluated set (the nested
-    keys above the numbers), and one table per set of metrics measured: sets that report
-    other figures (say, other models' published weights) get their own table, not a row of
-    empty cells in this one."""
-    rows: dict[str, dict] = {}
+    """[{"caption", "columns": [...], "rows": [(label, [cells])]}]: one row per evaluated set
+    (the nested keys above the numbers), and one table per set of metrics measured: sets that
+    report other figures (say, other models' published weights) get their own table, not a row
+    of empty cells in this one; the key all of a table's rows share is its caption."""
+    rows: dict[tuple, dict] = {}
 
     def walk(d: dict, path: tuple):
         for k, v in d.items():
             if k in SKIP:
                 continue
             if isinstance(v, dict):
-                walk(v, path + (str(k),))
+                walk(v, path + (str(k).replace("_", " "),))
             elif k in HEADLINE and isinstance(v, (int, float)) and not isinstance(v, bool):
-                rows.setdefault(" · ".join(path).replace("_", " ") or "test", {})[k] = v
+                rows.setdefault(path or ("test",), {})[k] = v
     walk(metrics, ())
     tables: dict[tuple, list] = {}
-    for label, r in rows.items():
-        tables.setdefault(tuple(c for c in HEADLINE if c in r), []).append((label, r))
-    return [{"columns": list(columns),
-             "rows": [(label, [_num(r[c], 4) if isinstance(r[c], float) else str(r[c])
-                               for c in columns]) for label, r in members]}
-            for columns, members in tables.items()]
+    for path, r in rows.items():
+        tables.setdefault(tuple(c for c in HEADLINE if c in r), []).append((path, r))
+    out = []
+    for columns, members in tables.items():
+        first = {path[0] for path, _ in members}
+        shared = len(first) == 1 and len(members) > 1 and all(len(p) > 1 for p, _ in members)
+        out.append({"caption": next(iter(first)) if shared else "",
+                    "columns": list(columns),
+                    "rows": [(" · ".join(path[1:] if shared else path),
+                              [_num(r[c], 4) if isinstance(r[c], float) else str(r[c])
+                               for c in columns]) for path, r in members]})
+    return out
 
 
 # --- per-video details ----------------------------------------------------------------------
