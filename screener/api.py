@@ -86,7 +86,8 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
                      batch_size: int = 256, scorer=None, options=None, engine: str = "local",
                      workers: int | None = None, address: str | None = None,
                      video_timeout_s: float | None = None,
-                     discover: bool = True, on_plan=None, on_result=None):
+                     discover: bool = True, on_plan=None, on_result=None,
+                     check_outputs: bool = True):
     """Scan only what changed since the last run and rewrite the report `out` atomically with
     every current result (see screener.state). Returns a state.RunSummary.
 
@@ -94,7 +95,12 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
     rescan: scan every file again (and set an unusable state file aside).
     settle_s: files changed less than this many seconds ago are left for the next run.
     keep_missing: keep rows of files that disappeared, with status "missing".
-    Raises StateLocked when another scan holds the state, StateError when it is unusable.
+    video_timeout_s: also bounds each read of a file while planning (its fingerprint).
+    check_outputs: first make sure that neither the report, `frames_out` nor the state is
+        one of the videos, the model or one another (OutputConflict; a caller that checked
+        more outputs already passes False).
+    Raises StateLocked when another scan holds the state, StateError when it is unusable,
+    OSError when the state or the report cannot be written (ENOSPC: the disk is full).
     """
     from . import state as state_mod
     from .engines import make_engine
@@ -107,6 +113,13 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     videos = find_videos_or_empty(paths) if discover else [os.fspath(p) for p in paths]
+    if check_outputs:
+        from .outputs import check_outputs as check
+        from .scoring import model_inputs
+        held = getattr(scorer.card, "path", "") if scorer is not None else None
+        check([("out", out), ("frames_out", frames_out), *state_mod.state_outputs(state, "state")],
+              [*(("the input", v) for v in videos),
+               *(model_inputs(held or model) if held != "" else [])])
     if scorer is None:  # loads the network only if something needs scoring
         from .scoring import load_model_lazily
         scorer = load_model_lazily(model, threshold)
@@ -118,4 +131,5 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
             videos, e, state_path=state,
             model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,
             meta=meta, frames_out=frames_out, rescan=rescan, settle_s=settle_s,
-            keep_missing=keep_missing, on_plan=on_plan, on_result=on_result)
+            keep_missing=keep_missing, read_timeout_s=video_timeout_s, on_plan=on_plan,
+            on_result=on_result)
