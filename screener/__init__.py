@@ -14,8 +14,8 @@ _os.environ.setdefault("GLOG_minloglevel", "2")
 _os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 _os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-from .errors import (ImageError, ModelError, ScreenerError, StateError, StateLocked,  # noqa: F401
-                     VideoError)
+from .errors import (ImageError, ModelError, OutputConflict, ScreenerError,  # noqa: F401
+                     StateError, StateLocked, VideoError)
 
 from .api import iter_scan, scan, scan_incremental  # noqa: F401,E402
 from .extract import extract  # noqa: F401,E402

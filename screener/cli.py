@@ -3,11 +3,14 @@
 Exit codes (also in README "Scanning"):
   0  the scan finished (videos that could not be read are rows with status error)
   1  --fail-on-fake was given and at least one video is FAKE
-  2  usage error: a bad option, a PATH that does not exist, or no video found
+  2  usage error: a bad option, a PATH that does not exist, no video found, or an output
+     that is an input or another output
   3  the model could not be loaded
-  4  the report could not be written
+  4  an output (report, --frames-out, --html, --log-file) could not be written; a full disk,
+     under the state too, says "no space left on device"
   5  another scan holds the lock on the same state file (README "Running from cron")
-  6  the state file is unusable (corrupt, foreign or newer): --rescan or another --state
+  6  the state file is unusable (corrupt, foreign or newer) or cannot be written
+     (read-only): --rescan or another --state
   130  interrupted (Ctrl-C or SIGTERM); the rows written so far are kept
 """
 from __future__ import annotations
@@ -72,7 +75,7 @@ class _LogFile(logging.FileHandler):
     def __init__(self, path: str):
         super().__init__(path, encoding="utf-8", delay=True)
         self.waiting: list | None = []
-        self.failure: BaseException | None = None
+        self.failure: OSError | None = None
 
     def emit(self, record):
         if self.waiting is not None:
@@ -88,7 +91,11 @@ class _LogFile(logging.FileHandler):
             self.emit(record)
 
     def handleError(self, record):
-        self.failure = self.failure or sys.exc_info()[1]
+        failure = sys.exc_info()[1]
+        if isinstance(failure, OSError):
+            self.failure = self.failure or failure
+        else:  # a bad log call, not a failed write: logging's own report
+            super().handleError(record)
 
 
 def _add_log_file(log_file: str) -> None:
@@ -127,8 +134,7 @@ def _log_file_failed(code: int) -> int:
     failure = handler.failure if handler is not None else None
     if failure is None:
         return code
-    why = failure.strerror if isinstance(failure, OSError) and failure.strerror else failure
-    _error(f"cannot write the log file {handler.baseFilename}: {why}")
+    _error(f"cannot write the log file {handler.baseFilename}: {failure.strerror or failure}")
     return EXIT_OUTPUT if code in (EXIT_OK, EXIT_FAKE) else code
 
 
@@ -205,9 +211,9 @@ def main():
               show_default=True, help="Where the model runs (gpu: fail unless TensorFlow sees one).")
 @click.option("--video-timeout", "video_timeout_s", type=click.FloatRange(min=0, min_open=True),
               default=None, metavar="SECONDS",
-              help="Stop reading a video after SECONDS (a stuck decoder); it becomes an error "
-                   "row and the scan goes on. Needs workers (local engine) or Ray. "
-                   "[default: no limit]")
+              help="Stop reading a video after SECONDS (a stuck decoder, a hung mount; also "
+                   "while planning an incremental scan); it becomes an error row and the scan "
+                   "goes on. Needs workers (local engine) or Ray. [default: no limit]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
 @click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
 @click.option("--state", metavar="FILE", default=None,
@@ -244,10 +250,12 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     \b
     Exit codes: 0 finished (unreadable videos are rows with status error)
                 1 --fail-on-fake and a video is FAKE
-                2 usage: bad option, missing PATH, no video found
+                2 usage: bad option, missing PATH, no video found, an output that is
+                  an input or another output
                 3 the model could not be loaded
-                4 the report could not be written
-                5 another scan holds the state lock   6 the state file is unusable
+                4 an output could not be written (a full disk: no space left on device)
+                5 another scan holds the state lock
+                6 the state file is unusable or cannot be written
               130 interrupted (the rows written so far are kept)
     """
     if state and no_state:
@@ -636,8 +644,9 @@ def _row_line(r) -> str:
 @click.option("--label", type=click.Choice(["df", "real", "unlabeled"]), default=None,
               help="Label of every video (default: unlabeled).")
 @click.option("--labels", "labels_csv", type=click.Path(exists=True, dir_okay=False),
-              metavar="CSV", help="path,label per video (paths relative to the CSV); with no "
-                                  "PATHS, the videos it lists.")
+              metavar="CSV", help="A CSV with path and label columns, named on its first line "
+                                  "(paths relative to the CSV); with no PATHS, the videos it "
+                                  "lists.")
 @click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True,
               help="Frames to sample per video, spread evenly.")
 @click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -667,7 +676,15 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     """Extract aligned face crops from videos into a training set (resumable).
 
     PATHS are video files, folders (searched recursively) and glob patterns. The crops are
-    the ones the scan scores; `python -m training.train` reads DIR's label folders.
+    the ones the scan scores; `python -m training.train` reads DIR's label folders. DIR is
+    new, empty or a dataset extract made.
+
+    \b
+    Exit codes: 0 finished (unreadable videos are listed as errors)
+                2 usage: bad option or labels file, DIR not empty and not a dataset, an
+                  output that is an input, DIR made with other settings
+                4 a file could not be written (a full disk: no space left on device)
+              130 interrupted (complete videos are kept; a rerun resumes)
     """
     from tqdm import tqdm
 

@@ -204,9 +204,12 @@ def full_disk(tmp_path, mounts):
     return disk
 
 
-@pytest.mark.parametrize("mode", ["state-beside", "state-elsewhere", "streamed"])
+@pytest.mark.parametrize("mode,free", [("state-beside", 0), ("state-beside", 4096),
+                                       ("state-elsewhere", 0), ("streamed", 0)])
 def test_a_full_disk_is_exit_4_no_space_and_no_half_report(face_video, tiny_model, tmp_path,
-                                                           full_disk, mode):
+                                                           full_disk, mode, free):
+    """`free`: one page left, so the lock file is written and SQLite runs out of room."""
+    os.truncate(full_disk / "filler", os.path.getsize(full_disk / "filler") - free)
     video = copy(face_video, tmp_path / "in" / "a.mp4")
     out = full_disk / "r.csv"
     extra = {"state-beside": [], "state-elsewhere": ["--state", tmp_path / "s.sqlite"],
