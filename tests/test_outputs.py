@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -105,11 +106,43 @@ def test_two_outputs_that_are_one_file_are_refused(face_video, tmp_path, tiny_mo
     assert sorted(os.listdir(tmp_path)) == ["link.html", "sub"]
 
 
-def test_devices_and_pipes_as_outputs_are_streams_not_files(face_video, tiny_model):
-    """/dev/null twice is not a conflict: nothing in it can be overwritten."""
-    r = run("scan", face_video, "--model", tiny_model, "--frames", 1, "--no-state",
-            "--out", "/dev/null", "--frames-out", "/dev/null")
+def device(tmp_path: Path, name: str) -> Path:
+    """A device node of our own (as root), so that a regression replaces it and not the
+    system's (an atomic rename over /dev/full once did); else the system's, which a user
+    other than root cannot replace."""
+    major_minor = {"null": (1, 3), "full": (1, 7)}[name]
+    path = tmp_path / name
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(*major_minor))
+        return path
+    except (PermissionError, OSError):
+        if os.geteuid() == 0 or not os.path.exists(f"/dev/{name}"):
+            pytest.skip(f"cannot make a {name} device here")
+        return Path(f"/dev/{name}")
+
+
+def test_devices_and_pipes_as_outputs_are_streams_not_files(face_video, tiny_model, tmp_path):
+    """A null device twice is not a conflict: nothing in it can be overwritten. A pipe is
+    written as it is (a reader takes the rows)."""
+    null = device(tmp_path, "null")
+    r = run("scan", face_video, "--model", tiny_model, "--frames", 1, "--out", null,
+            "--frames-out", null, "--state", tmp_path / "s.sqlite")
     assert r.exit_code == 0, r.output
+    assert stat.S_ISCHR(os.stat(null).st_mode)  # still a device, not a file renamed over it
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    p = subprocess.Popen([sys.executable, "-m", "screener", "scan", str(face_video), "--model",
+                          str(tiny_model), "--frames", "1", "--no-state", "--out", str(pipe)],
+                         cwd=REPO, stderr=subprocess.PIPE, text=True)
+    try:
+        with open(pipe, encoding="utf-8") as f:  # waits for the scan to open it
+            rows = list(csv.DictReader(f))
+        assert p.wait(timeout=300) == 0, p.stderr.read()[-3000:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert [r["path"] for r in rows] == [str(face_video)]
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
 
 
 def test_screener_report_never_writes_over_what_it_reads(face_video, tiny_model, tmp_path):
@@ -126,24 +159,25 @@ def test_screener_report_never_writes_over_what_it_reads(face_video, tiny_model,
 # --- write failures: one line, the documented exit code, no half report ------------------------
 
 @pytest.mark.parametrize("args", [
-    ["--no-state", "--out", "/dev/full"],
-    ["--state", "{tmp}/s.sqlite", "--out", "/dev/full"],
-    ["--no-state", "--out", "{tmp}/r.csv", "--frames-out", "/dev/full"],
-    ["--no-state", "--out", "{tmp}/r.csv", "--html", "/dev/full"],
-    ["--no-state", "--out", "{tmp}/r.csv", "--log-file", "/dev/full"],
+    ["--no-state", "--out", "{full}"],
+    ["--state", "{tmp}/s.sqlite", "--out", "{full}"],
+    ["--no-state", "--out", "{tmp}/r.csv", "--frames-out", "{full}"],
+    ["--no-state", "--out", "{tmp}/r.csv", "--html", "{full}"],
+    ["--no-state", "--out", "{tmp}/r.csv", "--log-file", "{full}"],
 ], ids=["streamed", "with-state", "frames-out", "html", "log-file"])
 def test_a_full_device_is_exit_4_and_one_line(face_video, tiny_model, tmp_path, args):
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full here")
-    args = [a.format(tmp=tmp_path) for a in args]
+    """/dev/full: every write fails with ENOSPC."""
+    full = device(tmp_path, "full")
+    args = [a.format(tmp=tmp_path, full=full) for a in args]
     p = cli("scan", face_video, "--model", tiny_model, "--frames", 1, *args)
     assert p.returncode == 4, p.stderr[-3000:]
     assert "Traceback" not in p.stderr
     assert [l for l in ours(p.stderr) if not l.startswith("screener: 1 videos")] == [
         "screener: error: cannot write "
         + ("the log file " if "--log-file" in args else "")
-        + "/dev/full: No space left on device"]
+        + f"{full}: No space left on device"]
     assert not (tmp_path / "r.csv").exists() or "--log-file" in args or "--html" in args
+    assert stat.S_ISCHR(os.stat(full).st_mode)
 
 
 def _mount(args: list[str], target: Path) -> None:
