@@ -10,8 +10,8 @@ from . import quiet as _quiet
 
 _quiet.configure()
 
-from .errors import (ImageError, ModelError, ScreenerError, StateError, StateLocked,  # noqa: F401
-                     VideoError)
+from .errors import (ImageError, ModelError, OutputConflict, ScreenerError,  # noqa: F401
+                     StateError, StateLocked, VideoError)
 
 from .api import iter_scan, scan, scan_incremental  # noqa: F401,E402
 from .extract import extract  # noqa: F401,E402

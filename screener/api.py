@@ -87,7 +87,7 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
                      workers: int | None = None, address: str | None = None,
                      video_timeout_s: float | None = None,
                      discover: bool = True, on_plan=None, on_result=None,
-                     started: float | None = None):
+                     started: float | None = None, check_outputs: bool = True):
     """Scan only what changed since the last run and rewrite the report `out` atomically with
     every current result (see screener.state). Returns a state.RunSummary.
 
@@ -97,7 +97,12 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
     keep_missing: keep rows of files that disappeared, with status "missing".
     started: time.monotonic() when the scan began (the CLI: when the command started), the
         start of the elapsed time in the state and the JSON report; default: now.
-    Raises StateLocked when another scan holds the state, StateError when it is unusable.
+    video_timeout_s: also bounds each read of a file while planning (its fingerprint).
+    check_outputs: first make sure that neither the report, `frames_out` nor the state is
+        one of the videos, the model or one another (OutputConflict; a caller that checked
+        more outputs already passes False).
+    Raises StateLocked when another scan holds the state, StateError when it is unusable,
+    OSError when the state or the report cannot be written (ENOSPC: the disk is full).
     """
     from . import state as state_mod
     from .engines import make_engine
@@ -110,6 +115,13 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     videos = find_videos_or_empty(paths) if discover else [os.fspath(p) for p in paths]
+    if check_outputs:
+        from .outputs import check_outputs as check
+        from .scoring import model_inputs
+        held = getattr(scorer.card, "path", "") if scorer is not None else None
+        check([("out", out), ("frames_out", frames_out), *state_mod.state_outputs(state, "state")],
+              [*(("the input", v) for v in videos),
+               *(model_inputs(held or model) if held != "" else [])])
     if scorer is None:  # loads the network only if something needs scoring
         from .scoring import load_model_lazily
         scorer = load_model_lazily(model, threshold)
@@ -121,4 +133,5 @@ def scan_incremental(paths, *, out=None, state=None, fmt: str = "csv", rescan: b
             videos, e, state_path=state,
             model_id=scorer.card.identity, options=repr(options), report_path=out, fmt=fmt,
             meta=meta, frames_out=frames_out, rescan=rescan, settle_s=settle_s,
-            keep_missing=keep_missing, on_plan=on_plan, on_result=on_result, started=started)
+            keep_missing=keep_missing, read_timeout_s=video_timeout_s, on_plan=on_plan,
+            on_result=on_result, started=started)

@@ -3,11 +3,14 @@
 Exit codes (also in README "Scanning"):
   0  the scan finished (videos that could not be read are rows with status error)
   1  --fail-on-fake was given and at least one video is FAKE
-  2  usage error: a bad option, a PATH that does not exist, or no video found
+  2  usage error: a bad option, a PATH that does not exist, no video found, or an output
+     that is an input or another output
   3  the model could not be loaded
-  4  the report could not be written
+  4  an output (report, --frames-out, --html, --log-file) could not be written; a full disk,
+     under the state too, says "no space left on device"
   5  another scan holds the lock on the same state file (README "Running from cron")
-  6  the state file is unusable (corrupt, foreign or newer): --rescan or another --state
+  6  the state file is unusable (corrupt, foreign or newer) or cannot be written
+     (read-only): --rescan or another --state
   130  interrupted (Ctrl-C or SIGTERM); the rows written so far are kept
   141  --out - and the reader of the report went away (`... --out - | head`)
 """
@@ -24,6 +27,7 @@ import click
 
 from .faces import MIN_FACE_PX, MIN_SCORE
 from .report import plural
+from .logs import EscapingFormatter, TerminalFormatter, printable, set_terminal_level
 
 EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_LOCKED, EXIT_STATE = 5, 6
@@ -34,20 +38,13 @@ EXIT_PIPE = 141
 log = logging.getLogger("screener")
 
 
-def printable(text: str) -> str:
-    """A file name made safe for a terminal: no control characters, valid UTF-8."""
-    from .report import safe_text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in safe_text(str(text)))
-
-
 class _TqdmHandler(logging.Handler):
     """Log lines that do not break a progress bar (tqdm.write prints above it)."""
 
     def emit(self, record):
         try:
             from tqdm import tqdm
-            line = f"screener: {record.levelname.lower()}: {self.format(record)}"
-            tqdm.write(printable(line), file=sys.stderr)
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # logging must never end the scan
             self.handleError(record)
 
@@ -55,9 +52,11 @@ class _TqdmHandler(logging.Handler):
 def _setup_logging(quiet: bool, verbose: int) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = _TqdmHandler()
+    handler.setFormatter(TerminalFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    set_terminal_level(level)  # worker processes print at this level too
     for noisy in ("absl", "tensorflow", "keras", "h5py"):  # library chatter, even at -vv
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
@@ -65,9 +64,35 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
 SUMMARY_LOGGER = "screener.summary"
 
 
-class _OneLineFormatter(logging.Formatter):
-    def format(self, record):
-        return printable(super().format(record))
+class _LogFile(logging.FileHandler):
+    """--log-file. It is opened only once the outputs are checked (it must not be an input):
+    lines logged before that wait. A failed write is remembered, not printed as a traceback:
+    the run then says so once and ends with EXIT_OUTPUT."""
+
+    def __init__(self, path: str):
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.waiting: list | None = []
+        self.failure: OSError | None = None
+
+    def emit(self, record):
+        if self.waiting is not None:
+            self.waiting.append(record)
+        else:
+            super().emit(record)
+
+    def open_now(self) -> None:
+        """Open the file (raises OSError) and write the lines that waited."""
+        self.stream = self._open()
+        waiting, self.waiting = self.waiting, None
+        for record in waiting:
+            self.emit(record)
+
+    def handleError(self, record):
+        failure = sys.exc_info()[1]
+        if isinstance(failure, OSError):
+            self.failure = self.failure or failure
+        else:  # a bad log call, not a failed write: logging's own report
+            super().handleError(record)
 
 
 def _add_log_file(log_file: str) -> None:
@@ -76,18 +101,45 @@ def _add_log_file(log_file: str) -> None:
     for h in root.handlers:  # the terminal keeps its level; the summary is echoed there
         h.setLevel(root.level)
         h.addFilter(lambda record: record.name != SUMMARY_LOGGER)
-    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    file_handler = _LogFile(log_file)
     file_handler.setLevel(logging.INFO)
-    file_handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(message)s"))
+    file_handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(file_handler)
     root.setLevel(min(root.level, logging.INFO))
+
+
+def _log_file() -> "_LogFile | None":
+    return next((h for h in logging.getLogger().handlers if isinstance(h, _LogFile)), None)
+
+
+def _open_log_file() -> int | None:
+    """Open --log-file (if any) once the outputs are checked; EXIT_OUTPUT if it cannot be."""
+    handler = _log_file()
+    if handler is not None and handler.waiting is not None:
+        try:
+            handler.open_now()
+        except OSError as e:
+            _error(f"cannot write the log file {handler.baseFilename}: {e.strerror or e}")
+            return EXIT_OUTPUT
+    return None
+
+
+def _log_file_failed(code: int) -> int:
+    """The exit code once the log file's fate is known: a write that failed is an output
+    that could not be written."""
+    handler = _log_file()
+    failure = handler.failure if handler is not None else None
+    if failure is None:
+        return code
+    _error(f"cannot write the log file {handler.baseFilename}: {failure.strerror or failure}")
+    return EXIT_OUTPUT if code in (EXIT_OK, EXIT_FAKE) else code
 
 
 def _summary(line: str, quiet: bool) -> None:
     """The run's summary line: on stderr unless quiet, and in the --log-file."""
     logging.getLogger(SUMMARY_LOGGER).info(line)
     if not quiet:
-        click.echo(f"screener: {line}", err=True)
+        click.echo(printable(f"screener: {line}"), err=True)
 
 
 class _Interrupts:
@@ -176,9 +228,9 @@ def _counts(s) -> str:
               show_default=True, help="Where the model runs (gpu: fail unless TensorFlow sees one).")
 @click.option("--video-timeout", "video_timeout_s", type=click.FloatRange(min=0, min_open=True),
               default=None, metavar="SECONDS",
-              help="Stop reading a video after SECONDS (a stuck decoder); it becomes an error "
-                   "row and the scan goes on. Needs workers (local engine) or Ray. "
-                   "[default: no limit]")
+              help="Stop reading a video after SECONDS (a stuck decoder, a hung mount; also "
+                   "while planning an incremental scan); it becomes an error row and the scan "
+                   "goes on. Needs workers (local engine) or Ray. [default: no limit]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
 @click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
 @click.option("--state", metavar="FILE", default=None,
@@ -215,11 +267,13 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     \b
     Exit codes: 0 finished (unreadable videos are rows with status error)
                 1 --fail-on-fake and a video is FAKE
-                2 usage: bad option, missing PATH, no video found
+                2 usage: bad option, missing PATH, no video found, an output that is
+                  an input or another output
                 3 the model could not be loaded
-                4 the report could not be written
+                4 an output could not be written (a full disk: no space left on device)
                 5 another scan holds the state lock
-                6 the state file is unusable (--rescan, or another --state)
+                6 the state file is unusable (--rescan, or another --state) or cannot be
+                  written
               130 interrupted (the rows written so far are kept)
               141 --out - and the reader of the report went away
     """
@@ -231,11 +285,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
         raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
     _setup_logging(quiet, verbose)
     if log_file:
-        try:
-            _add_log_file(log_file)
-        except OSError as e:
-            _error(f"cannot write the log file {log_file}: {e.strerror or e}")
-            sys.exit(EXIT_OUTPUT)
+        _add_log_file(log_file)  # opened once the outputs are checked (_prepare)
     from .errors import EngineUnavailable, ScreenerError
     try:
         from .device import select_device
@@ -245,7 +295,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
         sys.exit(EXIT_MODEL)
     common = dict(out=out, fmt=fmt, frames_out=frames_out, frames=frames, every_s=every_s,
                   all_faces=all_faces, min_face=min_face, batch_size=batch_size, model=model, threshold=threshold,
-                  fail_on_fake=fail_on_fake, quiet=quiet, workers=workers)
+                  fail_on_fake=fail_on_fake, quiet=quiet, workers=workers, log_file=log_file)
     if video_timeout_s is not None:
         if engine == "local" and workers == 0:
             raise click.UsageError("--video-timeout needs worker processes (--workers 1 or more)")
@@ -273,7 +323,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     except EngineUnavailable as e:  # --engine ray: the cluster cannot be joined
         _error(str(e))
         code = EXIT_USAGE
-    sys.exit(code)
+    sys.exit(_log_file_failed(code))
 
 
 def _error(message: str) -> None:
@@ -288,16 +338,37 @@ def _output_mode(out, fmt, quiet):
     return fmt, to_stdout, show_rows, not quiet and sys.stderr.isatty()
 
 
-def _prepare(paths, find, load, model, threshold, sampling):
-    """Find the videos and load the model, as both scan paths do: (videos, scorer, options,
-    report header), or the exit code after saying what went wrong."""
+def _outputs(out, frames_out, html, log_file, state=None, state_named=False) -> list:
+    """Every file a scan writes, named as the user named it (outputs.check_outputs)."""
+    from .state import state_outputs
+    named = [("--out", out), ("--frames-out", frames_out), ("--html", html),
+             ("--log-file", log_file)]
+    if state is not None:
+        named += state_outputs(state, "--state" if state_named else "the state file")
+    return named
+
+
+def _prepare(paths, find, load, model, threshold, sampling, outputs):
+    """Find the videos, make sure no output is an input or another output, open the log file
+    and load the model, as both scan paths do: (videos, scorer, options, report header), or
+    the exit code after saying what went wrong."""
     from .discover import InputError
-    from .errors import ModelError
+    from .errors import ModelError, OutputConflict
+    from .outputs import check_outputs
+    from .scoring import model_inputs
     try:
         videos = find(paths)
     except InputError as e:
         _error(str(e))
         return EXIT_USAGE
+    try:  # before anything is read or written
+        check_outputs(outputs, [*(("the input", v) for v in videos), *model_inputs(model)])
+    except OutputConflict as e:
+        _error(str(e))
+        return EXIT_USAGE
+    code = _open_log_file()
+    if code is not None:
+        return code
     if not videos:
         log.warning("no video in %s: the report lists none", ", ".join(map(str, paths)))
     try:
@@ -313,17 +384,18 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
              all_faces=False, min_face=None, batch_size=256, model=None, threshold=None, fail_on_fake=False,
              quiet=False, workers=None, video_timeout_s=None, html=None, details=None,
              engine="local",
-             address=None) -> int:
+             address=None, log_file=None) -> int:
     """The scan command's body; returns the exit code."""
     from .api import iter_scan
     from .discover import find_videos
-    from .report import ReportWriter, FramesWriter
+    from .report import ReportWriter, FramesWriter, atomic_write
     from .scoring import load_for_scan
 
     started = _started()
     fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
     ready = _prepare(paths, find_videos, load_for_scan, model, threshold,
-                     (frames, every_s, all_faces, min_face))
+                     (frames, every_s, all_faces, min_face),
+                     _outputs(out, frames_out, html, log_file))
     if isinstance(ready, int):
         return ready
     videos, scorer, options, meta = ready
@@ -333,54 +405,43 @@ def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=No
     if html:
         from .html_report import Collector
         collector = Collector(details)
-    with ExitStack() as stack:
-        interrupts = stack.enter_context(_Interrupts())
-        try:
-            stream = sys.stdout if to_stdout else stack.enter_context(
-                open(out, "w", encoding="utf-8", newline=""))
+    try:
+        # Rows stream into temporary files beside the outputs, renamed when the scan ends
+        # (also when interrupted): a report is whole or absent, never cut mid-row.
+        with ExitStack() as stack:
+            interrupts = stack.enter_context(_Interrupts())
+            stream = sys.stdout if to_stdout else stack.enter_context(atomic_write(out))
             report = ReportWriter(stream, fmt, meta)
             face_rows = None
             if frames_out:
-                face_rows = FramesWriter(stack.enter_context(
-                    open(frames_out, "w", encoding="utf-8", newline="")))
-        except BrokenPipeError:
-            if not to_stdout:
-                raise
-            return _reader_gone()
-        except OSError as e:
-            _error(f"cannot write {e.filename or out}: {e.strerror or e}")
-            return EXIT_OUTPUT
-        from tqdm import tqdm
-        bar = stack.enter_context(tqdm(total=len(videos), unit="video", disable=not show_bar,
-                                       file=sys.stderr, dynamic_ncols=True))
-        try:
-            for r in iter_scan(videos, scorer=scorer, options=options, batch_size=batch_size,
-                               discover=False, workers=workers, engine=engine,
-                               address=address, video_timeout_s=video_timeout_s):
-                report.write(r)
-                if face_rows:
-                    face_rows.write(r)
-                if collector:
-                    collector.add(r)
-                if show_rows:
-                    tqdm.write(_row_line(r), file=sys.stdout)
-                bar.update()
-                interrupts.check()
-        except KeyboardInterrupt:
-            interrupted = True
-        except BrokenPipeError:
-            if not to_stdout:
-                raise
-            return _reader_gone()
-        except OSError as e:  # the report's disk filled up or went away
-            _error(f"cannot write the report: {e.strerror or e}")
-            return EXIT_OUTPUT
-        finally:
-            elapsed = time.monotonic() - started
+                face_rows = FramesWriter(stack.enter_context(atomic_write(frames_out)))
+            from tqdm import tqdm
+            bar = stack.enter_context(tqdm(total=len(videos), unit="video",
+                                           disable=not show_bar, file=sys.stderr,
+                                           dynamic_ncols=True))
             try:
-                report.close(complete=not interrupted, extra={"elapsed_s": round(elapsed, 2)})
-            except OSError:
-                pass
+                for r in iter_scan(videos, scorer=scorer, options=options,
+                                   batch_size=batch_size, discover=False, workers=workers,
+                                   engine=engine, address=address,
+                                   video_timeout_s=video_timeout_s):
+                    report.write(r)
+                    if face_rows:
+                        face_rows.write(r)
+                    if collector:
+                        collector.add(r)
+                    if show_rows:
+                        tqdm.write(_row_line(r), file=sys.stdout)
+                    bar.update()
+                    interrupts.check()
+            except KeyboardInterrupt:
+                interrupted = True
+            elapsed = time.monotonic() - started
+            report.close(complete=not interrupted, extra={"elapsed_s": round(elapsed, 2)})
+    except OSError as e:  # a disk filled up or went away, a pipe's reader left
+        if to_stdout and isinstance(e, BrokenPipeError):
+            return _reader_gone()
+        _error(f"cannot write {e.filename or out}: {e.strerror or e}")
+        return EXIT_OUTPUT
     s = report.summary
     if collector and not _write_html(html, collector.results, meta=meta,
                                      media=collector.media(), model=scorer.model or scorer.card.path,
@@ -454,7 +515,8 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                          fail_on_fake=False, quiet=False, state=None, rescan=False,
                          settle_s=30.0, keep_missing=False, allow_empty=False, workers=None,
                          video_timeout_s=None,
-                         html=None, details=None, engine="local", address=None) -> int:
+                         html=None, details=None, engine="local", address=None,
+                         log_file=None) -> int:
     """The scan command with a state file (api.scan_incremental); returns the exit code."""
     from tqdm import tqdm
 
@@ -462,7 +524,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     from .errors import ModelError, StateError, StateLocked
     from .report import ReportWriter
     from .scoring import load_model_lazily
-    from .state import ReportSummary, ScanInterrupted
+    from .state import ReportSummary, ScanInterrupted, default_state_path
 
     started = _started()
     fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
@@ -470,8 +532,10 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
     # No video is a usage error, as for a plain scan, unless the caller says an empty drop
     # folder is normal (cron): then the report empties.
     find = find_videos_or_empty if allow_empty else find_videos
+    named, state = state is not None, state or default_state_path(out)
     ready = _prepare(paths, find, load_model_lazily, model, threshold,
-                     (frames, every_s, all_faces, min_face))
+                     (frames, every_s, all_faces, min_face),
+                     _outputs(out, frames_out, html, log_file, state, named))
     if isinstance(ready, int):
         return ready
     videos, scorer, options, meta = ready
@@ -493,7 +557,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
                 rescan=rescan, settle_s=settle_s, keep_missing=keep_missing,
                 frames_out=frames_out, meta=meta, scorer=scorer, workers=workers,
                 options=options, engine=engine, address=address,
-                video_timeout_s=video_timeout_s,
+                video_timeout_s=video_timeout_s, check_outputs=False,  # _prepare did
                 batch_size=batch_size, on_plan=lambda plan: bar.reset(total=len(plan.scan)),
                 on_result=on_result, started=started)
         except StateLocked as e:
@@ -513,8 +577,7 @@ def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32
             _error(f"cannot write {e.filename or out}: {e.strerror or e}")
             return EXIT_OUTPUT
     if html:  # from the state just written: the same page `screener report` rebuilds
-        from .state import default_state_path
-        ok = _rebuild_html(html, state=state or default_state_path(out),
+        ok = _rebuild_html(html, state=state,
                            model=scorer.model or scorer.card.path,
                            model_sha=scorer.card.sha256 or None, quiet=quiet,
                            details=details)
@@ -567,6 +630,16 @@ def report(html, state, from_report, model, details, quiet):
     if state and not os.path.isfile(state):
         _error(f"no scan state at {printable(state)}")
         sys.exit(EXIT_USAGE)
+    from .errors import OutputConflict
+    from .outputs import check_outputs
+    from .state import default_state_path
+    try:
+        check_outputs([("--html", html)], [
+            ("the state", state), ("the report", from_report), ("the model file", model),
+            ("the report's state", from_report and default_state_path(from_report))])
+    except OutputConflict as e:
+        _error(str(e))
+        sys.exit(EXIT_USAGE)
     ok = _rebuild_html(html, state=state, report=from_report, model=model, quiet=quiet,
                        details=details)
     sys.exit(EXIT_OK if ok else EXIT_OUTPUT)
@@ -587,8 +660,9 @@ def _row_line(r) -> str:
 @click.option("--label", type=click.Choice(["df", "real", "unlabeled"]), default=None,
               help="Label of every video (default: unlabeled).")
 @click.option("--labels", "labels_csv", type=click.Path(exists=True, dir_okay=False),
-              metavar="CSV", help="path,label per video (paths relative to the CSV); with no "
-                                  "PATHS, the videos it lists.")
+              metavar="CSV", help="A CSV with path and label columns, named on its first line "
+                                  "(paths relative to the CSV); with no PATHS, the videos it "
+                                  "lists.")
 @click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True,
               help="Frames to sample per video, spread evenly.")
 @click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -618,7 +692,15 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     """Extract aligned face crops from videos into a training set (resumable).
 
     PATHS are video files, folders (searched recursively) and glob patterns. The crops are
-    the ones the scan scores; `python -m training.train` reads DIR's label folders.
+    the ones the scan scores; `python -m training.train` reads DIR's label folders. DIR is
+    new, empty or a dataset extract made.
+
+    \b
+    Exit codes: 0 finished (unreadable videos are listed as errors)
+                2 usage: bad option or labels file, DIR not empty and not a dataset, an
+                  output that is an input, DIR made with other settings
+                4 a file could not be written (a full disk: no space left on device)
+              130 interrupted (complete videos are kept; a rerun resumes)
     """
     from tqdm import tqdm
 

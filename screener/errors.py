@@ -27,3 +27,8 @@ class StateLocked(StateError):
 
 class EngineUnavailable(ScreenerError):
     """An engine's optional dependency is not installed (the message says how to install it)."""
+
+
+class OutputConflict(ScreenerError):
+    """An output would overwrite an input or another output (a usage error, found before
+    anything is read or written)."""

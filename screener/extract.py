@@ -10,15 +10,19 @@ trained on them sees faces framed as the scan frames them. The video id (`<stem>
 hex from the resolved path) is in every file name, so training can split by video, and two
 `clip.mp4` in two folders get two ids. It has no `_`, so `name.split("_")[0]` is the video id.
 
-Crash safety, for a kill at any instant: every crop is written under a temporary name, fsynced
-and renamed; a video's manifest rows are appended (one write, fsync) only once all its crops
-exist, and its videos.csv row only after that. A video is complete only when videos.csv says
-so. A new run first drops rows of incomplete videos and deletes their files and temporary
-files, then skips complete videos: the result is the same as an uninterrupted run.
+Crash safety, for a kill at any instant: a video's crop names are journaled (one write, fsync)
+before its first crop; every crop is written under a temporary name, fsynced and renamed; a
+video's manifest rows are appended (one write, fsync) only once all its crops exist, and its
+videos.csv row only after that. A video is complete only when videos.csv says so. A new run
+first drops rows of incomplete videos and deletes the files that the manifest and the journal
+name for them (and their temporary files), then skips complete videos: the result is the same
+as an uninterrupted run. Nothing else in DIR is ever deleted, and a DIR that holds other files
+but is not a dataset is refused.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import hashlib
 import io
@@ -34,7 +38,8 @@ from typing import Callable, Iterable
 
 from . import faces as faces_mod
 from .discover import find_videos
-from .errors import ScreenerError
+from .errors import OutputConflict, ScreenerError
+from .outputs import check_outputs
 from .pipeline import SampleOptions, VideoCrops
 from .report import atomic_write, csv_cells
 
@@ -117,10 +122,12 @@ def normalize_label(label: str) -> str:
 
 
 def read_labels(csv_path) -> dict[str, str]:
-    """labels.csv (path,label[,...], header optional) -> {resolved path: label}.
+    """labels.csv (a header naming `path` and `label` columns, in any order, others ignored;
+    a BOM is fine) -> {resolved path: label}.
 
-    Relative paths are relative to the labels file's folder. Raises ExtractError on an unsafe
-    label, a malformed row, or a video listed twice with two labels.
+    Relative paths are relative to the labels file's folder. Raises ExtractError on a missing
+    header (saying which columns it found), an unsafe label, a malformed row, or a video
+    listed twice with two labels.
     """
     csv_path = Path(csv_path)
     try:
@@ -128,10 +135,12 @@ def read_labels(csv_path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as e:
         raise ExtractError(f"cannot read labels file {csv_path}: {e}") from None
     rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
-    col_path, col_label = 0, 1
-    if rows and {"path", "label"} <= {c.strip().lower() for c in rows[0]}:
-        header = [c.strip().lower() for c in rows.pop(0)]
-        col_path, col_label = header.index("path"), header.index("label")
+    header = [c.strip().lower() for c in rows.pop(0)] if rows else []
+    if "path" not in header or "label" not in header:
+        found = ", ".join(repr(c) for c in header) if header else "none (the file is empty)"
+        raise ExtractError(f"labels file {csv_path} needs a first line naming its path and "
+                           f"label columns (e.g. path,label); columns found: {found}")
+    col_path, col_label = header.index("path"), header.index("label")
     labels: dict[str, str] = {}
     for n, row in enumerate(rows, 1):
         if len(row) <= max(col_path, col_label):
@@ -163,14 +172,23 @@ def _render(rows: Iterable[dict], columns, header: bool = False, escape: bool = 
     return buf.getvalue()
 
 
-def _append(path: Path, text: str, columns) -> None:
-    """Append rows in one write(), then fsync: a kill leaves all of them or none."""
+def _append(path: Path, text: str, columns=None) -> None:
+    """Append rows (a header first when `columns` are given and the file is new) in one
+    write(), then fsync: a kill leaves all of them or none, and a full disk none of them."""
     new = not path.exists()
-    data = ((_render([], columns, header=True) if new else "") + text).encode("utf-8")
+    data = ((_render([], columns, header=True) if new and columns else "") + text).encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            if os.write(fd, data) != len(data):  # the disk filled up part way
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+            os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)
+            if e.filename is None:
+                e.filename = os.fspath(path)
+            raise
     finally:
         os.close(fd)
 
@@ -193,15 +211,51 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+SETTINGS, LOCK, JOURNAL = "extract.json", ".extract.lock", ".extract.journal"
+# What makes a folder an extract dataset: the lock is made first, the settings next.
+MARKS = (SETTINGS, LOCK)
+
+
+def dataset_files(out_dir) -> list[tuple[str, Path]]:
+    """The folder and the files of its own an extract writes there, named (for
+    outputs.check_outputs)."""
+    root = Path(out_dir)
+    return [("--out", root)] + [(f"the dataset's {name}", root / name) for name in
+                                ("manifest.csv", "videos.csv", SETTINGS, LOCK, JOURNAL)]
+
+
+def _check_folder(root: Path) -> None:
+    """Only an empty folder or an extract dataset may be written to: clean-up in a folder of
+    other files could remove what extract never wrote."""
+    try:
+        entries = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise ExtractError(f"--out {root} is a file, not a folder") from None
+    if entries and not set(MARKS) & set(entries):
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5
+                                          else "")
+        raise ExtractError(f"--out {root} is not empty and is not an extract dataset (no "
+                           f"{SETTINGS}); it holds {shown}. Use a new or empty folder")
+
+
 class Dataset:
-    """The output folder: its lock, its settings, its complete videos, and safe writes."""
+    """The output folder: its lock, its settings, its complete videos, and safe writes.
+
+    Its own records say which files it wrote: manifest.csv (the crops of videos whose rows were
+    written) and a journal, `.extract.journal`, where each video's crop names are written (and
+    fsynced) before its first crop. Clean-up removes only files these name, never a file
+    because of what its name looks like."""
 
     def __init__(self, out_dir, settings: dict):
         self.root = Path(out_dir)
+        _check_folder(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.manifest = self.root / "manifest.csv"
         self.videos_csv = self.root / "videos.csv"
-        self._lock = open(self.root / ".extract.lock", "w")
+        self.journal = self.root / JOURNAL
+        self._lock = open(self.root / LOCK, "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -215,7 +269,7 @@ class Dataset:
         self._lock.close()
 
     def _check_settings(self, settings: dict) -> None:
-        path = self.root / "extract.json"
+        path = self.root / SETTINGS
         if path.exists():
             old = json.loads(path.read_text())
             if old != settings:
@@ -234,6 +288,11 @@ class Dataset:
         self.complete = {r["video_id"]: r for r in done}
         rows = _read_csv(self.manifest)
         kept = [r for r in rows if r.get("video_id") in self.complete]
+        # What the records say was written for videos that did not complete.
+        stale = [(r.get("video_id"), r.get("crop_file")) for r in rows
+                 if r.get("video_id") not in self.complete]
+        stale += [(vid, rel) for vid, files in self._journaled() if vid not in self.complete
+                  for rel in files]
         # Rows read back are already escaped: write them as they are.
         if len(kept) != len(rows) or not _ends_clean(self.manifest):
             with atomic_write(self.manifest) as f:
@@ -241,21 +300,53 @@ class Dataset:
         if len(done) != len(videos) or not _ends_clean(self.videos_csv):
             with atomic_write(self.videos_csv) as f:
                 f.write(_render(done, VIDEO_COLUMNS, header=True, escape=False))
-        for folder in (p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for p in folder.iterdir():
-                m = CROP_NAME.match(p.name)
-                if (p.name.startswith(".") and p.name.endswith(".tmp")) or (
-                        m and m.group(1) not in self.complete):
-                    p.unlink()
+        for vid, rel in stale:
+            path = self._own_crop(vid, rel)
+            if path is not None:  # the crop and its temporary name (see _write_image)
+                path.unlink(missing_ok=True)
+                path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
+        self.journal.unlink(missing_ok=True)
+
+    def _journaled(self) -> list[tuple[str, list]]:
+        """(video id, crop files) of each journal line; a torn last line wrote no crop."""
+        try:
+            lines = self.journal.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                out.append((str(entry["video_id"]), [str(f) for f in entry["files"]]))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    def _own_crop(self, vid, rel) -> Path | None:
+        """The file a record names, if it is a crop of that video in a label folder of this
+        dataset: a damaged or edited record can name nothing else."""
+        label, _, name = str(rel).partition("/")
+        m = CROP_NAME.match(name)
+        if not (SAFE_LABEL.match(label) and m and m.group(1) == vid):
+            return None
+        return self.root / label / name
+
+    def finish(self) -> None:
+        """Every video of the run is complete: the journal has nothing left to say."""
+        self.journal.unlink(missing_ok=True)
 
     def write_video(self, video: VideoCrops, vid: str, label: str, fmt: str, quality: int,
                     all_faces: bool) -> list[dict]:
         """Crops (temp name, fsync, rename), then manifest rows, then the video's row."""
         folder = self.root / label
         folder.mkdir(exist_ok=True)
+        names = [crop_name(vid, c.frame_index, c.face_index if all_faces else None, fmt)
+                 for c in video.crops]
+        if names:  # recorded before the first crop exists: a kill leaves nothing unnamed
+            _append(self.journal, json.dumps({"video_id": vid,
+                                              "files": [f"{label}/{n}" for n in names]}) + "\n")
         rows = []
-        for c in video.crops:
-            name = crop_name(vid, c.frame_index, c.face_index if all_faces else None, fmt)
+        for c, name in zip(video.crops, names):
             _write_image(folder / name, c.crop, fmt, quality)
             x, y, w, h = c.box
             rows.append(dict(
@@ -293,8 +384,10 @@ def _write_image(path: Path, rgb, fmt: str, quality: int) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            e.filename = os.fspath(path)
         raise
 
 
@@ -342,6 +435,12 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
         videos = list(mapping)
     else:
         raise ExtractError("nothing to extract: give PATHs or a labels file listing videos")
+    try:  # before anything is read or written
+        check_outputs([*dataset_files(out_dir), ("--contact-sheet", contact_sheet)],
+                      [*(("the input", p) for p in [*paths, *videos]),
+                       ("the labels file", labels_csv)])
+    except OutputConflict as e:
+        raise ExtractError(str(e)) from None
     options = options or SampleOptions(frames, every_s, all_faces, min_face, min_score)
     from .engines.workers import VideoReader
     try:
@@ -394,6 +493,7 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None,
                         summary.no_face += 1
                 if progress:
                     progress(i + 1, len(videos), record)
+        ds.finish()
     finally:
         ds.close()
     summary.crops_per_label = dict(sorted(per_label.items()))

@@ -71,6 +71,16 @@ def default_model_path() -> Path:
                      f"{REPO_MODELS}); pass --model PATH")
 
 
+def model_inputs(path: str | Path | None = None) -> list[tuple[str, Path]]:
+    """The files a model is read from, named (outputs.check_outputs): the model file (default:
+    the shipped one) and its card."""
+    try:
+        path = Path(path) if path is not None else default_model_path()
+    except ModelError:  # loading it says so
+        return []
+    return [("the model file", path), ("the model card", path.with_suffix(".json"))]
+
+
 def read_card(model_path: Path) -> dict:
     card_path = model_path.with_suffix(".json")
     if not card_path.is_file():

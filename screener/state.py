@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import glob
 import hashlib
 import json
 import logging
 import os
 import sqlite3
+import stat
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -82,13 +83,34 @@ _HEAT_SCHEMA = "CREATE TABLE IF NOT EXISTS heat (key TEXT PRIMARY KEY, data TEXT
 LAST_RUN = "last_run"  # meta key: the last run's report header, finish time and duration
 
 
+# A state's name leaves room for what is added to it (`.unusable2-wal`) within NAME_MAX.
+STATE_NAME_MAX = 240
+
+
 def default_state_path(report_path: str | os.PathLike) -> Path:
-    """The state database used for a report when none is named: next to it."""
-    return Path(f"{os.fspath(report_path)}.state.sqlite")
+    """The state database used for a report when none is named: next to it,
+    `<report>.state.sqlite`; for a report name too long for that, the name cut short and a
+    hash of the whole of it (so any legal report name has a state)."""
+    from .report import fit_name
+    folder, name = os.path.split(os.fspath(report_path))
+    state_name = f"{name}.state.sqlite"
+    if len(os.fsencode(state_name)) > STATE_NAME_MAX:
+        digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+        state_name = f"{fit_name(name, STATE_NAME_MAX - 22)}-{digest}.state.sqlite"
+    return Path(os.path.join(folder, state_name))
 
 
 def lock_path(state_path: str | os.PathLike) -> Path:
     return Path(f"{os.fspath(state_path)}.lock")
+
+
+def state_outputs(state_path: str | os.PathLike, what: str = "--state") -> list[tuple[str, Path]]:
+    """The files a state writes, named (outputs.check_outputs): the database, its lock, and
+    SQLite's write-ahead log and shared-memory index beside it."""
+    p = os.fspath(state_path)
+    return [(what, Path(p)), ("the state's lock file", lock_path(p)),
+            ("the state's write-ahead log", Path(f"{p}-wal")),
+            ("the state's shared-memory file", Path(f"{p}-shm"))]
 
 
 # --- files ----------------------------------------------------------------------------------
@@ -102,9 +124,13 @@ class FileStat:
 
     @classmethod
     def of(cls, path: str) -> "FileStat | None":
+        """None when the path is gone or is not a regular file (a pipe, a device: never
+        opened here, where a read could block; the engine says why it is not a video)."""
         try:
             st = os.stat(path)
         except (OSError, ValueError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
             return None
         return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
@@ -113,12 +139,36 @@ class FileStat:
         return max(self.mtime_ns, self.ctime_ns)
 
 
-def fingerprint(path: str, size: int) -> str:
+def fingerprint(path: str, size: int, timeout_s: float | None = None) -> str:
     """Size plus SHA-256 of the first and last MiB: cheap, and enough to tell a replaced file
-    from one whose metadata alone changed. "" when the file cannot be read."""
+    from one whose metadata alone changed. "" when the file cannot be read, is not a regular
+    file, or (with `timeout_s`) is not read within that time: a hung network mount must not
+    hold the run, and its lock, for ever (the read is left behind in a daemon thread)."""
+    if timeout_s is None:
+        return _fingerprint(path, size)
+    done: list[str] = []
+    reader = threading.Thread(target=lambda: done.append(_fingerprint(path, size)),
+                              name="screener-fingerprint", daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    if not done:
+        log.warning("%s: reading it took longer than the %g s limit (--video-timeout)",
+                    path, timeout_s)
+        return ""
+    return done[0]
+
+
+def _fingerprint(path: str, size: int) -> str:
     h = hashlib.sha256(str(size).encode())
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a file replaced by a named pipe since its stat must not block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return ""
             h.update(f.read(FINGERPRINT_CHUNK))
             if size > FINGERPRINT_CHUNK:
                 f.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
@@ -187,7 +237,10 @@ class ScanState:
             except StateError:
                 if not reset_unusable:
                     raise
-                aside = self._move_aside()
+                try:
+                    aside = self._move_aside()
+                except OSError as e:
+                    raise failure(self.path, e) from e
                 log.warning("state %s was unusable; moved it to %s and started a new one",
                             self.path, aside)
                 self._open()
@@ -208,6 +261,8 @@ class ScanState:
         try:
             fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise _disk_full(lp) from e
             raise StateError(f"cannot create the lock file {lp}: {e.strerror or e}; "
                              "pass --state PATH in a folder you can write") from e
         try:
@@ -219,9 +274,13 @@ class ScanState:
                 raise StateLocked(f"another scan is running with the state {self.path} "
                                   f"({holder or 'holder unknown'}; lock {lp}); exiting") from e
             raise StateError(f"cannot lock {lp}: {e.strerror or e}") from e
-        # Who holds it, for the next run's message (informational only: the flock is the lock).
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        # Who holds it, for the next run's message (informational only: the flock is the lock,
+        # so a disk too full for these few bytes does not stop the run here).
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        except OSError:
+            pass
         self._lock_fd = fd
 
     def _open(self) -> None:
@@ -235,9 +294,13 @@ class ScanState:
         try:
             self._check(conn)
             conn.execute(_MEDIA_SCHEMA)  # added after schema 1 shipped; older states get it here
-        except sqlite3.DatabaseError as e:
+            # A state this run cannot write (read-only file or mount) fails here, before any
+            # video is read, not at the first finished video.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
             conn.close()
-            raise StateError(_unusable(self.path, f"it is not a readable SQLite database ({e})"))
+            raise failure(self.path, e) from None
         except StateError:
             conn.close()
             raise
@@ -352,27 +415,46 @@ class ScanState:
                                   [(k, s.size, s.mtime_ns, s.ctime_ns, t) for k, s, t in rows])
 
     class _Tx:
-        def __init__(self, conn):
-            self.conn = conn
+        """One write transaction; an SQLite failure leaves as `failure` says (a full disk:
+        OSError ENOSPC; a state that cannot be written: StateError)."""
+
+        def __init__(self, conn, path):
+            self.conn, self.path = conn, path
 
         def __enter__(self):
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise failure(self.path, e) from e
 
-        def __exit__(self, exc_type, *rest):
-            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        def __exit__(self, exc_type, exc, tb):
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                    return
+                except sqlite3.Error as e:
+                    exc = e
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite may have rolled back already
+            if isinstance(exc, sqlite3.Error):
+                raise failure(self.path, exc) from exc
 
     def _transaction(self):
         if self.conn is None:
             raise StateError(f"the state {self.path} is closed")
-        return self._Tx(self.conn)
+        return self._Tx(self.conn, self.path)
 
     # --- what to do with each file ---
 
     def plan(self, paths: Sequence[str], *, model_id: str, options: str,
              settle_s: float = DEFAULT_SETTLE_S, rescan: bool = False,
-             keep_missing: bool = False, now: float | None = None) -> "Plan":
+             keep_missing: bool = False, now: float | None = None,
+             read_timeout_s: float | None = None) -> "Plan":
         """Decide, per input path, to scan, reuse or defer it; and what happens to stored
-        files that are no longer among the inputs. Records which files are still changing."""
+        files that are no longer among the inputs. Records which files are still changing.
+        `read_timeout_s` bounds each file read (a fingerprint; see `fingerprint`)."""
         now = time.time() if now is None else now
         stored = self.stored()
         pending = self.pending()
@@ -386,7 +468,7 @@ class ScanState:
             seen.add(key)
             st = FileStat.of(path)
             old = stored.get(key)
-            if st is None:  # gone, a broken link, a loop: the engine reports why, every run
+            if st is None:  # gone, a broken link, a loop, a pipe: the engine says why, every run
                 plan.scan.append(path)
                 plan.files[path] = PlannedFile(key, None, "")
                 continue
@@ -397,7 +479,7 @@ class ScanState:
                 if old.stat == st and same_model:
                     plan.reuse[path] = old.result
                     continue
-                fp = fingerprint(path, st.size)
+                fp = fingerprint(path, st.size, read_timeout_s)
                 if same_model and fp and fp == old.fingerprint and not _is_error(old.result):
                     self.update_stat(key, st)
                     plan.reuse[path] = old.result
@@ -413,7 +495,7 @@ class ScanState:
                     plan.reuse[path] = old.result
                 continue
             plan.scan.append(path)
-            plan.files[path] = PlannedFile(key, st, fingerprint(path, st.size))
+            plan.files[path] = PlannedFile(key, st, fingerprint(path, st.size, read_timeout_s))
         for key, old in stored.items():
             if key in seen:
                 continue
@@ -453,6 +535,36 @@ def _read_holder(fd: int) -> str:
         return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
     except OSError:
         return ""
+
+
+def _disk_full(path) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+
+def _no_room(path) -> bool:
+    try:
+        return os.statvfs(Path(path).parent).f_bavail == 0
+    except OSError:
+        return False
+
+
+def failure(path: Path, e: Exception) -> Exception:
+    """What a failed use of the state file means, as the error to raise: a full disk is an
+    OSError (ENOSPC, naming the file: like any output that cannot be written); damage is an
+    unusable state (StateError, --rescan sets it aside); anything else that stops it being
+    written (read-only, permissions, I/O errors) is a StateError that says so."""
+    if isinstance(e, OSError):
+        if e.errno == errno.ENOSPC:
+            return _disk_full(e.filename or path)
+        return StateError(f"cannot write the scan state {path}: {e.strerror or e}; pass "
+                          "--state with a file in a folder you can write")
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _no_room(path)):
+        return _disk_full(path)
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return StateError(_unusable(path, f"it is not a readable SQLite database ({e})"))
+    return StateError(f"cannot write the scan state {path}: {e}; pass --state with a file "
+                      "in a folder you can write")
 
 
 def _unusable(path: Path, why: str) -> str:
@@ -521,14 +633,17 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
                     fmt: str = "csv", meta: dict | None = None,
                     frames_out: str | os.PathLike | None = None, rescan: bool = False,
                     settle_s: float = DEFAULT_SETTLE_S, keep_missing: bool = False,
+                    read_timeout_s: float | None = None,
                     on_plan: Callable[[Plan], None] | None = None,
                     on_result: Callable[[VideoResult], None] | None = None,
                     started: float | None = None) -> RunSummary:
     """Scan what changed among `paths` (files, as discovered) with `engine` (anything with
     `run(paths) -> iterator of VideoResult in input order`), record each result as it
     arrives, then rewrite the report (and `frames_out`) atomically with every current result.
+    `read_timeout_s` bounds each read of a file while planning (see `fingerprint`).
 
-    Holds the state's lock throughout. Raises StateLocked, StateError. On KeyboardInterrupt
+    Holds the state's lock throughout. Raises StateLocked, StateError, and OSError when the
+    state or the report cannot be written (ENOSPC: the disk is full). On KeyboardInterrupt
     the results so far are recorded, the report is rewritten (JSON: "complete": false) and
     ScanInterrupted (a KeyboardInterrupt carrying the RunSummary) is raised.
 
@@ -543,7 +658,8 @@ def run_incremental(paths: Sequence[str], engine, *, state_path: str | os.PathLi
     started = time.monotonic() if started is None else started
     with ScanState(state_path, reset_unusable=rescan) as state:
         plan = state.plan(paths, model_id=model_id, options=options, settle_s=settle_s,
-                          rescan=rescan, keep_missing=keep_missing)
+                          rescan=rescan, keep_missing=keep_missing,
+                          read_timeout_s=read_timeout_s)
         if on_plan:
             on_plan(plan)
         done: dict[str, VideoResult] = {}
@@ -629,15 +745,20 @@ def _last_run(state: ScanState, meta: dict | None, results: list[VideoResult],
 
 
 def _remove_stale_temporaries(report_path) -> None:
-    """Temporary reports left by a run killed while writing (atomic_write's `.NAME.*.tmp`):
-    under the state's lock no other run of this report can be writing one."""
-    report_path = Path(report_path)
-    folder = report_path.parent
-    for tmp in folder.glob(f".{glob.escape(report_path.name)}.*.tmp"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+    """Temporary reports left by a run killed while writing (atomic_write's): under the
+    state's lock no other run of this report can be writing one."""
+    from .report import is_temporary_of
+    folder = Path(report_path).parent
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if is_temporary_of(report_path, name):
+            try:
+                (folder / name).unlink()
+            except OSError:
+                pass
 
 
 @dataclass

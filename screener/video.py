@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -41,21 +42,41 @@ class Frame:
     rgb: np.ndarray       # (height, width, 3) uint8, displayed orientation
 
 
+_KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _not_regular(mode: int) -> VideoError:
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    return VideoError(f"not a regular file ({kind})")
+
+
 def _check_file(path: Path) -> None:
-    """Reasons OpenCV would only report as "cannot open", found first and said plainly."""
+    """Reasons OpenCV would only report as "cannot open", found first and said plainly.
+    Anything but a regular file (a named pipe, a socket, a device) is refused unopened: a
+    read from it may block for ever, or never end."""
     if not path.exists():
         raise VideoError("broken symbolic link or link loop" if path.is_symlink() else "no such file")
     if path.is_dir():
         raise VideoError("is a directory")
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            f.read(1)
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(st.st_mode)
+        # O_NONBLOCK: a file replaced by a named pipe since the stat must not block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_regular(st.st_mode)
+            os.read(fd, 1)
+        finally:
+            os.close(fd)
     except PermissionError:
         raise VideoError("permission denied") from None
     except OSError as e:
         raise VideoError(f"cannot read file: {e.strerror or e}") from None
-    if size == 0:
+    if st.st_size == 0:
         raise VideoError("empty file (0 bytes)")
 
 

@@ -8,8 +8,11 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -38,6 +41,46 @@ def signal_when(proc, ready, sig=signal.SIGINT, *, settle_s: float = 0.0, poll_s
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def unless_blocked_on(fifo: Path, after_s: float = 120):
+    """For code that must never open the named pipe `fifo`: should it wait there to read
+    (for ever: nobody writes), a writer comes and goes after `after_s`, which lets the reader
+    go, and `.opened` says so. The test then fails instead of hanging the suite."""
+    seen = SimpleNamespace(opened=False)
+    stop = threading.Event()
+
+    def release():
+        if stop.wait(after_s):
+            return
+        while not stop.is_set():
+            try:  # without O_NONBLOCK this would wait for a reader; ENXIO: none now
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                seen.opened = True
+            except OSError:
+                pass
+            stop.wait(0.1)
+    thread = threading.Thread(target=release, daemon=True, name="unblock-fifo")
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def streamed_rows(out: Path) -> int:
+    """Rows a --no-state scan has streamed so far into the temporary file beside `out` (it
+    becomes `out` when the scan ends): 0 before it is there, and once it is renamed."""
+    import csv
+    from screener.report import is_temporary_of
+    try:
+        tmp = next(out.parent / n for n in os.listdir(out.parent) if is_temporary_of(out, n))
+        with open(tmp, newline="", encoding="utf-8") as f:
+            return len(list(csv.DictReader(f)))
+    except (StopIteration, FileNotFoundError):
+        return 0
 
 
 def build_tiny_model(folder: Path, p_fake: float = CONST_P_FAKE, name: str = "tiny-test") -> Path:
@@ -199,6 +242,30 @@ def unknown_codec_mp4(good: Path, path: Path) -> Path:
     data = good.read_bytes()
     assert b"avc1" in data
     path.write_bytes(data.replace(b"avc1", b"zzzz"))
+    return path
+
+
+# A file name that forges a summary line and colours the terminal, were it printed raw.
+FORGED_NAME = "h\nscreener: 0 videos FORGED\x1b[31m.mp4"
+FORGED_SHOWN = "h\\nscreener: 0 videos FORGED\\x1b[31m.mp4"  # as screener must print it
+
+
+def cut_short(good: Path, path: Path, keep: float = 0.8) -> Path:
+    """`good` with its index moved to the front, then cut: the container announces every
+    frame, the decoder runs out early, and the reading process warns about it (naming the
+    file). Truncating a file whose index is at its end makes an error row instead."""
+    import av
+    whole = path.with_name(".whole.mp4")
+    with av.open(str(good)) as src, av.open(str(whole), "w", format="mp4",
+                                            options={"movflags": "faststart"}) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    data = whole.read_bytes()
+    whole.unlink()
+    path.write_bytes(data[:int(len(data) * keep)])
     return path
 
 

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from screener.cli import main
 from screener.verdict import COLUMNS, FACE_COLUMNS
 
-from conftest import CONST_P_FAKE, bad_inputs, copy, signal_when
+from conftest import (CONST_P_FAKE, FORGED_NAME, FORGED_SHOWN, bad_inputs, copy, cut_short,
+                      signal_when, streamed_rows)
 
 REPO = Path(__file__).parents[1]
 
@@ -76,6 +77,35 @@ def test_hostile_names_are_escaped_in_csv(folder, tiny_model, tmp_path, monkeypa
     assert r.exit_code == 0
     assert [x["path"] for x in read_rows(out)] == ["'=1+1.mp4", "two faces.mp4"]
     assert read_rows(tmp_path / "f.csv")[0]["path"] == "'=1+1.mp4"
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "default"])
+def test_hostile_names_never_reach_the_terminal_or_the_log_raw(tmp_path, face_video, tiny_model,
+                                                              quiet):
+    """A clip named to forge a summary line and colour the terminal, cut short so that the
+    worker process reading it warns about it (naming it) as well as the main process."""
+    d = tmp_path / "in"
+    copy(face_video, d / "a.mp4")
+    cut_short(face_video, d / FORGED_NAME)
+    log = tmp_path / "scan.log"
+    p = subprocess.run([sys.executable, "-m", "screener", "scan", str(d), "--model",
+                        str(tiny_model), "--frames", "12", "--workers", "2", "--no-state",
+                        "--out", str(tmp_path / "r.csv"), "--log-file", str(log),
+                        *(["-q"] if quiet else ["-v"])],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for text in (p.stderr, log.read_text(encoding="utf-8")):
+        assert "\x1b" not in text
+        assert not [line for line in text.splitlines() if "screener: 0 videos" in line
+                    and FORGED_SHOWN not in line]
+    ours = [line for line in p.stderr.splitlines() if line.startswith("screener:")]
+    if quiet:  # errors only, and there are none
+        assert ours == []
+    else:  # the worker's own warning, escaped as the main process escapes its lines
+        assert f"screener: warning: {d}/{FORGED_SHOWN}: ended after" in p.stderr
+    assert FORGED_SHOWN in log.read_text(encoding="utf-8")
+    assert [r["path"] for r in read_rows(tmp_path / "r.csv")] == [
+        str(d / "a.mp4"), str(d / FORGED_NAME)]
 
 
 def test_threshold_and_fail_on_fake(face_video, tiny_model, tmp_path):
@@ -173,7 +203,7 @@ def test_sigint_in_a_subprocess(tmp_path, face_video, tiny_model):
                           "--model", str(tiny_model), "--frames", "6", "--batch-size", "1",
                           "--out", str(out), "--no-state"], cwd=REPO, stderr=subprocess.PIPE,
                          text=True)
-    err = signal_when(p, lambda: out.exists() and len(read_rows(out)) >= 2)
+    err = signal_when(p, lambda: streamed_rows(out) >= 2)
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted after" in err
     rows = read_rows(out)
@@ -194,8 +224,7 @@ def test_sigint_while_a_worker_is_stuck_ends_at_once(tmp_path, face_video, tiny_
                           "--out", str(out), "--no-state"], cwd=REPO, stderr=subprocess.PIPE,
                          text=True, env={**os.environ, "SCREENER_TEST_HANG_WORKER_ON": "hangme"})
     # a second later v03 is done too; its row waits behind the stuck one
-    err = signal_when(p, lambda: out.exists() and len(read_rows(out)) >= 2, settle_s=1,
-                      timeout_s=60)
+    err = signal_when(p, lambda: streamed_rows(out) >= 2, settle_s=1, timeout_s=60)
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "Exception" not in err, err[-2000:]
     assert [Path(r["path"]).name for r in read_rows(out)] == ["v00.mp4", "v01.mp4"]

@@ -114,7 +114,7 @@ def test_label_spellings():
 
 
 def test_unsafe_label_in_labels_file_stops_before_writing(tmp_path, clips):
-    (tmp_path / "labels.csv").write_text(f"{clips / 'clip0.mp4'},../../evil\n")
+    (tmp_path / "labels.csv").write_text(f"path,label\n{clips / 'clip0.mp4'},../../evil\n")
     with pytest.raises(ExtractError, match="unsafe label"):
         extract([], tmp_path / "ds", labels_csv=tmp_path / "labels.csv")
     assert not (tmp_path / "ds").exists()
@@ -190,7 +190,7 @@ def test_labels_file_maps_videos(tmp_path, clips, detector):
         assert [p.name.split("_")[0] for p in (tmp_path / "ds" / lab).iterdir()] == [
             video_id(data / f"v{i}.mp4")]
     # PATHs with a labels file: listed videos take their label, others are unlabeled.
-    (data / "labels.csv").write_text("v0.mp4,df\n")
+    (data / "labels.csv").write_text("\ufefflabel,path\ndf,v0.mp4\n")  # any order, a BOM
     s = extract([data], tmp_path / "ds2", labels_csv=data / "labels.csv", frames=1,
                 detector=detector)
     assert s.crops_per_label == {"df": 1, "unlabeled": 2}
@@ -327,22 +327,88 @@ def test_resume_after_sigkill_gives_the_same_dataset(clips, reference, tmp_path)
 
 
 def test_leftovers_of_every_crash_point_are_cleaned_up(reference, clips, tmp_path):
-    """The states a kill can leave, made by hand: crops without rows, rows without the video's
-    completion record, a half-written last line, a temporary file. A re-run repairs them."""
+    """The states a kill can leave, made by hand as extract leaves them: crops named in the
+    journal but without rows, rows without the video's completion record, a half-written last
+    line, a temporary file. A re-run repairs them and deletes nothing else: a file is removed
+    only when the dataset's own records (manifest, journal) name it as its own."""
     out = tmp_path / "ds"
     shutil.copytree(reference, out)
     videos = (out / "videos.csv").read_text().splitlines(keepends=True)
     (out / "videos.csv").write_text("".join(videos[:-2]))     # last two videos not complete
     manifest = (out / "manifest.csv").read_text()
     (out / "manifest.csv").write_text(manifest + manifest.splitlines()[-1][:25])  # torn line
-    (out / "real" / ".x_000001.png.tmp").write_bytes(b"half")
     last = read_csv(reference / "manifest.csv")[-1]["crop_file"]
     (out / last).unlink()                                       # a crop never renamed
-    orphan = out / "real" / f"{video_id('gone.mp4')}_000003.png"   # a video never completed
-    shutil.copy(out / read_csv(reference / "manifest.csv")[0]["crop_file"], orphan)
+    (out / last).with_name(f".{Path(last).name}.tmp").write_bytes(b"half")
+    gone = video_id("gone.mp4")                                 # a video never completed
+    orphan = f"real/{gone}_000003.png"
+    shutil.copy(out / read_csv(reference / "manifest.csv")[0]["crop_file"], out / orphan)
+    (out / ".extract.journal").write_text(
+        json.dumps({"video_id": gone, "files": [orphan, f"real/{gone}_000004.png"]}) + "\n"
+        + '{"video_id": "torn')                                 # a kill mid-line
+    foreign = {"real/notes.txt": b"mine", "real/IMG-20240101_123456.jpg": b"a holiday",
+               f"real/{video_id('other.mp4')}_000001.png": b"named like a crop",
+               "real/.x_000001.png.tmp": b"named like a temporary file", ".draft.tmp": b"x"}
+    for rel, data in foreign.items():
+        (out / rel).write_bytes(data)
     r = cli(*_extract_args(clips, out))
     assert "3 already done" in r.stderr
-    assert snapshot(out) == snapshot(reference)
+    assert snapshot(out) == {**snapshot(reference),
+                             **{rel: hashlib.sha256(d).hexdigest() for rel, d in foreign.items()}}
+
+
+def test_a_folder_that_is_not_a_dataset_is_refused(clips, tmp_path):
+    """Clean-up in a folder of other files could delete them: such a folder is refused,
+    naming what is in it; a folder a killed run left with only its lock is a dataset."""
+    out = tmp_path / "photos"
+    (out / "holiday").mkdir(parents=True)
+    (out / "holiday" / "IMG-20240101_123456.jpg").write_bytes(b"a photo")
+    (out / ".draft.tmp").write_bytes(b"a draft")
+    before = snapshot(out)
+    r = cli(*_extract_args(clips / "clip0.mp4", out), check=False)
+    assert r.returncode == 2
+    assert "is not empty and is not an extract dataset" in r.stderr
+    assert ".draft.tmp" in r.stderr and "holiday" in r.stderr
+    assert snapshot(out) == before and sorted(os.listdir(out)) == [".draft.tmp", "holiday"]
+    started = tmp_path / "started"
+    started.mkdir()
+    (started / ".extract.lock").write_text("")
+    cli(*_extract_args(clips / "clip0.mp4", started))
+    assert len(read_csv(started / "videos.csv")) == 1
+
+
+def test_an_output_that_is_an_input_is_refused(clips, tmp_path):
+    src = tmp_path / "videos"
+    copy(clips / "clip0.mp4", src / "a.mp4")
+    labels = src / "labels.csv"
+    labels.write_text("path,label\na.mp4,real\n")
+    before = snapshot(src)
+    for args in (["--out", src, "--label", "real"],                      # the input folder
+                 ["--out", tmp_path / "ds", "--contact-sheet", src / "a.mp4"],
+                 ["--labels", labels, "--out", tmp_path / "ds", "--contact-sheet", labels]):
+        r = cli("extract", src, "--frames", 1, *args, check=False)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert "is the same file as" in r.stderr and "refusing to overwrite it" in r.stderr
+    r = cli("extract", src, "--frames", 1, "--out", tmp_path / "ds", "--contact-sheet",
+            tmp_path / "ds" / "extract.json", check=False)
+    assert r.returncode == 2 and "are the same file" in r.stderr
+    assert snapshot(src) == before and not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("text,found", [
+    ("file,kind\nclip0.mp4,real\n", "'file', 'kind'"),
+    ("clip0.mp4,real\n", "'clip0.mp4', 'real'"),
+    ("path,kind\nclip0.mp4,real\n", "'path', 'kind'"),
+    ("", "none"),
+])
+def test_a_labels_file_without_path_and_label_columns_is_refused(clips, tmp_path, text, found):
+    labels = tmp_path / "labels.csv"
+    labels.write_text(text)
+    with pytest.raises(ExtractError, match="columns found: " + re.escape(found)):
+        read_labels(labels)
+    r = cli("extract", "--labels", labels, "--out", tmp_path / "ds", check=False)
+    assert r.returncode == 2 and "path and label columns" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "ds").exists()
 
 
 # --- the round trip ---------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bad_inputs, copy
+from conftest import (FORGED_NAME, FORGED_SHOWN, bad_inputs, copy, cut_short,
+                      unless_blocked_on)
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
@@ -328,6 +329,38 @@ def test_a_node_lost_mid_scan_still_gives_every_row_once(cluster, folder, tmp_pa
                 cluster.remove_node(cluster.list_all_nodes()[-1], allow_graceful=False)
     assert [r.path for r in results] == paths
     assert [r.status for r in results] == ["ok", "no_face", "ok"] * 4
+
+
+def test_a_named_pipe_is_an_error_row_never_opened(cluster, tmp_path, face_video, scorer):
+    """With and without a state: planning (in the driver) and the task (on the cluster) both
+    leave it unopened; opened, either would wait for a writer for ever."""
+    from screener.api import scan, scan_incremental
+    d = tmp_path / "drop"
+    copy(face_video, d / "a.mp4")
+    os.mkfifo(d / "pipe.mp4")
+    with unless_blocked_on(d / "pipe.mp4") as pipe:
+        plain = scan([d], scorer=scorer, frames=2, engine="ray")
+        s = scan_incremental([d], out=tmp_path / "r.csv", scorer=scorer, frames=2,
+                             engine="ray", settle_s=0)
+    assert not pipe.opened
+    for rows in ([(r.status, r.error or "") for r in plain],
+                 [(r["status"], r["error"]) for r in report_rows(tmp_path / "r.csv")]):
+        assert rows == [("ok", ""), ("error", "not a regular file (a named pipe)")]
+    assert s.scanned == 2
+
+
+def test_hostile_names_are_escaped_in_the_tasks_log_lines(cluster, tmp_path, face_video,
+                                                          scorer):
+    """A task's log lines (in the worker's log file) go through the same escaping as the
+    CLI's: a file name cannot forge a line or colour a terminal that shows the log."""
+    from screener.api import scan
+    clip = cut_short(face_video, tmp_path / FORGED_NAME)
+    [r] = scan([clip], scorer=scorer, frames=12, engine="ray")
+    assert r.status in ("ok", "no_face"), r.error
+    logs = Path(cluster.head_node.get_session_dir_path()) / "logs"
+    text = b"".join(p.read_bytes() for p in logs.rglob("worker-*") if p.is_file())
+    shown = f"{tmp_path}/{FORGED_SHOWN}: ended after".encode()
+    assert shown in text and b"\x1b[31m" not in text
 
 
 def test_without_ray_the_cli_says_how_to_install_it(tmp_path, face_video):

@@ -15,6 +15,8 @@ from screener import state as st
 from screener.errors import StateError, StateLocked
 from screener.verdict import FaceScore, VideoResult
 
+from conftest import unless_blocked_on
+
 MODEL, OPTS = "abc@0.5", "SampleOptions(frames=8)"
 
 
@@ -281,6 +283,52 @@ def test_temporaries_of_a_run_killed_while_writing_the_report_are_removed(tmp_pa
     other.write_text("not ours")
     run(tmp_path, paths)
     assert not stale.exists() and other.exists()
+
+
+def test_a_read_that_never_returns_while_planning_is_bounded_by_the_time_limit(
+        tmp_path, monkeypatch, caplog):
+    """Planning reads new files (their fingerprint) while holding the lock: a hung network
+    mount there wedged every later run. With a time limit (--video-timeout) the read is given
+    up; the file is scanned, where the engine's own limit applies. The hung read is made
+    here: a real one needs a dead NFS server."""
+    import threading
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    never = threading.Event()
+    real = st._fingerprint
+
+    def hung(path, size):
+        if path.endswith("b.mp4"):
+            never.wait()
+        return real(path, size)
+    monkeypatch.setattr(st, "_fingerprint", hung)
+    try:
+        engine, s = run(tmp_path, paths, read_timeout_s=0.5)
+    finally:
+        never.set()
+    assert s.scanned == 2 and engine.calls == paths
+    assert "b.mp4: reading it took longer than the 0.5 s limit" in caplog.text
+
+
+def test_a_pipe_among_the_inputs_is_never_opened_while_planning(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    os.mkfifo(tmp_path / "in" / "p.mp4")  # opened for reading, it would wait for a writer
+    seen = []
+
+    class Engine(FakeEngine):
+        def run(self, paths):
+            for p in paths:
+                if p.endswith("p.mp4"):
+                    seen.append(p)
+                    yield VideoResult(path=p, status="error", error="not a regular file")
+                else:
+                    yield from super().run([p])
+    plan_paths = sorted([*paths, str(tmp_path / "in" / "p.mp4")])
+    with unless_blocked_on(tmp_path / "in" / "p.mp4") as pipe:
+        engine, s = run(tmp_path, plan_paths, engine=Engine())
+        assert seen == [str(tmp_path / "in" / "p.mp4")] and s.scanned == 2
+        engine, s = run(tmp_path, plan_paths, engine=Engine())  # never recorded: asked again
+        assert s.scanned == 1 and s.reused == 1
+    assert not pipe.opened
 
 
 KILLED_CHILD = r"""

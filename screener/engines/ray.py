@@ -49,6 +49,7 @@ import ray
 
 from .. import pipeline
 from ..errors import EngineUnavailable, ModelError
+from ..logs import log_in_worker, worker_level
 from ..verdict import VideoResult, aggregate
 from .local import _log_result
 from .workers import crashed, timed_out
@@ -63,10 +64,13 @@ NO_CROPS = np.zeros((0, 256, 256, 3), np.uint8)
 _detector = None   # one per Ray worker process, reused by every task it runs
 
 
-def _video_crops(path: str, options: pipeline.SampleOptions, clock=None, token: int = 0):
+def _video_crops(path: str, options: pipeline.SampleOptions, clock=None, token: int = 0,
+                 log_level: int = logging.WARNING):
     """The per-video unit as a task: ((VideoCrops without pixels, node id), crops array).
-    With a `clock` (a time limit is set), it first says it has started."""
+    With a `clock` (a time limit is set), it first says it has started. Its log lines are
+    escaped, at the driver's level (they go to the worker's log file)."""
     global _detector
+    log_in_worker(log_level)
     if clock is not None:
         clock.start.remote(token)
     # Test hook (as in workers.py): a worker "crashes" on paths containing this text, as a
@@ -240,6 +244,7 @@ class RayEngine:
         self._guessed: set[int] = set()
         self._clock_instance: str | None = None
         self.stats = RayStats()
+        self._log_level = worker_level()
         self._started_ray = False
         self._pool: list = []
         self._task = None
@@ -325,7 +330,8 @@ class RayEngine:
     def _submit(self, v: _Video) -> _Video:
         self._tokens += 1
         v.token = self._tokens
-        v.meta_ref, v.crops_ref = self._task.remote(v.path, self.options, self._clock, v.token)
+        v.meta_ref, v.crops_ref = self._task.remote(v.path, self.options, self._clock, v.token,
+                                                    self._log_level)
         v.video = None
         return v
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .. import pipeline
+from ..logs import log_in_worker, worker_level
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ _hung_dir = None
 
 
 def _init(options: pipeline.SampleOptions, timeout_s: float | None = None,
-          hung_dir: str | None = None, decode_threads: int | None = None) -> None:
+          hung_dir: str | None = None, decode_threads: int | None = None,
+          log_level: int = logging.WARNING) -> None:
     global _detector, _options, _timeout_s, _hung_dir
     _timeout_s, _hung_dir = timeout_s, hung_dir
+    log_in_worker(log_level)  # escaped lines at the parent's level, never raw
     # Ctrl-C goes to the whole process group: only the parent decides what happens then.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
@@ -149,7 +152,8 @@ class WorkerPool:
             ctx = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init,
                                              initargs=(self.options, self.timeout_s,
-                                                       self._hung_dir, decode_threads(self.workers)))
+                                                       self._hung_dir, decode_threads(self.workers),
+                                                       worker_level()))
         return self._pool
 
     def _submit(self, path: str) -> Future:
