@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training import augment, data, train
+from training import augment, data, threshold, train
 
 
 def make_dataset(root, split="train", n=6, videos=False, size=(40, 52), seed=0):
@@ -131,17 +131,17 @@ def test_cautious_threshold_moves_only_for_a_gain_beyond_its_noise():
     y = (g < 20).astype(int)
     # every real frame scores 0.55-0.6 and every fake 0.8: 0.6 is right for all, 0.5 for half
     p = np.where(y == 1, 0.8, rng.uniform(0.55, 0.6, len(y)))
-    c = train.choose_threshold(y, p, g, "cautious")
+    c = threshold.choose_threshold(y, p, g, "cautious")
     assert c["value"] == c["best_grid_threshold"] == 0.6 and c["gain_over_0_5"] == 0.5
     # videos whose frames err together: a small gain at 0.55 is within its noise
     p = np.clip(np.where(y == 1, 0.75, 0.3) + rng.normal(0, 0.15, 40)[g]
                 + rng.normal(0, 0.1, len(g)), 0, 1)
-    c = train.choose_threshold(y, p, g, "cautious")
-    best = train.choose_threshold(y, p, g, "best")
+    c = threshold.choose_threshold(y, p, g, "cautious")
+    best = threshold.choose_threshold(y, p, g, "best")
     assert best["value"] != 0.5 and c["value"] == 0.5 and c["best_grid_threshold"] == best["value"]
     assert c["gain_over_0_5"] <= 2 * c["gain_stderr"]
     # resampling frames as if independent understates that noise
-    assert train.gain_stderr(y, p, best["value"], np.arange(len(y)), 500, 1) < c["gain_stderr"]
+    assert threshold.gain_stderr(y, p, best["value"], np.arange(len(y)), 500, 1) < c["gain_stderr"]
 
 
 def test_video_id_and_class_weights():
@@ -176,7 +176,7 @@ def test_train_one_epoch_save_reload_predict_and_resume(tmp_path):
         assert (run / f).is_file(), f
     card = json.loads((run / "best.json").read_text())
     assert card["data"]["holdout_by"] == "video" and card["training"]["epochs_run"] == 1
-    assert card["threshold"] in train.THRESHOLD_GRID and "holdout" in card["threshold_choice"]["chosen_by"]
+    assert card["threshold"] in threshold.THRESHOLD_GRID and "holdout" in card["threshold_choice"]["chosen_by"]
     assert card["command"].startswith("python -m training.train --data")
     scorer = load_model(run / "best.keras")
     x = np.stack([data.load_image(s.path) for s in data.list_split(root, "train")])

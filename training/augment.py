@@ -82,3 +82,39 @@ class Augment:
             if ok:
                 img = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
         return img
+
+
+def add_arguments(parser) -> None:
+    """The augmentation options of `python -m training.train` (and of `from_arguments`)."""
+    g = parser.add_argument_group("augmentation (the paper's, each switchable, plus JPEG and blur)")
+    g.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
+    g.add_argument("--rotation", type=float, default=15.0, help="max rotation, degrees (0: off)")
+    g.add_argument("--zoom", type=float, default=0.2, help="zoom range per axis (0: off)")
+    g.add_argument("--brightness", type=float, default=0.2, help="brightness 1 +- this (0: off)")
+    g.add_argument("--channel-shift", type=float, default=30.0, help="channel shift range (0: off)")
+    g.add_argument("--no-hflip", action="store_true", help="no horizontal flips")
+    g.add_argument("--jpeg-p", type=float, default=0.0, help="probability of a JPEG round trip")
+    g.add_argument("--jpeg-quality", type=int, nargs=2, default=(40, 95), metavar=("LO", "HI"),
+                   help="JPEG quality range for the round trip (default 40 95)")
+    g.add_argument("--blur-p", type=float, default=0.0, help="probability of a Gaussian blur")
+    g.add_argument("--blur-sigma", type=float, nargs=2, default=(0.3, 1.5), metavar=("LO", "HI"),
+                   help="Gaussian blur sigma range, pixels (default 0.3 1.5)")
+    g.add_argument("--cut-p", type=float, default=0.0,
+                   help="probability of a tight cut (black beyond a random box, up to a fifth "
+                        "of the side in from each edge)")
+    g.add_argument("--resample-p", type=float, default=0.0,
+                   help="probability of shrinking the crop to 35-100%% of its side and back "
+                        "(a face 60-170 px wide in its frame)")
+    g.add_argument("--noise-p", type=float, default=0.0,
+                   help="probability of Gaussian noise (sigma 2-8)")
+
+
+def from_arguments(a) -> Augment | None:
+    """The Augment those options describe (None: --no-augment)."""
+    if a.no_augment:
+        return None
+    return Augment(rotation_deg=a.rotation, zoom=a.zoom, brightness=a.brightness,
+                   channel_shift=a.channel_shift, hflip=not a.no_hflip, jpeg_p=a.jpeg_p,
+                   jpeg_quality=tuple(a.jpeg_quality), blur_p=a.blur_p,
+                   blur_sigma=tuple(a.blur_sigma), cut_p=a.cut_p, resample_p=a.resample_p,
+                   noise_p=a.noise_p)

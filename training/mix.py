@@ -23,7 +23,7 @@ import numpy as np
 from screener.nets import INPUT_SIZE
 
 from . import sbi
-from .data import FAKE, REAL, Sample, load_image
+from .data import FAKE, REAL, DatasetError, Sample, load_image
 
 SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
 
@@ -161,3 +161,60 @@ def fixed_set(pool: Pool, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray
     rng = np.random.default_rng(seed)
     pick = np.sort(np.concatenate([rng.permutation(pool.by_class[c])[:limit // 2] for c in (FAKE, REAL)]))
     return np.stack([pool.image(int(k)) for k in pick]), pool.labels[pick].astype(np.float32)
+
+
+def arrays(x, y, batch: int = 64):
+    """A holdout set held in memory, as the callable of batches the training loop scores."""
+    return lambda: ((x[i:i + batch], y[i:i + batch], np.ones(len(y[i:i + batch]), np.float32))
+                    for i in range(0, len(y), batch))
+
+
+def pooled(sets):
+    """All holdout sets as one stream (for the threshold: each image its own group)."""
+    return lambda: (b for _, batches in sets for b in batches())
+
+
+def mixed_source(a, augment):
+    """For `python -m training.train --source ...` (its parsed arguments `a`): (what the card
+    says of the data, a function epoch -> batches, the named holdout sets, steps per epoch)."""
+    from . import sources
+    srcs = [sources.Source.parse(s) for s in a.source]
+    if len({s.name for s in srcs}) != len(srcs):
+        raise DatasetError("two --source options share a name")
+    cache = a.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
+        "screener" / "pools"
+    pools, sets, info, blends = [], [], {"sources": {}}, []
+    for src in srcs:
+        sp = sources.splits(src, a.holdout, a.seed, a.holdout_by)
+        if a.limit:
+            sp["train"] = [sp["train"][i] for i in sorted(
+                np.random.default_rng(a.seed).permutation(len(sp["train"]))[:a.limit])]
+        kp = sources.keypoints(src)
+        train_pool = Pool(sp["train"], cache, kp, a.workers)
+        pools.append(train_pool)
+        sel = Pool(sp["select"], cache, kp, a.workers)
+        if len(sel.by_class[0]) and len(sel.by_class[1]):
+            sets.append((src.name, arrays(*fixed_set(sel, a.holdout_limit, a.seed))))
+        if a.sbi_share and len(sel.by_class[0]):
+            blends.append(pseudo_fake_set(sel, a.holdout_limit // (2 * len(srcs)), a.seed))
+        info["sources"][src.name] = {
+            "root": str(src.root), "layout": src.layout, "weight": src.weight,
+            "train_images": len(train_pool), "train_fakes": int(train_pool.labels.sum()),
+            "select_images": len(sel), "test_images": len(sp["test"]),
+            "keypoints": int(np.isfinite(train_pool.keypoints[:, 0, 0]).sum())}
+    if blends:
+        sets.append(("sbi", arrays(np.concatenate([b[0] for b in blends]),
+                                    np.concatenate([b[1] for b in blends]))))
+    if not sets:
+        raise DatasetError("no holdout set: the sources' selection groups hold no fakes; "
+                            "use --sbi-share")
+    stream = MixedStream(pools, [s.weight for s in srcs], a.batch_size, a.sbi_share,
+                             augment=augment, seed=a.seed, workers=a.workers)
+    n = a.epoch_images or sum(len(p) for p in pools)
+    steps = -(-n // a.batch_size)
+    info.update(train_images=sum(len(p) for p in pools), epoch_images=steps * a.batch_size,
+                holdout_images=int(sum(sum(len(b[1]) for b in batches()) for _, batches in sets)),
+                holdout_sets=[name for name, _ in sets], sbi_share=a.sbi_share,
+                sbi=sbi.SBIOptions().options() if a.sbi_share else None,
+                holdout_by=a.holdout_by)
+    return info, lambda epoch: stream.epoch(epoch, steps), sets, steps

@@ -27,7 +27,8 @@ from screener.scoring import load_model, read_card
 
 from . import metrics
 from .data import HOLDOUT_BY, RESIZE_MODES, BatchStream, holdout_split, list_split, resolve_holdout_by
-from .train import THRESHOLD_RULES, choose_threshold, predict_batches
+from .threshold import THRESHOLD_RULES, choose_threshold
+from .train import predict_batches
 
 
 def average(models) -> list[np.ndarray]:

@@ -43,9 +43,12 @@ from screener import nets
 from screener.errors import ScreenerError
 
 from . import metrics
-from .augment import Augment
+from .augment import add_arguments, from_arguments
 from .data import (HOLDOUT_BY, RESIZE_MODES, BatchStream, class_weights, holdout_split, list_split,
                    resolve_holdout_by)
+from .mix import mixed_source, pooled
+from .threshold import THRESHOLD_RULES, choose_threshold
+from .trunk import cached_source
 
 log = logging.getLogger(__name__)
 
@@ -111,27 +114,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--reuse-cache", type=Path, nargs="*", default=[], metavar="RUN",
                    help="with --cache-trunk: take features already computed by these run "
                         "folders (same --init, --freeze-blocks and --resize), matched by file")
-    g = p.add_argument_group("augmentation (the paper's, each switchable, plus JPEG and blur)")
-    g.add_argument("--no-augment", action="store_true", help="switch all augmentation off")
-    g.add_argument("--rotation", type=float, default=15.0, help="max rotation, degrees (0: off)")
-    g.add_argument("--zoom", type=float, default=0.2, help="zoom range per axis (0: off)")
-    g.add_argument("--brightness", type=float, default=0.2, help="brightness 1 +- this (0: off)")
-    g.add_argument("--channel-shift", type=float, default=30.0, help="channel shift range (0: off)")
-    g.add_argument("--no-hflip", action="store_true", help="no horizontal flips")
-    g.add_argument("--jpeg-p", type=float, default=0.0, help="probability of a JPEG round trip")
-    g.add_argument("--jpeg-quality", type=int, nargs=2, default=(40, 95), metavar=("LO", "HI"),
-                   help="JPEG quality range for the round trip (default 40 95)")
-    g.add_argument("--blur-p", type=float, default=0.0, help="probability of a Gaussian blur")
-    g.add_argument("--blur-sigma", type=float, nargs=2, default=(0.3, 1.5), metavar=("LO", "HI"),
-                   help="Gaussian blur sigma range, pixels (default 0.3 1.5)")
-    g.add_argument("--cut-p", type=float, default=0.0,
-                   help="probability of a tight cut (black beyond a random box, up to a fifth "
-                        "of the side in from each edge)")
-    g.add_argument("--resample-p", type=float, default=0.0,
-                   help="probability of shrinking the crop to 35-100%% of its side and back "
-                        "(a face 60-170 px wide in its frame)")
-    g.add_argument("--noise-p", type=float, default=0.0,
-                   help="probability of Gaussian noise (sigma 2-8)")
+    add_arguments(p)
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
     g.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
@@ -163,16 +146,6 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--name", default=None, help="model name in the card (default: the run folder's)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-def make_augment(a) -> Augment | None:
-    if a.no_augment:
-        return None
-    return Augment(rotation_deg=a.rotation, zoom=a.zoom, brightness=a.brightness,
-                   channel_shift=a.channel_shift, hflip=not a.no_hflip, jpeg_p=a.jpeg_p,
-                   jpeg_quality=tuple(a.jpeg_quality), blur_p=a.blur_p,
-                   blur_sigma=tuple(a.blur_sigma), cut_p=a.cut_p, resample_p=a.resample_p,
-                   noise_p=a.noise_p)
 
 
 def _fresh(a):
@@ -233,62 +206,6 @@ def score_sets(model, sets):
     return float(np.mean([loss for _, loss, _ in scored])), mean
 
 
-def _arrays(x, y, batch: int = 64):
-    """A holdout set held in memory, as the callable of batches the training loop scores."""
-    return lambda: ((x[i:i + batch], y[i:i + batch], np.ones(len(y[i:i + batch]), np.float32))
-                    for i in range(0, len(y), batch))
-
-
-def _pooled(sets):
-    """All holdout sets as one stream (for the threshold: each image its own group)."""
-    return lambda: (b for _, batches in sets for b in batches())
-
-
-def _mixed_source(a):
-    """Pools, the mixed training stream and the holdout sets for --source runs."""
-    from . import mix, sources
-    srcs = [sources.Source.parse(s) for s in a.source]
-    if len({s.name for s in srcs}) != len(srcs):
-        raise ScreenerError("two --source options share a name")
-    cache = a.cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
-        "screener" / "pools"
-    pools, sets, info, blends = [], [], {"sources": {}}, []
-    for src in srcs:
-        sp = sources.splits(src, a.holdout, a.seed, a.holdout_by)
-        if a.limit:
-            sp["train"] = [sp["train"][i] for i in sorted(
-                np.random.default_rng(a.seed).permutation(len(sp["train"]))[:a.limit])]
-        kp = sources.keypoints(src)
-        train_pool = mix.Pool(sp["train"], cache, kp, a.workers)
-        pools.append(train_pool)
-        sel = mix.Pool(sp["select"], cache, kp, a.workers)
-        if len(sel.by_class[0]) and len(sel.by_class[1]):
-            sets.append((src.name, _arrays(*mix.fixed_set(sel, a.holdout_limit, a.seed))))
-        if a.sbi_share and len(sel.by_class[0]):
-            blends.append(mix.pseudo_fake_set(sel, a.holdout_limit // (2 * len(srcs)), a.seed))
-        info["sources"][src.name] = {
-            "root": str(src.root), "layout": src.layout, "weight": src.weight,
-            "train_images": len(train_pool), "train_fakes": int(train_pool.labels.sum()),
-            "select_images": len(sel), "test_images": len(sp["test"]),
-            "keypoints": int(np.isfinite(train_pool.keypoints[:, 0, 0]).sum())}
-    if blends:
-        sets.append(("sbi", _arrays(np.concatenate([b[0] for b in blends]),
-                                    np.concatenate([b[1] for b in blends]))))
-    if not sets:
-        raise ScreenerError("no holdout set: the sources' selection groups hold no fakes; "
-                            "use --sbi-share")
-    stream = mix.MixedStream(pools, [s.weight for s in srcs], a.batch_size, a.sbi_share,
-                             augment=make_augment(a), seed=a.seed, workers=a.workers)
-    n = a.epoch_images or sum(len(p) for p in pools)
-    steps = -(-n // a.batch_size)
-    info.update(train_images=sum(len(p) for p in pools), epoch_images=steps * a.batch_size,
-                holdout_images=int(sum(sum(len(b[1]) for b in batches()) for _, batches in sets)),
-                holdout_sets=[name for name, _ in sets], sbi_share=a.sbi_share,
-                sbi=mix.sbi.SBIOptions().options() if a.sbi_share else None,
-                holdout_by=a.holdout_by)
-    return info, lambda epoch: stream.epoch(epoch, steps), sets, steps
-
-
 def plot_curves(log_csv: Path, out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -343,8 +260,8 @@ def card(a, state: dict, split_info: dict) -> dict:
                      "lr": a.lr, "lr_decay_rate": a.lr_decay_rate, "lr_floor": a.lr_floor,
                      "decay_epochs": a.decay_epochs or a.epochs / 2,
                      "class_weights": not a.no_class_weights,
-                     "augment": (make_augment(a).options()
-                                 if make_augment(a) and not a.cache_trunk else None)},
+                     "augment": (from_arguments(a).options()
+                                 if from_arguments(a) and not a.cache_trunk else None)},
         "command": state["command"],
         "resumed_with": state.get("resumed_with", []),
         "metrics": {},
@@ -364,45 +281,6 @@ def _compile(net, a, optimizer=None):
     net.compile(optimizer=optimizer or keras.optimizers.Adam(a.lr), loss="binary_crossentropy",
                 metrics=[keras.metrics.BinaryAccuracy(name="acc")], jit_compile=not a.no_xla)
     return net
-
-
-def _cached_source(model, a, fit_set, held, weights):
-    """Frozen trunk computed once (see training.trunk); returns (net to train, batch makers)."""
-    from screener.scoring import file_sha256
-
-    from . import trunk as tk
-    trunk, head = tk.split_model(model, a.freeze_blocks)
-    # The cached features depend on the frozen weights (the --init file), the cut and the resize.
-    trunk_id = f"{file_sha256(Path(a.init))[:16] if a.init else 'random-seed' + str(a.seed)}" \
-               f"-block{a.freeze_blocks}-{a.resize}"
-    print(f"caching block{a.freeze_blocks} features (once; resumable)", flush=True)
-    out = []
-    for name, part in (("fit", fit_set), ("holdout", held)):
-        path = a.run / f"cache_{name}_block{a.freeze_blocks}.npy"
-        reuse = [r / path.name for r in a.reuse_cache] + sorted(
-            p for r in a.reuse_cache for p in r.glob(f"cache_*_block{a.freeze_blocks}.npy"))
-        feats = tk.build_cache(trunk, part, path, a.resize, workers=a.workers, progress=True,
-                               reuse=list(dict.fromkeys(reuse)), trunk_id=trunk_id)
-        bad = set(json.loads(path.with_suffix(".json").read_text())["skipped"])
-        rows = np.array([i for i, s in enumerate(part) if str(s.path) not in bad], int)
-        y = np.array([part[i].label for i in rows], np.float32)
-        w = np.array([(weights or {0: 1.0, 1: 1.0})[int(v)] for v in y], np.float32)
-        out.append((feats, rows, y, w))
-    (ff, fr, fy, fw), (hf, hr, hy, hw) = out
-
-    class Rows:  # the cache's rows of readable images, without copying the memmap
-        def __init__(self, feats, rows):
-            self.feats, self.rows = feats, rows
-
-        def __getitem__(self, idx):
-            return self.feats[self.rows[idx]]
-
-    fit_rows, held_rows = Rows(ff, fr), Rows(hf, hr)
-    train_batches = lambda epoch: tk.cached_batches(  # noqa: E731
-        fit_rows, fy, fw, a.batch_size, np.random.default_rng((a.seed, epoch)))
-    held_batches = lambda: tk.cached_batches(held_rows, hy, hw, 256)  # noqa: E731
-    held_batches.samples = lambda: [held[i] for i in hr]  # noqa: E731  in the order scored
-    return head, train_batches, held_batches, -(-len(fy) // a.batch_size)
 
 
 def train(a) -> dict:
@@ -451,17 +329,17 @@ def train(a) -> dict:
                                     "holdout_auc_by_set"])
 
     if a.source:
-        split_info, train_batches, held_sets, steps = _mixed_source(a)
-        held_batches = _pooled(held_sets)
+        split_info, train_batches, held_sets, steps = mixed_source(a, from_arguments(a))
+        held_batches = pooled(held_sets)
         net = _compile(model, a, model.optimizer if resumed else None)
     elif a.cache_trunk:
         # The full model is never compiled here, so last.keras holds no optimizer: a resumed
         # cached run restarts Adam's moment estimates (the learning-rate schedule continues).
-        net, train_batches, held_batches, steps = _cached_source(model, a, fit_set, held, weights)
+        net, train_batches, held_batches, steps = cached_source(model, a, fit_set, held, weights)
         _compile(net, a)
     else:
         train_stream = BatchStream(fit_set, a.batch_size, a.resize, shuffle=True, seed=a.seed,
-                                   augment=make_augment(a), weights=weights, workers=a.workers)
+                                   augment=from_arguments(a), weights=weights, workers=a.workers)
         held_stream = BatchStream(held, 64, a.resize, workers=a.workers)
 
         def train_batches(epoch):
@@ -536,9 +414,6 @@ def train(a) -> dict:
     return state
 
 
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
-
-
 def pick_threshold(a, held_batches) -> dict:
     """The threshold on a coarse grid that maximises balanced accuracy on the train holdout,
     scored with best.keras. (The test split is never used to choose it.)"""
@@ -552,72 +427,6 @@ def pick_threshold(a, held_batches) -> dict:
     groups = held_batches.samples() if hasattr(held_batches, "samples") else None
     return choose_threshold(y, p, None if groups is None else [s.group for s in groups],
                             a.threshold_rule)
-
-
-THRESHOLD_RULES = ("cautious", "best")
-
-
-def choose_threshold(y, p, groups=None, rule: str = "best", draws: int = 1000,
-                     seed: int = 1234) -> dict:
-    """The holdout threshold for labels y and scores p.
-
-    `best`: the grid threshold with the best balanced accuracy. `cautious`: that threshold
-    only if its gain over 0.5 is more than twice its standard error, else 0.5. A model trained
-    with balanced class weights puts its equal-error decision near 0.5; a few hundred held-out
-    frames of a few dozen videos rarely show a real gain elsewhere, and a step picked on noise
-    moves every video's verdict. The standard error comes from resampling whole `groups`
-    (videos or groups of alike images) within each class, since frames of a group err together.
-    """
-    y, p = np.asarray(y, int), np.asarray(p, float)
-    scores = {float(t): metrics.binary_report(y, p, t)["balanced_accuracy"] for t in THRESHOLD_GRID}
-    t = max(scores, key=lambda k: (scores[k], -abs(k - 0.5)))  # ties: the one nearer 0.5
-    out = {"value": t, "holdout_balanced_accuracy": scores[t],
-           "holdout_balanced_accuracy_at_0.5": scores[0.5],
-           "chosen_by": "max balanced accuracy on the train holdout, grid 0.05..0.95 step 0.05"}
-    if rule == "cautious":
-        gain = scores[t] - scores[0.5]
-        se = gain_stderr(y, p, t, groups if groups is not None else np.arange(len(y)), draws, seed)
-        out.update(best_grid_threshold=t, gain_over_0_5=gain, gain_stderr=se,
-                   chosen_by="cautious: the best grid threshold (balanced accuracy, step 0.05) "
-                             "only if it beats 0.5 by more than 2 standard errors (bootstrap "
-                             f"over {len(set(map(str, groups))) if groups is not None else len(y)} "
-                             "holdout groups), else 0.5")
-        if not gain > 2 * se:
-            out["value"] = t = 0.5
-            out["holdout_balanced_accuracy"] = scores[0.5]
-        print(f"best grid threshold {out['best_grid_threshold']:g}: balanced accuracy "
-              f"{scores[out['best_grid_threshold']]:.4f} vs {scores[0.5]:.4f} at 0.5 (gain "
-              f"{gain:+.4f}, standard error {se:.4f})", flush=True)
-    elif rule != "best":
-        raise ValueError(f"threshold rule must be one of {', '.join(THRESHOLD_RULES)}")
-    print(f"threshold {t:g} (holdout balanced accuracy {scores[t]:.4f}; at 0.5: {scores[0.5]:.4f})",
-          flush=True)
-    return out
-
-
-def gain_stderr(y, p, t, groups, draws: int, seed: int) -> float:
-    """Bootstrap standard error of balanced accuracy at t minus at 0.5, resampling groups
-    with replacement within each class."""
-    if t == 0.5:
-        return 0.0
-    rng = np.random.default_rng(seed)
-    keys = np.unique([str(g) for g in groups], return_inverse=True)[1]
-    # Per group: its class, and how many of its frames each threshold gets right.
-    n_g = keys.max() + 1
-    cls = np.zeros(n_g, int)
-    cls[keys] = y
-    size = np.bincount(keys, minlength=n_g)
-    right = [np.bincount(keys, weights=((p >= th) == (y == 1)), minlength=n_g) for th in (t, 0.5)]
-    diffs = []
-    for _ in range(draws):
-        count = np.zeros(n_g)
-        for c in (0, 1):
-            ids = np.flatnonzero(cls == c)
-            np.add.at(count, rng.choice(ids, len(ids)), 1)
-        recall = [[(count * r)[cls == c].sum() / (count * size)[cls == c].sum() for c in (0, 1)]
-                  for r in right]
-        diffs.append(np.mean(recall[0]) - np.mean(recall[1]))
-    return float(np.std(diffs))
 
 
 def main(argv=None) -> int:

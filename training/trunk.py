@@ -108,3 +108,41 @@ def cached_batches(feats, labels, weights, batch_size, rng=None):
         if rng is not None:
             rng.shuffle(idx)
         yield np.asarray(feats[idx], np.float32), labels[idx], weights[idx]
+
+
+def cached_source(model, a, fit_set, held, weights):
+    """Frozen trunk computed once (see training.trunk); returns (net to train, batch makers)."""
+    from screener.scoring import file_sha256
+
+    trunk, head = split_model(model, a.freeze_blocks)
+    # The cached features depend on the frozen weights (the --init file), the cut and the resize.
+    trunk_id = f"{file_sha256(Path(a.init))[:16] if a.init else 'random-seed' + str(a.seed)}" \
+               f"-block{a.freeze_blocks}-{a.resize}"
+    print(f"caching block{a.freeze_blocks} features (once; resumable)", flush=True)
+    out = []
+    for name, part in (("fit", fit_set), ("holdout", held)):
+        path = a.run / f"cache_{name}_block{a.freeze_blocks}.npy"
+        reuse = [r / path.name for r in a.reuse_cache] + sorted(
+            p for r in a.reuse_cache for p in r.glob(f"cache_*_block{a.freeze_blocks}.npy"))
+        feats = build_cache(trunk, part, path, a.resize, workers=a.workers, progress=True,
+                               reuse=list(dict.fromkeys(reuse)), trunk_id=trunk_id)
+        bad = set(json.loads(path.with_suffix(".json").read_text())["skipped"])
+        rows = np.array([i for i, s in enumerate(part) if str(s.path) not in bad], int)
+        y = np.array([part[i].label for i in rows], np.float32)
+        w = np.array([(weights or {0: 1.0, 1: 1.0})[int(v)] for v in y], np.float32)
+        out.append((feats, rows, y, w))
+    (ff, fr, fy, fw), (hf, hr, hy, hw) = out
+
+    class Rows:  # the cache's rows of readable images, without copying the memmap
+        def __init__(self, feats, rows):
+            self.feats, self.rows = feats, rows
+
+        def __getitem__(self, idx):
+            return self.feats[self.rows[idx]]
+
+    fit_rows, held_rows = Rows(ff, fr), Rows(hf, hr)
+    train_batches = lambda epoch: cached_batches(  # noqa: E731
+        fit_rows, fy, fw, a.batch_size, np.random.default_rng((a.seed, epoch)))
+    held_batches = lambda: cached_batches(held_rows, hy, hw, 256)  # noqa: E731
+    held_batches.samples = lambda: [held[i] for i in hr]  # noqa: E731  in the order scored
+    return head, train_batches, held_batches, -(-len(fy) // a.batch_size)
