@@ -274,7 +274,7 @@ def test_help_texts():
     from screener.faces import MIN_FACE_PX, MIN_SCORE
     scan_help = CliRunner().invoke(main, ["scan", "--help"]).output
     for code, says in [(5, "another scan holds the state lock"),
-                       (6, "the state file is unusable (--rescan, or another --state)"),
+                       (6, "the state file is unusable or read-only (--rescan, or another --state)"),
                        (130, "interrupted (the rows written so far are kept)"),
                        (141, "--out - and the reader of the report went away")]:
         assert re.search(rf"^ +{code} {re.escape(says)}$", scan_help, re.M), code

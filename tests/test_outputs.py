@@ -172,7 +172,7 @@ def test_a_full_device_is_exit_4_and_one_line(face_video, tiny_model, tmp_path, 
     p = cli("scan", face_video, "--model", tiny_model, "--frames", 1, *args)
     assert p.returncode == 4, p.stderr[-3000:]
     assert "Traceback" not in p.stderr
-    assert [l for l in ours(p.stderr) if not l.startswith("screener: 1 videos")] == [
+    assert [l for l in ours(p.stderr) if not l.startswith("screener: 1 video")] == [
         "screener: error: cannot write "
         + ("the log file " if "--log-file" in args else "")
         + f"{full}: No space left on device"]
