@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import one_face  # the tests' face placement
+    from helpers import one_face  # the tests' face placement
     from screener import synth
 
     with tempfile.TemporaryDirectory() as tmp:

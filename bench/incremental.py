@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8)
     args = ap.parse_args()
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import build_tiny_model, one_face  # the tests' tiny model and face placement
+    from helpers import build_tiny_model, one_face  # the tests' tiny model and face placement
     from screener import synth
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,128 +1,16 @@
 """Shared fixtures: a tiny model file, one detector and one scorer per session, clip factories.
-
-Every video is made here with PyAV (screener.synth); nothing comes from ../shared.
+Helpers that tests import (models, placements, broken inputs) are in helpers.py.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
+from helpers import StubScorer, W, H, bad_inputs, build_tiny_model, one_face
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-# Small clips keep the suite fast: 320x240, a dozen frames, one face of ~90 px.
-W, H = 320, 240
-CONST_P_FAKE = 0.7
-
-
-def signal_when(proc, ready, sig=signal.SIGINT, *, settle_s: float = 0.0, poll_s: float = 0.1,
-                wait_s: float = 240, timeout_s: float = 120) -> str:
-    """Send `sig` to a running subprocess once `ready()` holds (and `settle_s` later); return
-    its stderr (as Popen captured it) once it has ended. Killed if it outlives `timeout_s`."""
-    try:
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and proc.poll() is None and not ready():
-            time.sleep(poll_s)
-        time.sleep(settle_s)
-        assert proc.poll() is None, "the process ended before the signal could reach it"
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=timeout_s)
-        return err or ""
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-@contextmanager
-def unless_blocked_on(fifo: Path, after_s: float = 120):
-    """For code that must never open the named pipe `fifo`: should it wait there to read
-    (for ever: nobody writes), a writer comes and goes after `after_s`, which lets the reader
-    go, and `.opened` says so. The test then fails instead of hanging the suite."""
-    seen = SimpleNamespace(opened=False)
-    stop = threading.Event()
-
-    def release():
-        if stop.wait(after_s):
-            return
-        while not stop.is_set():
-            try:  # without O_NONBLOCK this would wait for a reader; ENXIO: none now
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-                seen.opened = True
-            except OSError:
-                pass
-            stop.wait(0.1)
-    thread = threading.Thread(target=release, daemon=True, name="unblock-fifo")
-    thread.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        thread.join()
-
-
-def streamed_rows(out: Path) -> int:
-    """Rows a --no-state scan has streamed so far into the temporary file beside `out` (it
-    becomes `out` when the scan ends): 0 before it is there, and once it is renamed."""
-    import csv
-    from screener.report import is_temporary_of
-    try:
-        tmp = next(out.parent / n for n in os.listdir(out.parent) if is_temporary_of(out, n))
-        with open(tmp, newline="", encoding="utf-8") as f:
-            return len(list(csv.DictReader(f)))
-    except (StopIteration, FileNotFoundError):
-        return 0
-
-
-def build_tiny_model(folder: Path, p_fake: float = CONST_P_FAKE, name: str = "tiny-test") -> Path:
-    """A real Meso-4 .keras file whose output is always `p_fake` (last layer: zero weights and
-    the bias logit(p_fake)), so verdicts in tests are known in advance. Card beside it."""
-    from screener import nets
-    model = nets.build("meso4")
-    last = model.get_layer("p_fake")
-    kernel, bias = last.get_weights()
-    last.set_weights([np.zeros_like(kernel), np.full_like(bias, np.log(p_fake / (1 - p_fake)))])
-    path = folder / "tiny.keras"
-    model.save(path)
-    path.with_suffix(".json").write_text(json.dumps({"name": name, "threshold": 0.5}))
-    return path
-
-
-def write_legacy_h5(model, path, layer_class_names=None, flip_to_real=True):
-    """A Keras-2-style weights file: layer_names / weight_names attributes, numbered layers."""
-    import h5py
-    from screener import nets
-    with h5py.File(path, "w") as f:
-        if layer_class_names:
-            cfg = {"class_name": "Functional", "config": {"layers": [
-                {"class_name": c, "config": {"name": f"l{i}"}} for i, c in enumerate(layer_class_names)]}}
-            f.attrs["model_config"] = json.dumps(cfg)
-        names, count = [], {}
-        layers = nets.weight_layers(model)
-        for lay in layers:
-            kind = {"Conv2D": "conv2d", "BatchNormalization": "batch_normalization",
-                    "Dense": "dense"}[type(lay).__name__]
-            count[kind] = count.get(kind, 0) + 1
-            name = f"{kind}_{count[kind]}"
-            names.append(name)
-            g = f.create_group(name)
-            ws = lay.get_weights()
-            if lay is layers[-1] and flip_to_real:
-                ws = [-w for w in ws]
-            wn = [f"{name}/w{i}:0" for i in range(len(ws))]
-            g.attrs["weight_names"] = [n.encode() for n in wn]
-            for n, w in zip(wn, ws):
-                g[n] = w
-        f.attrs["layer_names"] = [n.encode() for n in names]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -153,35 +41,9 @@ def detector():
     d.close()
 
 
-class StubScorer:
-    """Scores a crop by its mean brightness (0..1): different crops, different known scores,
-    so a test can check that every score lands on its own video. No TensorFlow."""
-
-    class card:  # noqa: N801 - mimics scoring.ModelCard
-        name = "stub"
-        threshold = 0.5
-
-    def __init__(self):
-        self.calls = []
-
-    def predict(self, crops, batch_size=256):
-        crops = np.asarray(crops)
-        assert crops.dtype == np.uint8 and crops.shape[1:] == (256, 256, 3)
-        self.calls.append(len(crops))
-        return crops.reshape(len(crops), -1).mean(1).astype(np.float32) / 255.0
-
-
 @pytest.fixture
 def stub_scorer():
     return StubScorer()
-
-
-def one_face(name="collins", x=None, y=None, face_px=90):
-    from screener.synth import Placement
-    side = round(face_px * 2.2)
-    x = (W - side) // 2 if x is None else x
-    y = (H - side) // 2 if y is None else y
-    return Placement(name, x, y, face_px)
 
 
 @pytest.fixture(scope="session")
@@ -222,76 +84,7 @@ def no_face_video(make_clip):
     return make_clip("no_face.mp4", faces=[])
 
 
-def audio_only_mp4(path: Path) -> Path:
-    import av
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=44100)
-        for i in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
-                                               layout="mono")
-            frame.sample_rate, frame.pts = 44100, i * 1024
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def unknown_codec_mp4(good: Path, path: Path) -> Path:
-    """A valid MP4 whose video track claims a codec no decoder knows (FourCC avc1 -> zzzz)."""
-    data = good.read_bytes()
-    assert b"avc1" in data
-    path.write_bytes(data.replace(b"avc1", b"zzzz"))
-    return path
-
-
-# A file name that forges a summary line and colours the terminal, were it printed raw.
-FORGED_NAME = "h\nscreener: 0 videos FORGED\x1b[31m.mp4"
-FORGED_SHOWN = "h\\nscreener: 0 videos FORGED\\x1b[31m.mp4"  # as screener must print it
-
-
-def cut_short(good: Path, path: Path, keep: float = 0.8) -> Path:
-    """`good` with its index moved to the front, then cut: the container announces every
-    frame, the decoder runs out early, and the reading process warns about it (naming the
-    file). Truncating a file whose index is at its end makes an error row instead."""
-    import av
-    whole = path.with_name(".whole.mp4")
-    with av.open(str(good)) as src, av.open(str(whole), "w", format="mp4",
-                                            options={"movflags": "faststart"}) as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                dst.mux(packet)
-    data = whole.read_bytes()
-    whole.unlink()
-    path.write_bytes(data[:int(len(data) * keep)])
-    return path
-
-
-def bad_inputs(folder: Path, good: Path) -> dict[str, Path]:
-    """Every broken input the scan must survive, each in `folder`. Returns name -> path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    out["zero_byte"] = folder / "zero.mp4"
-    out["zero_byte"].write_bytes(b"")
-    out["truncated"] = folder / "truncated.mp4"
-    data = good.read_bytes()
-    out["truncated"].write_bytes(data[:len(data) // 3])
-    out["text"] = folder / "notes.mp4"
-    out["text"].write_text("this is a text file, not a video\n")
-    out["audio_only"] = audio_only_mp4(folder / "audio_only.mp4")
-    out["unknown_codec"] = unknown_codec_mp4(good, folder / "unknown_codec.mp4")
-    return out
-
-
 @pytest.fixture(scope="session")
 def bad_dir(tmp_path_factory, face_video) -> tuple[Path, dict[str, Path]]:
     folder = tmp_path_factory.mktemp("bad")
     return folder, bad_inputs(folder, face_video)
-
-
-def copy(src: Path, dst: Path) -> Path:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dst)
-    return dst

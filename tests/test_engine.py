@@ -3,7 +3,7 @@ and a worker that dies costs one error row, not the scan."""
 import numpy as np
 import pytest
 
-from conftest import bad_inputs, copy
+from helpers import bad_inputs, copy
 from screener.engines.local import LocalEngine
 from screener.pipeline import SampleOptions
 

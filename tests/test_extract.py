@@ -24,7 +24,7 @@ from screener.extract import (ExtractError, crop_name, extract, normalize_label,
 from screener.images import read_rgb
 from screener.pipeline import SampleOptions, crops_from_video
 
-from conftest import copy, one_face, signal_when
+from helpers import copy, one_face, signal_when
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*-[0-9a-f]{8}$")

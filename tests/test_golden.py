@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import bad_inputs, one_face
+from helpers import bad_inputs, one_face
 
 pytestmark = pytest.mark.slow
 

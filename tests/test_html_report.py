@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from screener.cli import main
 
-from conftest import H, W, copy
+from helpers import H, W, copy
 
 HOSTILE = "<img src=x onerror=alert(1)>.mp4"
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_tiny_model, copy, one_face
+from helpers import build_tiny_model, copy, one_face
 
 EXIT_LOCKED, EXIT_STATE = 5, 6
 SUMMARY = re.compile(r"scanned (\d+), reused (\d+), deferred (\d+)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy, write_legacy_h5
+from helpers import copy, write_legacy_h5
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = json.loads((REPO / "trained_models" / "screener-meso.json").read_text())

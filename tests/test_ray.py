@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FORGED_NAME, FORGED_SHOWN, bad_inputs, copy, cut_short,
+from helpers import (FORGED_NAME, FORGED_SHOWN, bad_inputs, copy, cut_short,
                       unless_blocked_on)
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")

@@ -15,7 +15,7 @@ from screener import synth
 from screener.engines.local import LocalEngine
 from screener.pipeline import SampleOptions
 
-from conftest import CONST_P_FAKE, bad_inputs, copy, one_face
+from helpers import CONST_P_FAKE, bad_inputs, copy, one_face
 
 
 def by_name(results):
@@ -217,7 +217,7 @@ def dev_results(stub_scorer_module):
 
 @pytest.fixture(scope="module")
 def stub_scorer_module():
-    from conftest import StubScorer
+    from helpers import StubScorer
     return StubScorer()
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_legacy_h5
+from helpers import write_legacy_h5
 from screener import nets
 from screener.errors import ModelError
 from screener.scoring import load_model

@@ -8,7 +8,7 @@ from screener import nets
 from screener.scoring import load_model
 from training import data as td
 from training import soup
-from test_training import make_dataset
+from helpers import make_dataset
 
 
 def _saved(tmp_path, name, arch="meso4", seed=0):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy
+from helpers import copy
 
 REPO = Path(__file__).parents[1]
 LIMIT_S = 240  # far longer than these scans take, even on a loaded machine

@@ -15,7 +15,7 @@ from screener import state as st
 from screener.errors import StateError, StateLocked
 from screener.verdict import FaceScore, VideoResult
 
-from conftest import unless_blocked_on
+from helpers import unless_blocked_on
 
 MODEL, OPTS = "abc@0.5", "SampleOptions(frames=8)"
 

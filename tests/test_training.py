@@ -8,18 +8,7 @@ from PIL import Image
 
 from training import augment, data, threshold, train
 
-
-def make_dataset(root, split="train", n=6, videos=False, size=(40, 52), seed=0):
-    """Tiny two-class dataset: fakes are bright, reals dark, so one epoch can learn something."""
-    rng = np.random.default_rng(seed)
-    for folder, base in (("df", 200), ("real", 40)):
-        d = root / split / folder
-        d.mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = np.clip(base + rng.normal(0, 20, size + (3,)), 0, 255).astype(np.uint8)
-            name = f"{folder}v{i // 3}_{i % 3}.png" if videos else f"{folder}{i:05d}.jpg"
-            Image.fromarray(img).save(d / name)
-    return root
+from helpers import make_dataset
 
 
 def test_odd_sizes_modes_and_corrupt_image(tmp_path, caplog):
