@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from screener import faces, synth, video  # noqa: E402
 from screener.images import read_rgb  # noqa: E402
-from screener.pipeline import SampleOptions, crops_from_video  # noqa: E402
+from screener.options import SampleOptions
+from screener.pipeline import crops_from_video  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 SIZES = [32, 48, 64, 80, 96, 128, 192, 256, 384, 512, 768, 1000]

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from screener import synth  # noqa: E402
 from screener.engines.ray import RayEngine, ScoringActor  # noqa: E402
-from screener.pipeline import SampleOptions  # noqa: E402
+from screener.options import EngineOptions, SampleOptions  # noqa: E402
 from throughput import PeriodicSampler  # noqa: E402
 
 
@@ -100,12 +100,12 @@ def overhead(scorer, opts, paths, warm, cpus) -> dict:
     import ray
     from screener.engines.local import LocalEngine
     out = {"load_before": load()}
-    with LocalEngine(scorer, opts, workers=cpus) as engine:
+    with LocalEngine(scorer, opts, EngineOptions(workers=cpus)) as engine:
         local = timed_runs(engine, paths, warm)
     t = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     ray_start_s = time.perf_counter() - t
-    with RayEngine(scorer, opts) as engine:
+    with RayEngine(scorer, opts, EngineOptions("ray")) as engine:
         t = time.perf_counter()
         engine._connect()
         actor_s = time.perf_counter() - t
@@ -133,7 +133,7 @@ def scaling(scorer, opts, paths, warm, nodes: int, slow: bool = False,
     start_s = time.perf_counter() - t
     out = {"nodes": nodes, "load_before": load(), "cluster_start_s": round(start_s, 2)}
     try:
-        engine = RayEngine(scorer, opts, batch_size=batch_size)
+        engine = RayEngine(scorer, opts, EngineOptions("ray", batch_size=batch_size))
         if slow:
             engine.actor_class = SlowActor
         with engine:

@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from screener import synth, video  # noqa: E402
-from screener.pipeline import SampleOptions, find_faces  # noqa: E402
+from screener.options import EngineOptions, SampleOptions
+from screener.pipeline import find_faces  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 
@@ -197,7 +198,7 @@ def warm_scan(scorer, paths, workers: int, options: SampleOptions = SampleOption
     """Seconds for a scan of `paths` with a fresh engine, its model and workers warmed first."""
     from screener.engines.local import LocalEngine
     scorer.predict(np.zeros((1, 256, 256, 3), np.uint8))
-    with LocalEngine(scorer, options, workers=workers) as engine:
+    with LocalEngine(scorer, options, EngineOptions(workers=workers)) as engine:
         list(engine.run(paths[:workers]))
         return scan(engine, paths)[0]
 
@@ -315,14 +316,16 @@ def memory_and_incremental(short: list[str], tmp: Path, model: str | None) -> di
             "note": "CLI subprocesses (interpreter start included), default settings"}
 
 
-def load_scorer(tmp: Path):
+def load_scorer(tmp: Path, **runtime):
+    """The shipped model (`runtime`, `cpu_twin`: as scoring.load_model takes them)."""
     from screener import nets, scoring
     try:
-        return scoring.load_model(), "shipped default model"
+        return scoring.load_model(**runtime), "shipped default model"
     except Exception:
         m = nets.build("meso4")
         m.save(tmp / "untrained.keras")
-        return scoring.load_model(tmp / "untrained.keras"), "untrained Meso-4 (no default model found)"
+        return (scoring.load_model(tmp / "untrained.keras", **runtime),
+                "untrained Meso-4 (no default model found)")
 
 
 def main():
@@ -360,15 +363,13 @@ def main():
         # (video.set_decode_threads); ratio (a) is taken against the faster of the two.
         from screener import nets, scoring
         from screener.engines.workers import decode_threads
-        keras_twin = load_scorer(tmp)[0]
-        keras_twin.lite = False
+        keras_twin = load_scorer(tmp, runtime="keras")[0]
         # The same scan with one thing changed, in every round: the model under Keras (its CPU
         # twin; as saved), every sampled frame searched whole (no face followed from the
         # previous one), and Meso-4 (under LiteRT) instead of the default model.
         variants = [("keras_cpu_twin", keras_twin, SampleOptions())]
         if scorer.card.arch == "mesoinception4":
-            plain = load_scorer(tmp)[0]
-            plain.lite, plain.cpu_twin = False, False
+            plain = load_scorer(tmp, runtime="keras", cpu_twin=False)[0]
             variants.append(("keras_as_saved", plain, SampleOptions()))
         variants.append(("without_tracking", scorer, SampleOptions(research_every=0)))
         nets.build("meso4").save(tmp / "meso4.keras")
@@ -380,7 +381,7 @@ def main():
             one["decode_only_ffmpeg_threads_s"], _, one["decode_ffmpeg_threads_cpu_s"] = \
                 decode_only(paths, workers, None)
             one["decode_limit_s"] = min(one["decode_only_s"], one["decode_only_ffmpeg_threads_s"])
-            with LocalEngine(scorer, SampleOptions(), workers=workers) as engine:
+            with LocalEngine(scorer, SampleOptions(), EngineOptions(workers=workers)) as engine:
                 t = time.perf_counter()
                 list(engine.run(paths[:workers]))  # start and warm the workers
                 if k == 0:

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .options import MIN_SCORE
 from .quiet import silenced
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,8 @@ ALIGN_KEYPOINTS = (0, 1, 2, 3)
 # Where those four keypoints land in the crop, as fractions of its side.
 TEMPLATE = np.array([[0.346, 0.352], [0.654, 0.352], [0.500, 0.515], [0.500, 0.683]])
 
-# Faces narrower than this (box width, px) are reported as too small and not scored: MesoNet
-# looks at mesoscopic texture, which a face upscaled 4x from 64 px no longer has.
-MIN_FACE_PX = 64
-MIN_SCORE = 0.6
+# MIN_FACE_PX (the smallest face scored) and MIN_SCORE (the lowest detector score kept) are
+# defined with the options they are the defaults of.
 # Frames whose larger side is at least this get full-range tiles as well (see bench/faces.py).
 TILE_FROM_PX = 1280
 TILE_PX = 960

@@ -15,10 +15,8 @@ here fails, the scan runs the Keras network instead (same scores: they agree to 
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -141,15 +139,10 @@ def disagreement(net, lite: LiteNet) -> float:
 
 def _keep(path: Path, content: bytes) -> None:
     """Best effort: a read-only or full disk only means converting again next time."""
-    tmp = None
+    from .files import atomic_write
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, "wb", encoding=None, newline=None) as f:
             f.write(content)
-        os.replace(tmp, path)
     except OSError as e:
         log.info("cannot keep the LiteRT model in %s (%s); it will be converted again", path.parent, e)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)

@@ -14,22 +14,10 @@ import numpy as np
 
 from . import faces as faces_mod
 from .errors import VideoError
+from .options import SampleOptions
 from .video import VideoInfo, open_video
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SampleOptions:
-    frames: int = 32                 # frames spread evenly over the video...
-    every_s: float | None = None     # ...or one every this many seconds
-    all_faces: bool = False          # every face per frame, not only the largest
-    min_face: int = faces_mod.MIN_FACE_PX
-    min_score: float = faces_mod.MIN_SCORE
-    # Follow the largest face from one sampled frame to the next (one detector run instead of
-    # the whole-frame cascade); the whole frame is searched again every `research_every`
-    # sampled frames, so a larger face that walks in is picked up. 0: search every frame.
-    research_every: int = 8
 
 
 @dataclass
@@ -109,8 +97,15 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
     except MemoryError:
         result.error = "out of memory while decoding (frames too large?)"
     except Exception as e:  # a decoder or detector bug on one file must not stop the batch
-        log.exception("unexpected failure on %s", path)
-        result.error = f"internal error: {type(e).__name__}: {e}"
+        result.error = internal_error(path, e).error
     if result.error is None and result.frames_sampled == 0:
         result.error = "no frame could be decoded"
     return result
+
+
+def internal_error(path, e: BaseException, logged: bool = False) -> VideoCrops:
+    """A bug met while reading a video, not a bad video: the video becomes an error row and
+    the run goes on. Logged with its traceback here unless it was where it happened."""
+    if not logged:
+        log.error("%s: unexpected failure", path, exc_info=e)
+    return VideoCrops(str(path), error=f"internal error: {type(e).__name__}: {e}")

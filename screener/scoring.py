@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from .device import accelerated, maybe_accelerator
 from .errors import ModelError
+from .options import RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -92,45 +94,75 @@ def read_card(model_path: Path) -> dict:
 
 
 class Scorer:
-    """A loaded model and its card. `predict` takes uint8 crops and returns P(fake) per crop."""
+    """A model file and its card; `predict` takes uint8 crops and returns P(fake) per crop.
 
-    lite = True  # on a CPU, run the network with LiteRT (screener.lite) when it can
-    cpu_twin = True  # else, on a CPU, run MesoInception-4 as fast_inception's twin (False: as saved)
+    `runtime` says what runs the network (`RUNTIMES`): `auto` runs it under LiteRT on a CPU
+    when LiteRT can (screener.lite), else under Keras (on a CPU MesoInception-4 as its CPU
+    twin, screener.fast_inception: the same scores, faster); `keras` always under Keras;
+    `lite` under LiteRT or not at all (ModelError). The Keras network loads when first needed
+    (`model`), so a scan with nothing to score, or whose model LiteRT already holds, never
+    loads TensorFlow; `load_now` makes a bad file fail before any video is read."""
 
-    def __init__(self, model, card: ModelCard):
-        self.model = model
+    def __init__(self, card: "ModelCard", path: Path | None = None, model=None,
+                 runtime: str = "auto", cpu_twin: bool = True):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
         self.card = card
-        self._compiled = False
+        self._path = path
+        self._model = model
+        self.runtime_choice = runtime
+        self._cpu_twin = cpu_twin
         self._net = None  # what predict runs: LiteRT's network, the Keras model or its CPU twin
         self.runtime = ""  # which of them, once predict has run
 
-    def _keras(self):
-        return self.model
+    @property
+    def model(self):
+        """The Keras network (loaded now if it was not yet)."""
+        if self._model is None:
+            self._model = _load_keras(self._path)
+        return self._model
+
+    @property
+    def loaded_model(self):
+        """The Keras network if it is loaded, else None (then `card.path` names the file)."""
+        return self._model
+
+    def _lite_first(self) -> bool:
+        return self.runtime_choice == "lite" or (self.runtime_choice == "auto" and not accelerated())
+
+    def load_now(self) -> None:
+        """Load now what scoring will need and may fail on: the Keras network, unless LiteRT
+        will run a conversion of this model that it already holds (screener.lite's cache,
+        written only after the file loaded and converted)."""
+        from . import lite
+        held = (self.runtime_choice != "keras" and not maybe_accelerator() and lite.available()
+                and lite.cached_path(self.card.sha256).is_file())
+        if not held:
+            self.model  # noqa: B018 (a bad model file raises ModelError here)
 
     def _cpu_net(self):
-        net = self._keras()
-        if self.cpu_twin:
+        net = self.model
+        if self._cpu_twin:
             from .fast_inception import cpu_twin
             return cpu_twin(net) or net
         return net
 
     def _compile(self) -> None:
-        """On a CPU the network runs under LiteRT (screener.lite: converted once per model file
-        and cached; 8.5-9 ms of CPU a face on 2 cores against 12-18 under TensorFlow, and no
-        TensorFlow in the process). Otherwise MesoInception-4 runs as its CPU twin
-        (fast_inception: same weights, same scores, 2.4x faces/s on 2 cores), and with
-        TensorFlow the forward pass is XLA-compiled: 1.45x faces/s more (MesoInception-4, 2
-        cores: 24.7 -> 35.9). One compile per padded batch size (see predict)."""
-        self._compiled = True
+        """Choose what runs the network (see the class) and make it ready. With TensorFlow
+        the Keras forward pass is XLA-compiled (docs/performance.md); one compile per padded
+        batch size (see predict)."""
         on_cpu = not accelerated()
-        if on_cpu and self.lite:
+        if self._lite_first():
             from . import lite
             self._net = lite.load(self.card.sha256, self._cpu_net)
             if self._net is not None:
                 self.runtime = "litert"
                 return
-        self._net = self._cpu_net() if on_cpu else self._keras()
-        self.runtime = "keras" + (" (CPU twin)" if self._net is not self._keras() else "")
+            if self.runtime_choice == "lite":
+                raise ModelError(f"{self.card.path}: LiteRT cannot run this model (runtime "
+                                 "lite); the log says why")
+        self._net = self._cpu_net() if on_cpu else self.model
+        self.runtime = "keras" + (" (CPU twin)" if self._net is not self.model else "")
         try:
             import keras
             if keras.backend.backend() == "tensorflow":
@@ -149,16 +181,16 @@ class Scorer:
             return np.zeros((0,), np.float32)
         if crops.dtype != np.uint8 or crops.shape[1:] != (256, 256, 3):
             raise ValueError(f"crops must be uint8 (N, 256, 256, 3), got {crops.dtype} {crops.shape}")
-        if not self._compiled:
+        if self._net is None:
             self._compile()
         out = []
-        # On a CPU a big batch buys no speed and costs memory: Meso-4's first block alone
-        # holds 2 MB of activations per face (+700 MB peak at 256 against 32, same speed). Accelerators get the full batch.
+        # On a CPU a big batch buys no speed and costs memory (Meso-4's first block alone holds
+        # 2 MB of activations per face); accelerators get the full batch.
         batch_size = self.batch_for(batch_size)
         for i in range(0, len(crops), batch_size):
             # predict_on_batch avoids predict()'s per-call dataset setup, which dominates at
-            # the batch sizes a scan uses. Each new batch shape retraces the graph (0.2-0.5 s
-            # on 2 cores), so batches are padded to a few sizes: powers of two up to batch_size.
+            # the batch sizes a scan uses. Each new batch shape retraces the graph, so batches
+            # are padded to a few sizes: powers of two up to batch_size.
             chunk = crops[i:i + batch_size]
             size = min(max(8, 1 << (len(chunk) - 1).bit_length()), max(batch_size, len(chunk)))
             if size > len(chunk) and self.runtime != "litert":  # LiteNet needs no padding
@@ -172,33 +204,26 @@ class Scorer:
 CPU_BATCH = 32
 
 
-def load_model(path: str | Path | None = None, threshold: float | None = None) -> Scorer:
-    """Load a model file (default: the shipped model) with its card. Raises ModelError."""
+def load_model(path: str | Path | None = None, threshold: float | None = None, *,
+               runtime: str = "auto", cpu_twin: bool = True) -> Scorer:
+    """A model file (default: the shipped model) with its card, as a Scorer; `runtime` and
+    `cpu_twin` as Scorer says. A missing file, or a legacy file that does not load, raises
+    ModelError at once; a bad .keras file raises it when its network is first needed
+    (`Scorer.load_now`, `Scorer.model`, or the first `predict`)."""
     path = Path(path) if path is not None else default_model_path()
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     card = read_card(path)
-    if path.suffix.lower() in LEGACY_SUFFIXES:
+    model = None
+    if path.suffix.lower() in LEGACY_SUFFIXES:  # its card depends on what is in it: read now
         model, arch = _load_legacy_h5(path)
         card.setdefault("arch", arch)
         card.setdefault("source", "legacy Keras 2 file, output flipped to P(fake) at load")
-    else:
-        model = _load_keras(path)
-    return Scorer(model, _model_card(path, card, threshold))
-
-
-def load_for_scan(path: str | Path | None = None, threshold: float | None = None) -> Scorer:
-    """`load_model` for a scan: the same checks at once, but when the scan will score on a CPU
-    with LiteRT, which already holds this model (screener.lite's cache, written only after the
-    file loaded and converted), the Keras network is not loaded at all, nor TensorFlow."""
-    scorer = load_model_lazily(path, threshold)
-    if isinstance(scorer, LazyScorer):
-        from . import lite
-        held = (Scorer.lite and not maybe_accelerator() and lite.available()
-                and lite.cached_path(scorer.card.sha256).is_file())
-        if not held:
-            scorer._keras()  # load now: a bad model file fails before any video is read
-    return scorer
+    elif path.suffix != ".keras":  # said before Keras (and TensorFlow) take seconds to load
+        raise ModelError(f"{path}: unknown model file type (expected .keras, .h5 or .hdf5)")
+    elif not zipfile.is_zipfile(path):  # a .keras file is a zip archive; checked without Keras
+        raise ModelError(f"cannot load model {path}: not a Keras model file (not a zip archive)")
+    return Scorer(_model_card(path, card, threshold), path, model, runtime, cpu_twin)
 
 
 def _model_card(path: Path, card: dict, threshold: float | None) -> ModelCard:
@@ -215,37 +240,7 @@ def _model_card(path: Path, card: dict, threshold: float | None) -> ModelCard:
     )
 
 
-class LazyScorer(Scorer):
-    """A Scorer whose Keras network loads when first needed: the card (and so the model's
-    identity) is known at once, a run with nothing to score never imports TensorFlow (an
-    unchanged incremental rerun takes a fraction of a second instead of seconds), and neither
-    does a CPU scan whose model LiteRT already has (screener.lite)."""
-
-    def __init__(self, path: Path, card: ModelCard):
-        super().__init__(None, card)
-        self._path = path
-
-    def _keras(self):
-        if self.model is None:
-            self.model = _load_keras(self._path)
-        return self.model
-
-
-def load_model_lazily(path: str | Path | None = None, threshold: float | None = None) -> Scorer:
-    """`load_model`, deferring the network's load to its first use (.keras files; legacy files
-    load at once, their card depends on what is in them). Raises ModelError for a missing file
-    at once, and for a bad .keras file on first use."""
-    path = Path(path) if path is not None else default_model_path()
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
-    if path.suffix.lower() in LEGACY_SUFFIXES or path.suffix != ".keras":
-        return load_model(path, threshold)
-    return LazyScorer(path, _model_card(path, read_card(path), threshold))
-
-
 def _load_keras(path: Path):
-    if path.suffix != ".keras":  # said before Keras (and TensorFlow) take seconds to load
-        raise ModelError(f"{path}: unknown model file type (expected .keras, .h5 or .hdf5)")
     import keras
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)

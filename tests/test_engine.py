@@ -5,7 +5,7 @@ import pytest
 
 from helpers import bad_inputs, copy
 from screener.engines.local import LocalEngine
-from screener.pipeline import SampleOptions
+from screener.options import EngineOptions, SampleOptions
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_same_results_with_0_1_and_2_workers(folder, stub_scorer):
     opts = SampleOptions(frames=6, all_faces=True)
     runs = {}
     for workers in (0, 1, 2):
-        with LocalEngine(stub_scorer, opts, batch_size=7, workers=workers) as engine:
+        with LocalEngine(stub_scorer, opts, EngineOptions(batch_size=7, workers=workers)) as engine:
             runs[workers] = rows(engine.run(folder))
     assert runs[0] == runs[1] == runs[2]
     assert [r[0] for r in runs[2]] == folder  # input order
@@ -38,7 +38,7 @@ def test_same_results_with_0_1_and_2_workers(folder, stub_scorer):
 
 
 def test_pool_is_reused_across_runs(folder, stub_scorer):
-    with LocalEngine(stub_scorer, SampleOptions(frames=2), workers=2) as engine:
+    with LocalEngine(stub_scorer, SampleOptions(frames=2), EngineOptions(workers=2)) as engine:
         first = rows(engine.run(folder[:3]))
         pool = engine.reader._pool
         second = rows(engine.run(folder[:3]))
@@ -49,7 +49,7 @@ def test_pool_is_reused_across_runs(folder, stub_scorer):
 
 def test_a_worker_that_dies_costs_one_row(folder, stub_scorer, monkeypatch):
     monkeypatch.setenv("SCREENER_TEST_KILL_WORKER_ON", "c_two")
-    with LocalEngine(stub_scorer, SampleOptions(frames=3), workers=2) as engine:
+    with LocalEngine(stub_scorer, SampleOptions(frames=3), EngineOptions(workers=2)) as engine:
         results = list(engine.run(folder))
     assert [r.path for r in results] == folder
     dead = results[2]
@@ -62,10 +62,10 @@ def test_a_video_over_the_time_limit_costs_one_row(folder, stub_scorer, monkeypa
     # c_two's worker never returns (as a decoder stuck in native code): with a limit it ends
     # itself, that video is an error row, and every other row is what a normal run gives.
     opts = SampleOptions(frames=3)
-    with LocalEngine(stub_scorer, opts, workers=2) as engine:
+    with LocalEngine(stub_scorer, opts, EngineOptions(workers=2)) as engine:
         normal = rows(engine.run(folder))
     monkeypatch.setenv("SCREENER_TEST_HANG_WORKER_ON", "c_two")
-    with LocalEngine(stub_scorer, opts, workers=2, video_timeout_s=3) as engine:
+    with LocalEngine(stub_scorer, opts, EngineOptions(workers=2, video_timeout_s=3)) as engine:
         results = list(engine.run(folder))
         hung_dir = engine.reader._pool._hung_dir
         assert engine.reader._pool._timed_out == {folder[2]}  # never retried: it would hang again
@@ -76,6 +76,6 @@ def test_a_video_over_the_time_limit_costs_one_row(folder, stub_scorer, monkeypa
     assert not os.path.exists(hung_dir)  # the pool cleans up after itself
 
 
-def test_a_time_limit_needs_workers(stub_scorer):
+def test_a_time_limit_needs_workers():
     with pytest.raises(ValueError, match="worker processes"):
-        LocalEngine(stub_scorer, workers=0, video_timeout_s=5)
+        EngineOptions(workers=0, video_timeout_s=5)

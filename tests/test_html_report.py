@@ -81,7 +81,8 @@ def brightness_model(folder: Path, fake_crops, real_crops) -> Path:
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory, detector, no_face_video):
     """A folder of every kind of video, scanned by the CLI with --html."""
-    from screener.pipeline import SampleOptions, crops_from_video
+    from screener.options import SampleOptions
+    from screener.pipeline import crops_from_video
     root = tmp_path_factory.mktemp("html")
     clips = root / "clips"
     clips.mkdir()

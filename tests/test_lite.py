@@ -50,8 +50,7 @@ def inception(tmp_path_factory):
 
 
 def keras_scores(path, crops):
-    s = load_model(path)
-    s.lite = False
+    s = load_model(path, runtime="keras")
     p = s.predict(crops)
     assert s.runtime.startswith("keras")
     return p
@@ -80,8 +79,9 @@ def test_litert_gives_the_keras_models_scores(which, crops, inception, tmp_path)
 def test_a_kept_model_scores_in_a_fresh_process_without_tensorflow(crops, inception, tmp_path):
     np.save(tmp_path / "crops.npy", crops)
     code = ("import json, sys, numpy as np\n"
-            "from screener.scoring import load_for_scan\n"
-            f"s = load_for_scan({str(inception)!r})\n"
+            "from screener.scoring import load_model\n"
+            f"s = load_model({str(inception)!r})\n"
+            "s.load_now()\n"
             f"p = s.predict(np.load({str(tmp_path / 'crops.npy')!r}))\n"
             "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'keras': 'keras' in sys.modules,"
             " 'runtime': s.runtime, 'p': p.tolist()}))")

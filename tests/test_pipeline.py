@@ -2,7 +2,8 @@
 import pytest
 
 from screener import synth
-from screener.pipeline import SampleOptions, crops_from_video
+from screener.options import SampleOptions
+from screener.pipeline import crops_from_video
 from screener.synth import Placement
 
 

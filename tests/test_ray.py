@@ -111,10 +111,10 @@ def test_same_report_as_the_local_engine(cluster, folder, random_model, tmp_path
 
 def test_tasks_run_on_both_nodes_and_work_stays_bounded(cluster, folder, scorer):
     from screener.engines.ray import RayEngine
-    from screener.pipeline import SampleOptions
+    from screener.options import EngineOptions, SampleOptions
     paths = [str(folder / n) for n in ("a_face.mp4", "c_two.mp4", "d_face.mp4")] * 4
-    with RayEngine(scorer, SampleOptions(frames=4, all_faces=True), batch_size=4,
-                   window=2) as engine:
+    with RayEngine(scorer, SampleOptions(frames=4, all_faces=True),
+                   EngineOptions("ray", batch_size=4), window=2) as engine:
         results = list(engine.run(paths))
     assert [r.path for r in results] == paths
     assert all(r.status == "ok" for r in results)
@@ -134,7 +134,7 @@ def busy_workers() -> list[int]:
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if f.read().startswith(b"ray::_video_crops"):
+                    if f.read().startswith(b"ray::video_crops"):
                         pids.append(int(pid))
             except OSError:
                 pass
@@ -219,15 +219,15 @@ def test_a_video_over_the_time_limit_costs_one_row(cluster, folder, tmp_path, sc
     """A task stuck on one video (its decoder never returns) is cancelled after the limit: an
     error row, no retry, every other row as without a limit."""
     from screener.engines.ray import RayEngine
-    from screener.pipeline import SampleOptions
+    from screener.options import EngineOptions, SampleOptions
     hung = copy(folder / "a_face.mp4", tmp_path / f"v{HANG_MARK}.mp4")
     paths = [str(folder / "a_face.mp4"), str(hung), str(folder / "c_two.mp4"),
              str(folder / "b_none.mp4")]
     opts = SampleOptions(frames=4)
-    with RayEngine(scorer, opts, batch_size=8) as engine:
+    with RayEngine(scorer, opts, EngineOptions("ray", batch_size=8)) as engine:
         normal = list(engine.run([p for p in paths if p != str(hung)]))
     t = time.monotonic()
-    with RayEngine(scorer, opts, batch_size=8, video_timeout_s=3) as engine:
+    with RayEngine(scorer, opts, EngineOptions("ray", batch_size=8, video_timeout_s=3)) as engine:
         limited = list(engine.run(paths))
     assert time.monotonic() - t < 600  # not the hour the stuck task would take
     assert engine.stats.timed_out == 1 and engine.stats.retries == 0
@@ -237,7 +237,7 @@ def test_a_video_over_the_time_limit_costs_one_row(cluster, folder, tmp_path, sc
     assert [(r.path, r.status, r.faces_scored, r.fake_score) for r in others] == \
            [(r.path, r.status, r.faces_scored, r.fake_score) for r in normal]
     # The cluster goes on: the cancelled task's worker was replaced.
-    with RayEngine(scorer, opts, batch_size=8) as engine:
+    with RayEngine(scorer, opts, EngineOptions("ray", batch_size=8)) as engine:
         assert [r.status for r in engine.run(paths[:1])] == ["ok"]
 
 
@@ -248,9 +248,11 @@ def test_a_video_computed_again_after_its_crops_were_lost_keeps_the_time_limit(
     once over the limit, instead of holding the scan for ever."""
     import numpy as np
     from screener.engines.ray import RayEngine, _Video
-    from screener.pipeline import FaceCrop, SampleOptions, VideoCrops
+    from screener.options import EngineOptions, SampleOptions
+    from screener.pipeline import FaceCrop, VideoCrops
     hung = str(copy(folder / "a_face.mp4", tmp_path / f"again{HANG_MARK}.mp4"))
-    with RayEngine(scorer, SampleOptions(frames=4), batch_size=8, video_timeout_s=3) as engine:
+    with RayEngine(scorer, SampleOptions(frames=4),
+                   EngineOptions("ray", batch_size=8, video_timeout_s=3)) as engine:
         engine._connect()
         class Owner:  # defined here so that Ray ships it by value (workers lack tests/)
             def put(self, x):
@@ -286,10 +288,11 @@ def test_a_restarted_clock_does_not_lift_the_time_limit(cluster, folder, tmp_pat
     the hung video still ends as an error row once over the limit."""
     import threading
     from screener.engines.ray import RayEngine
-    from screener.pipeline import SampleOptions
+    from screener.options import EngineOptions, SampleOptions
     hung = str(copy(folder / "a_face.mp4", tmp_path / f"clock{HANG_MARK}.mp4"))
     rows, failed = [], []
-    with RayEngine(scorer, SampleOptions(frames=4), batch_size=8, video_timeout_s=8) as engine:
+    with RayEngine(scorer, SampleOptions(frames=4),
+                   EngineOptions("ray", batch_size=8, video_timeout_s=8)) as engine:
         def scan():
             try:
                 rows.extend(engine.run([hung]))
@@ -319,10 +322,10 @@ def test_a_restarted_clock_does_not_lift_the_time_limit(cluster, folder, tmp_pat
 def test_a_node_lost_mid_scan_still_gives_every_row_once(cluster, folder, tmp_path, scorer):
     """Last of the cluster tests: it takes the second node away for good."""
     from screener.engines.ray import RayEngine
-    from screener.pipeline import SampleOptions
+    from screener.options import EngineOptions, SampleOptions
     paths = [str(folder / n) for n in ("a_face.mp4", "b_none.mp4", "c_two.mp4")] * 4
     results = []
-    with RayEngine(scorer, SampleOptions(frames=8), batch_size=8) as engine:
+    with RayEngine(scorer, SampleOptions(frames=8), EngineOptions("ray", batch_size=8)) as engine:
         for r in engine.run(paths):
             results.append(r)
             if len(results) == 2:

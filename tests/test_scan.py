@@ -13,7 +13,7 @@ import pytest
 import screener
 from screener import synth
 from screener.engines.local import LocalEngine
-from screener.pipeline import SampleOptions
+from screener.options import EngineOptions, SampleOptions
 
 from helpers import CONST_P_FAKE, bad_inputs, copy, one_face
 
@@ -174,10 +174,10 @@ def test_batches_across_videos_keep_each_score_on_its_video(
     hopper = make_clip("hopper.mp4", faces=[one_face("hopper")])
     paths = [str(p) for p in (face_video, no_face_video, hopper, two_face_video, face_video)]
     opts = SampleOptions(frames=3, all_faces=True)
-    pooled = list(LocalEngine(stub_scorer, opts, batch_size=1000, detector=detector).run(paths))
+    pooled = list(LocalEngine(stub_scorer, opts, EngineOptions(batch_size=1000), detector).run(paths))
     assert stub_scorer.calls == [3 + 0 + 3 + 6 + 3]   # one model call for all five videos
     alone = [r for p in paths
-             for r in LocalEngine(stub_scorer, opts, batch_size=1, detector=detector).run([p])]
+             for r in LocalEngine(stub_scorer, opts, EngineOptions(batch_size=1), detector).run([p])]
     assert [r.path for r in pooled] == paths           # input order, no_face included
     assert [r.row() for r in pooled] == [r.row() for r in alone]
     assert pooled[0].fake_score != pooled[2].fake_score  # different faces, different scores
@@ -194,7 +194,7 @@ def test_a_bug_on_one_video_does_not_stop_the_scan(monkeypatch, face_video, no_f
         return real(path, options, det)
     monkeypatch.setattr(pipeline, "crops_from_video", flaky)
     # in this process, where the monkeypatch applies
-    engine = LocalEngine(stub_scorer, SampleOptions(frames=2), detector=detector, workers=0)
+    engine = LocalEngine(stub_scorer, SampleOptions(frames=2), EngineOptions(workers=0), detector)
     results = list(engine.run([str(face_video), str(no_face_video), str(face_video)]))
     assert [r.status for r in results] == ["ok", "error", "ok"]
     assert "boom" in results[1].error

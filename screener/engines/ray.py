@@ -31,6 +31,8 @@ of these is a few lines here, where Ray Data would reorder rows and hide retries
   keeps the start times it was told, so a clock restarted with its node (which forgets) cannot
   lift the limit: videos it had not reported yet are timed from the restart, until it does.
 - The driver keeps the state and the report (screener.state); workers only compute.
+
+The cluster's side (the task, the scoring actor, the clock) is in engines/ray_tasks.py.
 """
 from __future__ import annotations
 
@@ -44,117 +46,19 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
-
 import ray
 
 from .. import pipeline
 from ..errors import EngineUnavailable, ModelError
-from ..logs import log_in_worker, worker_level
-from ..verdict import VideoResult, aggregate
-from .local import _log_result
+from ..logs import worker_level
+from ..options import EngineOptions, SampleOptions
+from ..verdict import VideoResult
+from .base import Engine, log_result
+from .ray_tasks import CROP_BYTES, Clock, ScoringActor, check_reachable, video_crops
 from .workers import crashed, timed_out
 
 log = logging.getLogger(__name__)
 
-CROP_BYTES = 256 * 256 * 3
-NO_CROPS = np.zeros((0, 256, 256, 3), np.uint8)
-
-# --- the work, as it runs on the cluster --------------------------------------------------
-
-_detector = None   # one per Ray worker process, reused by every task it runs
-
-
-def _video_crops(path: str, options: pipeline.SampleOptions, clock=None, token: int = 0,
-                 log_level: int = logging.WARNING):
-    """The per-video unit as a task: ((VideoCrops without pixels, node id), crops array).
-    With a `clock` (a time limit is set), it first says it has started. Its log lines are
-    escaped, at the driver's level (they go to the worker's log file)."""
-    global _detector
-    log_in_worker(log_level)
-    if clock is not None:
-        clock.start.remote(token)
-    # Test hook (as in workers.py): a worker "crashes" on paths containing this text, as a
-    # decoder segfault or the OOM killer would do it. Unset in normal use.
-    mark = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
-    if mark and mark in path:
-        os.kill(os.getpid(), signal.SIGKILL)
-    # Test hook, as above: a decoder that never returns.
-    mark = os.environ.get("SCREENER_TEST_HANG_WORKER_ON")
-    if mark and mark in path:
-        time.sleep(3600)
-    try:
-        if _detector is None or _detector.min_score != options.min_score:
-            import cv2
-            cv2.setNumThreads(1)  # Ray runs one task per CPU; OpenCV's pool would oversubscribe
-            from .. import video as video_mod
-            video_mod.set_decode_threads(1)  # and so would FFmpeg's (video.set_decode_threads)
-            from ..faces import FaceDetector
-            _detector = FaceDetector(min_score=options.min_score)
-        video = pipeline.crops_from_video(path, options, _detector)
-    except Exception as e:  # crops_from_video reports bad videos itself; this is a bug
-        log.exception("%s: unexpected failure", path)
-        video = pipeline.VideoCrops(path, error=f"internal error: {type(e).__name__}: {e}")
-    crops = np.stack([c.crop for c in video.crops]) if video.crops else NO_CROPS
-    for c in video.crops:
-        c.crop = None  # the pixels travel once, as one array, to an actor
-    return (video, ray.get_runtime_context().get_node_id()), crops
-
-
-class Clock:
-    """When each running video task started, by this actor's clock (one clock for all nodes).
-    `instance` changes when Ray restarts the actor (its node was lost), which empties it."""
-
-    def __init__(self):
-        self.started: dict[int, float] = {}
-        self.instance = os.urandom(8).hex()
-
-    def start(self, token: int) -> None:
-        self.started[token] = time.monotonic()
-
-    def elapsed(self, running: list[int], every: bool) -> tuple[str, dict[int, float]]:
-        """Seconds since each of `running` started (those it heard of). `every`: these are all
-        the running videos, so it forgets the others."""
-        now = time.monotonic()
-        if every:
-            self.started = {t: self.started[t] for t in running if t in self.started}
-        return self.instance, {t: now - self.started[t] for t in running if t in self.started}
-
-
-class ScoringActor:
-    """Loads a model file once and scores crop arrays from the object store."""
-
-    def __init__(self, model_path: str, threshold: float | None, sha256: str, batch_size: int):
-        from ..scoring import load_for_scan
-        self.scorer = load_for_scan(model_path, threshold)
-        if sha256 and self.scorer.card.sha256 != sha256:
-            raise ModelError(f"{model_path} on node {ray.util.get_node_ip_address()} is not "
-                             "the driver's model file (sha256 differs)")
-        self.batch_size = batch_size
-        self.scorer.predict(NO_CROPS[:0])
-
-    def score(self, *crops: np.ndarray) -> np.ndarray:
-        batch = np.concatenate(crops) if len(crops) > 1 else crops[0]
-        return self.scorer.predict(batch, batch_size=self.batch_size)
-
-    def node(self) -> str:
-        return ray.get_runtime_context().get_node_id()
-
-
-def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
-    """Fail fast on a wrong --address: ray.init retries an unreachable GCS without end."""
-    import socket
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        return  # "auto", "local" and the like: Ray resolves them
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as e:
-        raise EngineUnavailable(f"cannot join the Ray cluster at {address}: "
-                                f"{e.strerror or e}") from None
-
-
-# --- the driver ---------------------------------------------------------------------------
 
 @dataclass
 class _Video:
@@ -201,40 +105,36 @@ class RayStats:
         return self.peak_crops_held * CROP_BYTES / 2**20
 
 
-class RayEngine:
+class RayEngine(Engine):
+    name = "ray"
     actor_class = ScoringActor  # a subclass can stand in (the benchmark slows scoring down)
 
-    def __init__(self, scorer, options: "pipeline.SampleOptions | None" = None,
-                 batch_size: int = 256, address: str | None = None, workers: int | None = None,
-                 window: int | None = None, actors: int | None = None, max_retries: int = 2,
-                 actor_cpus: float = 0, video_timeout_s: float | None = None):
-        """address: a cluster to join (else RAY_ADDRESS, else a local Ray started here and
-        shut down by close()); an already initialised Ray in this process is used as it is.
-        workers: the CPUs to keep busy decoding (default: the cluster's). window: videos in
-        flight (default 2 * workers + 2). actors: scoring actors (default: one per GPU, else one per
-        node). actor_cpus: CPUs a scoring actor reserves (0: it shares its node with the
-        tasks, as the local engine's driver shares the machine with its workers).
-        video_timeout_s: the time a task may spend on one video (then an error row)."""
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+    def __init__(self, scorer, sample: SampleOptions | None = None,
+                 options: EngineOptions | None = None, window: int | None = None,
+                 actors: int | None = None, max_retries: int = 2, actor_cpus: float = 0):
+        """options.address: a cluster to join (else RAY_ADDRESS, else a local Ray started here
+        and shut down by close()); an already initialised Ray in this process is used as it
+        is. options.workers: the CPUs to keep busy decoding (default: the cluster's). window:
+        videos in flight (default 2 * workers + 2). actors: scoring actors (default: one per
+        GPU, else one per node). actor_cpus: CPUs a scoring actor reserves (0: it shares its
+        node with the tasks, as the local engine's driver shares the machine with its
+        workers). options.video_timeout_s: the time a task may spend on one video (then an
+        error row)."""
+        super().__init__(scorer, sample, options)
         if max_retries < 0:
             raise ValueError("max_retries must be 0 or more")
         path = getattr(scorer.card, "path", "")
         if not path or not os.path.isfile(path):
             raise ModelError("the ray engine needs a model file to load on the cluster "
                              "(scoring.load_model(path))")
-        self.scorer = scorer
-        self.options = options or pipeline.SampleOptions()
-        self.batch_size = batch_size
-        self.address = address
-        self.workers = workers or None
+        self.batch_size = self.options.batch_size
+        self.address = self.options.address
+        self.workers = self.options.workers or None
         self.window = window
         self.actors = actors
         self.max_retries = max_retries
         self.actor_cpus = actor_cpus
-        if video_timeout_s is not None and video_timeout_s <= 0:
-            raise ValueError("video_timeout_s must be positive")
-        self.video_timeout_s = video_timeout_s
+        self.video_timeout_s = self.options.video_timeout_s
         self._clock = None
         self._tokens = 0
         # Start times of running videos by the driver's clock, as the Clock reported them: kept
@@ -257,7 +157,7 @@ class RayEngine:
             # A private Ray for one scan: its advice on securing a shared cluster is noise.
             auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
             if address:
-                _check_reachable(address)
+                check_reachable(address)
             level = auth.level
             if address is None:
                 auth.setLevel(logging.ERROR)
@@ -277,7 +177,7 @@ class RayEngine:
                     signal.signal(signal.SIGTERM, sigterm)
             self._started_ray = True
         if self._task is None:
-            self._task = ray.remote(num_cpus=1, max_retries=0, num_returns=2)(_video_crops)
+            self._task = ray.remote(num_cpus=1, max_retries=0, num_returns=2)(video_crops)
         if self.video_timeout_s is not None and self._clock is None:
             # Calls wait out a restart instead of failing: a task's start() is never lost.
             self._clock = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Clock).remote()
@@ -300,7 +200,8 @@ class RayEngine:
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True))
                     for node in nodes]
             card = self.scorer.card
-            args = (card.path, card.threshold, card.sha256, self.batch_size)
+            args = (card.path, card.threshold, card.sha256, self.batch_size,
+                    getattr(self.scorer, "runtime_choice", "auto"))
             self._pool = [cls.options(**common, **where).remote(*args) for where in placements]
             self.stats.actors, self.stats.gpus_per_actor = len(self._pool), 1 if gpus else 0
             try:  # a bad model file fails here, before any video is read
@@ -319,18 +220,12 @@ class RayEngine:
             ray.shutdown()
             self._started_ray = False
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     # -- one run -----------------------------------------------------------------------
 
     def _submit(self, v: _Video) -> _Video:
         self._tokens += 1
         v.token = self._tokens
-        v.meta_ref, v.crops_ref = self._task.remote(v.path, self.options, self._clock, v.token,
+        v.meta_ref, v.crops_ref = self._task.remote(v.path, self.sample, self._clock, v.token,
                                                     self._log_level)
         v.video = None
         return v
@@ -370,8 +265,7 @@ class RayEngine:
                 log.debug("%s: cancel failed: %s", v.path, e)
             log.warning("%s: over the %g s limit; stopped", v.path, self.video_timeout_s)
             self.stats.timed_out += 1
-            v.result = aggregate(timed_out(v.path, self.video_timeout_s), [],
-                                 **self._model_fields())
+            v.result = self.row(timed_out(v.path, self.video_timeout_s), [])
             v.video = v.result
 
     def _resolve(self, v: _Video) -> None:
@@ -380,9 +274,8 @@ class RayEngine:
             v.video, node = ray.get(v.meta_ref)
             self.stats.nodes[node] = self.stats.nodes.get(node, 0) + 1
         except ray.exceptions.RayTaskError as e:  # raised by our code: a bug, no retry
-            cause = getattr(e, "cause", None) or e
-            v.video = pipeline.VideoCrops(
-                v.path, error=f"internal error: {type(cause).__name__}: {cause}")
+            v.video = pipeline.internal_error(v.path, getattr(e, "cause", None) or e,
+                                              logged=True)  # in the task's log
         except ray.exceptions.RayError as e:  # worker or node died, object lost, OOM kill
             if v.attempt < self.max_retries:
                 v.attempt += 1
@@ -396,10 +289,7 @@ class RayEngine:
             v.video = v.result
 
     def _crashed(self, path: str) -> VideoResult:
-        return aggregate(crashed(path), [], **self._model_fields())
-
-    def _model_fields(self) -> dict:
-        return dict(model=self.scorer.card.name, threshold=self.scorer.card.threshold)
+        return self.row(crashed(path), [])
 
     def run(self, paths: Sequence[str]) -> Iterator[VideoResult]:
         paths = list(paths)
@@ -516,9 +406,9 @@ class RayEngine:
             if v.result is not None:
                 result = v.result
             else:
-                result = aggregate(v.video, scores[at:at + v.n_crops], **self._model_fields())
+                result = self.row(v.video, scores[at:at + v.n_crops])
                 at += v.n_crops
-            _log_result(result)
+            log_result(result)
             yield result
 
     def _score(self, crops: list, avoid: int | None = None) -> np.ndarray:
@@ -541,11 +431,10 @@ class RayEngine:
         for v in videos:
             while v.result is None:
                 if v.n_crops == 0:  # nothing to score: its row is known already
-                    v.result = aggregate(v.video, [], **self._model_fields())
+                    v.result = self.row(v.video, [])
                     break
                 try:
-                    v.result = aggregate(v.video, self._score([v.crops_ref]),
-                                         **self._model_fields())
+                    v.result = self.row(v.video, self._score([v.crops_ref]))
                     break
                 except ray.exceptions.RayError as e:
                     if not _lost(e):
@@ -564,7 +453,7 @@ class RayEngine:
                         continue
                     self._resolve(v)  # may submit it again, or give up (v.result)
             self.stats.videos += 1
-            _log_result(v.result)
+            log_result(v.result)
             yield v.result
 
 

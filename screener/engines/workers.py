@@ -38,6 +38,8 @@ from typing import Iterable, Iterator
 
 from .. import pipeline
 from ..logs import log_in_worker, worker_level
+from ..options import EngineOptions
+from .base import test_hooks
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +75,13 @@ def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:
 
 
 def _work(path: str) -> pipeline.VideoCrops:
-    # Test hook: a worker "crashes" (is killed) on paths containing this text, as a decoder
-    # segfault or the OOM killer would do it. Unset in normal use.
-    mark = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
-    if mark and mark in path:
-        os.kill(os.getpid(), signal.SIGKILL)
     timer = None
     if _timeout_s:
         timer = threading.Timer(_timeout_s, _give_up, (path,))
         timer.daemon = True
         timer.start()
     try:
-        # Test hook, as above: a decoder that never returns.
-        mark = os.environ.get("SCREENER_TEST_HANG_WORKER_ON")
-        if mark and mark in path:
-            time.sleep(3600)
+        test_hooks(path)
         return pipeline.crops_from_video(path, _options, _detector)
     finally:
         if timer is not None:
@@ -265,21 +259,16 @@ class WorkerPool:
 
 class VideoReader:
     """The reading stage of the local engine and of extract: VideoCrops per path, in input
-    order, from worker processes (`workers`, default one per core) or from this process
-    (`workers=0`, or a single video without a time limit: not worth starting processes for).
-    The pool starts on first use and is kept for later calls until close()."""
+    order, from worker processes (`options.workers`, default one per core) or from this
+    process (`workers=0`, or a single video without a time limit: not worth starting
+    processes for). The pool starts on first use and is kept for later calls until close()."""
 
-    def __init__(self, options: pipeline.SampleOptions, workers: int | None = None,
-                 timeout_s: float | None = None, detector=None):
-        self.options = options
-        self.workers = default_workers() if workers is None else workers
-        if self.workers < 0:
-            raise ValueError("workers must be 0 (in this process) or more")
-        if timeout_s is not None and self.workers == 0:
-            raise ValueError("a time limit per video needs worker processes (workers >= 1)")
-        if timeout_s is not None and timeout_s <= 0:
-            raise ValueError("the time limit per video must be positive")
-        self.timeout_s = timeout_s
+    def __init__(self, sample: pipeline.SampleOptions, options: EngineOptions | None = None,
+                 detector=None):
+        options = options or EngineOptions()
+        self.options = sample
+        self.workers = default_workers() if options.workers is None else options.workers
+        self.timeout_s = options.video_timeout_s
         self._detector = detector
         self._pool = None
 
@@ -296,8 +285,7 @@ class VideoReader:
         try:
             return pipeline.crops_from_video(path, self.options, self.detector)
         except Exception as e:  # crops_from_video reports bad videos itself; this is a bug
-            log.exception("%s: unexpected failure", path)
-            return pipeline.VideoCrops(path, error=f"internal error: {type(e).__name__}: {e}")
+            return pipeline.internal_error(path, e)
 
     def videos(self, paths: list[str]) -> Iterator[pipeline.VideoCrops]:
         alone = len(paths) <= 1 and self._pool is None and self.timeout_s is None
