@@ -1,4 +1,8 @@
-"""The `screener` command: option parsing, progress, messages and exit codes. Nothing else.
+"""The `screener` command: options, progress, messages and exit codes. Nothing else.
+
+It builds the options objects once from its flags (screener.options checks them), calls the
+library (`run.scan_reports`, `extract.extract`, `html_report.rebuild`) and maps what the
+library raises to one line and an exit code.
 
 Exit codes (also in README "Scanning"):
   0  the scan finished (videos that could not be read are rows with status error)
@@ -21,13 +25,12 @@ import os
 import signal
 import sys
 import time
-from contextlib import ExitStack
 
 import click
 
-from .faces import MIN_FACE_PX, MIN_SCORE
+from .logs import SUMMARY_LOGGER, LogFile, printable, setup_logging
+from .options import MIN_FACE_PX, MIN_SCORE, OptionsError
 from .report import plural
-from .logs import EscapingFormatter, TerminalFormatter, printable, set_terminal_level
 
 EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_LOCKED, EXIT_STATE = 5, 6
@@ -36,110 +39,6 @@ EXIT_LOCKED, EXIT_STATE = 5, 6
 EXIT_PIPE = 141
 
 log = logging.getLogger("screener")
-
-
-class _TqdmHandler(logging.Handler):
-    """Log lines that do not break a progress bar (tqdm.write prints above it)."""
-
-    def emit(self, record):
-        try:
-            from tqdm import tqdm
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # logging must never end the scan
-            self.handleError(record)
-
-
-def _setup_logging(quiet: bool, verbose: int) -> None:
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    handler = _TqdmHandler()
-    handler.setFormatter(TerminalFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    set_terminal_level(level)  # worker processes print at this level too
-    for noisy in ("absl", "tensorflow", "keras", "h5py"):  # library chatter, even at -vv
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
-
-
-SUMMARY_LOGGER = "screener.summary"
-
-
-class _LogFile(logging.FileHandler):
-    """--log-file. It is opened only once the outputs are checked (it must not be an input):
-    lines logged before that wait. A failed write is remembered, not printed as a traceback:
-    the run then says so once and ends with EXIT_OUTPUT."""
-
-    def __init__(self, path: str):
-        super().__init__(path, encoding="utf-8", delay=True)
-        self.waiting: list | None = []
-        self.failure: OSError | None = None
-
-    def emit(self, record):
-        if self.waiting is not None:
-            self.waiting.append(record)
-        else:
-            super().emit(record)
-
-    def open_now(self) -> None:
-        """Open the file (raises OSError) and write the lines that waited."""
-        self.stream = self._open()
-        waiting, self.waiting = self.waiting, None
-        for record in waiting:
-            self.emit(record)
-
-    def handleError(self, record):
-        failure = sys.exc_info()[1]
-        if isinstance(failure, OSError):
-            self.failure = self.failure or failure
-        else:  # a bad log call, not a failed write: logging's own report
-            super().handleError(record)
-
-
-def _add_log_file(log_file: str) -> None:
-    """--log-file: one line per video and the summary at INFO, whatever the terminal shows."""
-    root = logging.getLogger()
-    for h in root.handlers:  # the terminal keeps its level; the summary is echoed there
-        h.setLevel(root.level)
-        h.addFilter(lambda record: record.name != SUMMARY_LOGGER)
-    file_handler = _LogFile(log_file)
-    file_handler.setLevel(logging.INFO)
-    file_handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
-    root.addHandler(file_handler)
-    root.setLevel(min(root.level, logging.INFO))
-
-
-def _log_file() -> "_LogFile | None":
-    return next((h for h in logging.getLogger().handlers if isinstance(h, _LogFile)), None)
-
-
-def _open_log_file() -> int | None:
-    """Open --log-file (if any) once the outputs are checked; EXIT_OUTPUT if it cannot be."""
-    handler = _log_file()
-    if handler is not None and handler.waiting is not None:
-        try:
-            handler.open_now()
-        except OSError as e:
-            _error(f"cannot write the log file {handler.baseFilename}: {e.strerror or e}")
-            return EXIT_OUTPUT
-    return None
-
-
-def _log_file_failed(code: int) -> int:
-    """The exit code once the log file's fate is known: a write that failed is an output
-    that could not be written."""
-    handler = _log_file()
-    failure = handler.failure if handler is not None else None
-    if failure is None:
-        return code
-    _error(f"cannot write the log file {handler.baseFilename}: {failure.strerror or failure}")
-    return EXIT_OUTPUT if code in (EXIT_OK, EXIT_FAKE) else code
-
-
-def _summary(line: str, quiet: bool) -> None:
-    """The run's summary line: on stderr unless quiet, and in the --log-file."""
-    logging.getLogger(SUMMARY_LOGGER).info(line)
-    if not quiet:
-        click.echo(printable(f"screener: {line}"), err=True)
 
 
 class _Interrupts:
@@ -182,14 +81,6 @@ def main(ctx):
 def _started() -> float:
     ctx = click.get_current_context(silent=True)
     return ctx.meta.get(STARTED, time.monotonic()) if ctx is not None else time.monotonic()
-
-
-def _counts(s) -> str:
-    """A summary's counts: "3 videos: 1 fake, 1 real, 0 no face, 1 error, 1 verdict on low
-    evidence" (the report's note column says which, and on how many frames)."""
-    low = f", {plural(s.low_evidence, 'verdict')} on low evidence" if s.low_evidence else ""
-    return (f"{plural(s.videos, 'video')}: {s.fake} fake, {s.real} real, {s.no_face} no face, "
-            f"{plural(s.errors, 'error')}{low}")
 
 
 @main.command()
@@ -257,9 +148,9 @@ def _counts(s) -> str:
               help="Videos shown in detail in the --html report: the N highest scores  "
                    "[default: every FAKE one and the top of the table, 100 to 500]")
 def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
-         threshold, fail_on_fake, workers, device, video_timeout_s, quiet, verbose, state, no_state, rescan,
-         settle_s, keep_missing, allow_empty, log_file, html=None, details=None,
-         engine="local", address=None):
+         threshold, fail_on_fake, workers, engine, address, device, video_timeout_s, quiet,
+         verbose, state, no_state, rescan, settle_s, keep_missing, allow_empty, log_file, html,
+         details):
     """Screen videos for deepfakes and write one row per video.
 
     PATHS are video files, folders (searched recursively) and glob patterns.
@@ -278,13 +169,23 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     """
     if state and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
-    if address and engine != "ray":
-        raise click.UsageError("--address needs --engine ray")
-    if allow_empty and (no_state or not (state or str(out) != "-")):
+    stateful = not no_state and (state or str(out) != "-")  # README "Running from cron"
+    if allow_empty and not stateful:
         raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
-    _setup_logging(quiet, verbose)
+    from .options import from_keywords
+    sample = {"min_face": min_face} if min_face is not None else {}
+    try:
+        options, report, st = from_keywords(
+            with_report=True, with_state=True, model=model, threshold=threshold, frames=frames,
+            every_s=every_s, all_faces=all_faces, **sample, engine=engine, workers=workers,
+            address=address, video_timeout_s=video_timeout_s, batch_size=batch_size, out=out,
+            fmt=fmt, frames_out=frames_out, html=html, details=details, state=state,
+            rescan=rescan, settle_s=settle_s, keep_missing=keep_missing, allow_empty=allow_empty)
+    except OptionsError as e:
+        raise click.UsageError(str(e)) from None
+    setup_logging(quiet, verbose)
     if log_file:
-        _add_log_file(log_file)  # opened once the outputs are checked (_prepare)
+        LogFile.add(log_file)  # opened once the outputs are checked (_scan)
     from .errors import EngineUnavailable, ScreenerError
     try:
         from .device import select_device
@@ -292,77 +193,43 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     except ScreenerError as e:
         _error(str(e))
         sys.exit(EXIT_MODEL)
-    common = dict(out=out, fmt=fmt, frames_out=frames_out, frames=frames, every_s=every_s,
-                  all_faces=all_faces, min_face=min_face, batch_size=batch_size, model=model, threshold=threshold,
-                  fail_on_fake=fail_on_fake, quiet=quiet, workers=workers, log_file=log_file)
-    if video_timeout_s is not None:
-        if engine == "local" and workers == 0:
-            raise click.UsageError("--video-timeout needs worker processes (--workers 1 or more)")
-        common.update(video_timeout_s=video_timeout_s)
-    if html:
-        common.update(html=html, details=details)
-    if engine != "local":
-        from .engines import check_engine
-        try:
-            check_engine(engine)
-        except ScreenerError as e:
-            _error(str(e))
-            sys.exit(EXIT_USAGE)
-        common.update(engine=engine, address=address)
     try:
-        if not no_state and (state or str(out) != "-"):  # README "Running from cron"
-            code = run_incremental_scan(paths, state=state, rescan=rescan, settle_s=settle_s,
-                                        keep_missing=keep_missing, allow_empty=allow_empty,
-                                        **common)
-        else:
-            code = run_scan(paths, **common)
+        from .engines import check_engine
+        check_engine(engine)
+        code = _scan(paths, options, report, st if stateful else None, state is not None,
+                     fail_on_fake, quiet, log_file)
     except KeyboardInterrupt:  # before the first video (finding files, loading the model)
         _error("interrupted")
         code = EXIT_INTERRUPTED
-    except EngineUnavailable as e:  # --engine ray: the cluster cannot be joined
+    except EngineUnavailable as e:  # not installed, or --engine ray cannot join the cluster
         _error(str(e))
         code = EXIT_USAGE
     sys.exit(_log_file_failed(code))
 
 
-def _error(message: str) -> None:
-    click.echo(f"screener: error: {printable(message)}", err=True)
+def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, quiet: bool,
+          log_file) -> int:
+    """The scan command's body, with or without a state (`st`); returns the exit code."""
+    from tqdm import tqdm
 
-
-def _output_mode(out, fmt, quiet):
-    """(report format, report on stdout?, a line per video on stdout?, a progress bar?)"""
-    to_stdout = str(out) == "-"
-    fmt = fmt or ("json" if str(out).lower().endswith(".json") else "csv")
-    show_rows = not to_stdout and not quiet and sys.stdout.isatty()
-    return fmt, to_stdout, show_rows, not quiet and sys.stderr.isatty()
-
-
-def _outputs(out, frames_out, html, log_file, state=None, state_named=False) -> list:
-    """Every file a scan writes, named as the user named it (outputs.check_outputs)."""
-    from .state import state_outputs
-    named = [("--out", out), ("--frames-out", frames_out), ("--html", html),
-             ("--log-file", log_file)]
-    if state is not None:
-        named += state_outputs(state, "--state" if state_named else "the state file")
-    return named
-
-
-def _prepare(paths, find, load, model, threshold, sampling, outputs):
-    """Find the videos, make sure no output is an input or another output, open the log file
-    and load the model, as both scan paths do: (videos, scorer, options, report header), or
-    the exit code after saying what went wrong."""
-    from .discover import InputError
-    from .errors import ModelError, OutputConflict
+    from .discover import InputError, find_videos
+    from .errors import ModelError, OutputConflict, StateError, StateLocked
     from .outputs import check_outputs
-    from .scoring import model_inputs
+    from .run import scan_inputs, scan_outputs, scan_reports
+    from .scoring import load_model
+    from .state import default_state_path
+
+    started = _started()
+    show_rows = report.to_file and not quiet and sys.stdout.isatty()
+    state_path = (st.path or default_state_path(report.out)) if st else None
     try:
-        videos = find(paths)
-    except InputError as e:
-        _error(str(e))
-        return EXIT_USAGE
-    try:  # before anything is read or written
-        check_outputs(outputs, [*(("the input", v) for v in videos), *model_inputs(model)])
-    except OutputConflict as e:
+        # No video is a usage error, unless the caller says an empty drop folder is normal
+        # (cron, --allow-empty): then the report empties.
+        videos = find_videos(paths, allow_empty=st is not None and st.allow_empty)
+        # Before anything is read or written.
+        check_outputs(scan_outputs(report, state_path, state_named, log_file),
+                      scan_inputs(videos, options.model))
+    except (InputError, OutputConflict) as e:
         _error(str(e))
         return EXIT_USAGE
     code = _open_log_file()
@@ -370,90 +237,98 @@ def _prepare(paths, find, load, model, threshold, sampling, outputs):
         return code
     if not videos:
         log.warning("no video in %s: the report lists none", ", ".join(map(str, paths)))
-    try:
-        scorer = load(model, threshold)
-    except ModelError as e:
-        _error(str(e))
-        return EXIT_MODEL
-    options = _sample_options(*sampling)
-    return videos, scorer, options, _report_meta(scorer.card, options)
-
-
-def run_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
-             all_faces=False, min_face=None, batch_size=256, model=None, threshold=None, fail_on_fake=False,
-             quiet=False, workers=None, video_timeout_s=None, html=None, details=None,
-             engine="local",
-             address=None, log_file=None) -> int:
-    """The scan command's body; returns the exit code."""
-    from .api import iter_scan
-    from .discover import find_videos
-    from .report import ReportWriter, FramesWriter, atomic_write
-    from .scoring import load_for_scan
-
-    started = _started()
-    fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
-    ready = _prepare(paths, find_videos, load_for_scan, model, threshold,
-                     (frames, every_s, all_faces, min_face),
-                     _outputs(out, frames_out, html, log_file))
-    if isinstance(ready, int):
-        return ready
-    videos, scorer, options, meta = ready
-
-    interrupted = False
-    collector = None
-    if html:
-        from .html_report import Collector
-        collector = Collector(details)
-    try:
-        # Rows stream into temporary files beside the outputs, renamed when the scan ends
-        # (also when interrupted): a report is whole or absent, never cut mid-row.
-        with ExitStack() as stack:
-            interrupts = stack.enter_context(_Interrupts())
-            stream = sys.stdout if to_stdout else stack.enter_context(atomic_write(out))
-            report = ReportWriter(stream, fmt, meta)
-            face_rows = None
-            if frames_out:
-                face_rows = FramesWriter(stack.enter_context(atomic_write(frames_out)))
-            from tqdm import tqdm
-            bar = stack.enter_context(tqdm(total=len(videos), unit="video",
-                                           disable=not show_bar, file=sys.stderr,
-                                           dynamic_ncols=True))
-            try:
-                for r in iter_scan(videos, scorer=scorer, options=options,
-                                   batch_size=batch_size, discover=False, workers=workers,
-                                   engine=engine, address=address,
-                                   video_timeout_s=video_timeout_s):
-                    report.write(r)
-                    if face_rows:
-                        face_rows.write(r)
-                    if collector:
-                        collector.add(r)
-                    if show_rows:
-                        tqdm.write(_row_line(r), file=sys.stdout)
-                    bar.update()
-                    interrupts.check()
-            except KeyboardInterrupt:
-                interrupted = True
-            elapsed = time.monotonic() - started
-            report.close(complete=not interrupted, extra={"elapsed_s": round(elapsed, 2)})
-    except OSError as e:  # a disk filled up or went away, a pipe's reader left
-        if to_stdout and isinstance(e, BrokenPipeError):
-            return _reader_gone()
-        _error(f"cannot write {e.filename or out}: {e.strerror or e}")
-        return EXIT_OUTPUT
-    s = report.summary
-    if collector and not _write_html(html, collector.results, meta=meta,
-                                     media=collector.media(), model=scorer.model or scorer.card.path,
-                                     details=collector.details, elapsed_s=elapsed,
-                                     complete=not interrupted, quiet=quiet):
-        return EXIT_OUTPUT
-    if interrupted:
-        _error(f"interrupted after {s.videos} of {plural(len(videos), 'video')}; their rows "
-               "are kept" + ("" if to_stdout else f" in {printable(out)}"))
+    with _Interrupts() as interrupts, tqdm(total=0, unit="video", file=sys.stderr,
+                                           disable=quiet or not sys.stderr.isatty(),
+                                           dynamic_ncols=True) as bar:
+        def on_result(r):
+            if show_rows:
+                tqdm.write(_row_line(r), file=sys.stdout)
+            bar.update()
+            interrupts.check()
+        try:
+            scorer = load_model(options.model, options.threshold, runtime=options.runtime)
+            outcome = scan_reports(videos, scorer, options, report, st, started=started,
+                                   on_plan=lambda n: bar.reset(total=n), on_result=on_result)
+        except ModelError as e:
+            _error(str(e))
+            return EXIT_MODEL
+        except StateLocked as e:
+            _error(str(e))
+            return EXIT_LOCKED
+        except StateError as e:
+            _error(str(e))
+            return EXIT_STATE
+        except OSError as e:  # a disk filled up or went away, a pipe's reader left
+            if report.to_stdout and isinstance(e, BrokenPipeError):
+                return _reader_gone()
+            _error(f"cannot write {e.filename or report.out}: {e.strerror or e}")
+            return EXIT_OUTPUT
+    if outcome.html and not quiet:
+        _said_html(report.html, outcome.html)
+    where = "" if report.to_stdout else f" in {printable(report.out)}"
+    s = outcome.incremental
+    if outcome.interrupted:
+        if s is None:
+            _error(f"interrupted after {outcome.report.videos} of "
+                   f"{plural(outcome.videos, 'video')}; their rows are kept{where}")
+        else:
+            _error(f"interrupted after scanning {plural(s.scanned, 'video')}; every finished "
+                   f"video is recorded" + (where and f" and{where}"))
         return EXIT_INTERRUPTED
-    where = "" if to_stdout else f"; report: {printable(out)}"
-    _summary(f"{_counts(s)} in {elapsed:.1f} s{where}", quiet)
-    return EXIT_FAKE if fail_on_fake and s.fake else EXIT_OK
+    _summary(_summary_line(outcome, report), quiet)
+    return EXIT_FAKE if fail_on_fake and outcome.report.fake else EXIT_OK
+
+
+def _said_html(path, figures: dict) -> None:
+    click.echo(f"screener: visual report: {printable(path)} ({figures['bytes'] / 1e6:.1f} MB, "
+               f"{plural(figures['details'], 'video')} in detail)", err=True)
+
+
+def _summary_line(outcome, report) -> str:
+    """"3 videos: 1 fake, 1 real, 0 no face, 1 error, 1 verdict on low evidence in 2.1 s",
+    then what an incremental run did, then where the report is."""
+    r, s = outcome.report, outcome.incremental
+    low = f", {plural(r.low_evidence, 'verdict')} on low evidence" if r.low_evidence else ""
+    line = (f"{plural(r.videos, 'video')}: {r.fake} fake, {r.real} real, {r.no_face} no face, "
+            f"{plural(r.errors, 'error')}{low}")
+    if s is not None:
+        line += ((f", {r.missing} missing" if r.missing else "")
+                 + f" in {outcome.elapsed_s:.1f} s; scanned {s.scanned}, reused {s.reused}, "
+                 f"deferred {s.deferred}" + (f", dropped {s.dropped}" if s.dropped else "")
+                 + (f", {s.unrecorded} changed while scanned" if s.unrecorded else ""))
+    else:
+        line += f" in {outcome.elapsed_s:.1f} s"
+    return line + ("" if report.to_stdout else f"; report: {printable(report.out)}")
+
+
+def _summary(line: str, quiet: bool) -> None:
+    """The run's summary line: on stderr unless quiet, and in the --log-file."""
+    logging.getLogger(SUMMARY_LOGGER).info(line)
+    if not quiet:
+        click.echo(printable(f"screener: {line}"), err=True)
+
+
+def _open_log_file() -> int | None:
+    """Open --log-file (if any) once the outputs are checked; EXIT_OUTPUT if it cannot be."""
+    handler = LogFile.current()
+    if handler is not None:
+        try:
+            handler.open_now()
+        except OSError as e:
+            _error(f"cannot write the log file {handler.baseFilename}: {e.strerror or e}")
+            return EXIT_OUTPUT
+    return None
+
+
+def _log_file_failed(code: int) -> int:
+    """The exit code once the log file's fate is known: a write that failed is an output
+    that could not be written."""
+    handler = LogFile.current()
+    failure = handler.failure if handler is not None else None
+    if failure is None:
+        return code
+    _error(f"cannot write the log file {handler.baseFilename}: {failure.strerror or failure}")
+    return EXIT_OUTPUT if code in (EXIT_OK, EXIT_FAKE) else code
 
 
 def _reader_gone() -> int:
@@ -467,143 +342,8 @@ def _reader_gone() -> int:
     return EXIT_PIPE
 
 
-def _write_html(path, results, *, quiet=False, **kw) -> bool:
-    """Write the visual report; False (after saying why) when it cannot be written."""
-    from .html_report import write_html
-    return _html_written(path, lambda: write_html(path, results, **kw), quiet)
-
-
-def _html_written(path, write, quiet: bool) -> bool:
-    """Run `write` (which returns the page's figures) and say what it wrote, or why not."""
-    from .errors import StateError
-    try:
-        figures = write()
-    except (StateError, ValueError) as e:
-        _error(str(e))
-        return False
-    except OSError as e:
-        _error(f"cannot write {printable(e.filename or path)}: {e.strerror or e}")
-        return False
-    if not quiet:
-        click.echo(f"screener: visual report: {printable(path)} ({figures['bytes'] / 1e6:.1f} MB, "
-                   f"{plural(figures['details'], 'video')} in detail)", err=True)
-    return True
-
-
-def _sample_options(frames, every_s, all_faces, min_face):
-    from .pipeline import SampleOptions
-    extra = {} if min_face is None else {"min_face": min_face}
-    return SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces, **extra)
-
-
-def _report_meta(card, options) -> dict:
-    """The report's header. Nothing here may depend on the clock: an unchanged incremental
-    rerun must write the same bytes."""
-    from . import __version__
-    return {"screener": __version__,
-            "model": {"name": card.name, "arch": card.arch, "threshold": card.threshold,
-                      "sha256": card.sha256, "path": card.path, "metrics": card.metrics,
-                      "limits": card.limits},
-            "options": {"frames": options.frames, "every_s": options.every_s,
-                        "all_faces": options.all_faces, "min_face": options.min_face}}
-
-
-def run_incremental_scan(paths, *, out="-", fmt=None, frames_out=None, frames=32, every_s=None,
-                         all_faces=False, min_face=None, batch_size=256, model=None,
-                         threshold=None,
-                         fail_on_fake=False, quiet=False, state=None, rescan=False,
-                         settle_s=30.0, keep_missing=False, allow_empty=False, workers=None,
-                         video_timeout_s=None,
-                         html=None, details=None, engine="local", address=None,
-                         log_file=None) -> int:
-    """The scan command with a state file (api.scan_incremental); returns the exit code."""
-    from tqdm import tqdm
-
-    from .api import find_videos, find_videos_or_empty, scan_incremental
-    from .errors import ModelError, StateError, StateLocked
-    from .report import ReportWriter
-    from .scoring import load_model_lazily
-    from .state import ReportSummary, ScanInterrupted, default_state_path
-
-    started = _started()
-    fmt, to_stdout, show_rows, show_bar = _output_mode(out, fmt, quiet)
-    # The lazy loader: TensorFlow only if a video needs scoring.
-    # No video is a usage error, as for a plain scan, unless the caller says an empty drop
-    # folder is normal (cron): then the report empties.
-    find = find_videos_or_empty if allow_empty else find_videos
-    named, state = state is not None, state or default_state_path(out)
-    ready = _prepare(paths, find, load_model_lazily, model, threshold,
-                     (frames, every_s, all_faces, min_face),
-                     _outputs(out, frames_out, html, log_file, state, named))
-    if isinstance(ready, int):
-        return ready
-    videos, scorer, options, meta = ready
-    if not to_stdout and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-        _error(f"cannot write {printable(out)}: its folder does not exist")
-        return EXIT_OUTPUT
-
-    def on_result(r):
-        if show_rows:
-            tqdm.write(_row_line(r), file=sys.stdout)
-        bar.update()
-        interrupts.check()
-
-    with _Interrupts() as interrupts, tqdm(total=0, unit="video", disable=not show_bar,
-                                           file=sys.stderr, dynamic_ncols=True) as bar:
-        try:
-            s = scan_incremental(
-                videos, discover=False, out=None if to_stdout else out, state=state, fmt=fmt,
-                rescan=rescan, settle_s=settle_s, keep_missing=keep_missing,
-                frames_out=frames_out, meta=meta, scorer=scorer, workers=workers,
-                options=options, engine=engine, address=address,
-                video_timeout_s=video_timeout_s, check_outputs=False,  # _prepare did
-                batch_size=batch_size, on_plan=lambda plan: bar.reset(total=len(plan.scan)),
-                on_result=on_result, started=started)
-        except StateLocked as e:
-            _error(str(e))
-            return EXIT_LOCKED
-        except StateError as e:
-            _error(str(e))
-            return EXIT_STATE
-        except ModelError as e:  # a .keras file that fails on first use
-            _error(str(e))
-            return EXIT_MODEL
-        except ScanInterrupted as e:
-            _error(f"interrupted after scanning {plural(e.summary.scanned, 'video')}; every "
-                   "finished video is recorded" + ("" if to_stdout else f" and in {printable(out)}"))
-            return EXIT_INTERRUPTED
-        except OSError as e:
-            _error(f"cannot write {e.filename or out}: {e.strerror or e}")
-            return EXIT_OUTPUT
-    if html:  # from the state just written: the same page `screener report` rebuilds
-        ok = _rebuild_html(html, state=state,
-                           model=scorer.model or scorer.card.path,
-                           model_sha=scorer.card.sha256 or None, quiet=quiet,
-                           details=details)
-        if not ok:
-            return EXIT_OUTPUT
-    if to_stdout:  # --state without --out: the whole report, once, at the end
-        try:
-            report = ReportWriter(sys.stdout, fmt, meta)
-            report.summary = ReportSummary()
-            for r in s.results:
-                report.write(r)
-            report.close()
-        except BrokenPipeError:
-            return _reader_gone()
-    r = s.report
-    line = (_counts(r) + (f", {r.missing} missing" if r.missing else "")
-            + f" in {s.elapsed_s:.1f} s; scanned {s.scanned}, reused {s.reused}, "
-            f"deferred {s.deferred}" + (f", dropped {s.dropped}" if s.dropped else "")
-            + (f", {s.unrecorded} changed while scanned" if s.unrecorded else "")
-            + ("" if to_stdout else f"; report: {printable(out)}"))
-    _summary(line, quiet)
-    return EXIT_FAKE if fail_on_fake and r.fake else EXIT_OK
-
-
-def _rebuild_html(html, *, quiet=False, **kw) -> bool:
-    from .html_report import rebuild
-    return _html_written(html, lambda: rebuild(html, **kw), quiet)
+def _error(message: str) -> None:
+    click.echo(f"screener: error: {printable(message)}", err=True)
 
 
 @main.command()
@@ -623,7 +363,7 @@ def _rebuild_html(html, *, quiet=False, **kw) -> bool:
 @click.option("--quiet", "-q", is_flag=True, help="Errors only.")
 def report(html, state, from_report, model, details, quiet):
     """Rebuild the visual report from a finished or incremental scan, without rescanning."""
-    _setup_logging(quiet, 0)
+    setup_logging(quiet, 0)
     if not state and not from_report:
         raise click.UsageError("give --state FILE or --from REPORT")
     if state and not os.path.isfile(state):
@@ -639,9 +379,19 @@ def report(html, state, from_report, model, details, quiet):
     except OutputConflict as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)
-    ok = _rebuild_html(html, state=state, report=from_report, model=model, quiet=quiet,
-                       details=details)
-    sys.exit(EXIT_OK if ok else EXIT_OUTPUT)
+    from .errors import StateError
+    from .html_report import rebuild
+    try:
+        figures = rebuild(html, state=state, report=from_report, model=model, details=details)
+    except (StateError, ValueError) as e:
+        _error(str(e))
+        sys.exit(EXIT_OUTPUT)
+    except OSError as e:
+        _error(f"cannot write {e.filename or html}: {e.strerror or e}")
+        sys.exit(EXIT_OUTPUT)
+    if not quiet:
+        _said_html(html, figures)
+    sys.exit(EXIT_OK)
 
 
 def _row_line(r) -> str:
@@ -705,9 +455,14 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
 
     from .discover import InputError
     from .extract import ExtractError, extract as run_extract
-    if video_timeout_s is not None and workers == 0:
-        raise click.UsageError("--video-timeout needs worker processes (--workers 1 or more)")
-    _setup_logging(quiet, verbose)
+    from .options import EngineOptions, SampleOptions
+    limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
+    try:
+        sample = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces, **limits)
+        engine = EngineOptions(workers=workers, video_timeout_s=video_timeout_s)
+    except OptionsError as e:
+        raise click.UsageError(str(e)) from None
+    setup_logging(quiet, verbose)
     bar = None
 
     def progress(done, total, record):
@@ -719,15 +474,13 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
             bar.update()
         interrupts.check()
 
-    limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
     started = time.monotonic()
     interrupts = _Interrupts()
     try:
         with interrupts:
-            s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, frames=frames,
-                            every_s=every_s, all_faces=all_faces, fmt=fmt, quality=quality,
-                            contact_sheet=contact_sheet, progress=progress, workers=workers,
-                            video_timeout_s=video_timeout_s, **limits)
+            s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, sample=sample,
+                            engine=engine, fmt=fmt, quality=quality,
+                            contact_sheet=contact_sheet, progress=progress)
     except (InputError, ExtractError) as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)

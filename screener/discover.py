@@ -80,11 +80,16 @@ def _expand(arg: str) -> list[str]:
     raise InputError(f"no such file or folder: {arg!r}")
 
 
-def find_videos(paths: Iterable[str | os.PathLike]) -> list[str]:
+def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
+                allow_empty: bool = False) -> list[str]:
     """Expand PATH arguments into video file paths (as strings, relative where given relative).
 
-    Raises InputError naming every argument that does not exist, or when nothing is found.
+    Raises InputError naming every argument that does not exist, or when nothing is found;
+    with `allow_empty`, folders that exist but hold no video give an empty list (an empty drop
+    folder is normal for a scheduled incremental scan: its report empties).
     """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
     out: list[str] = []
     seen: set[str] = set()
     missing: list[str] = []
@@ -104,7 +109,7 @@ def find_videos(paths: Iterable[str | os.PathLike]) -> list[str]:
                 out.append(p)
     if missing:
         raise InputError("; ".join(missing))
-    if not out:
+    if not out and not (allow_empty and all(os.path.isdir(a) for a in args)):
         raise InputError(f"no video found in {', '.join(repr(a) for a in args)} "
                          f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return out

@@ -35,9 +35,10 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .media import VideoMedia, encode_jpeg, decode_jpeg
-from .report import atomic_write, plural, safe_text
-from .verdict import (ERROR, FAKE, LOW_EVIDENCE_FACES, LOW_EVIDENCE_SHARE, NO_FACE, OK, REAL,
-                      VideoResult)
+from .files import atomic_write
+from .report import plural, safe_text
+from .verdict import (ERROR, FAKE, LOW_EVIDENCE_FACES, LOW_EVIDENCE_SHARE, MISSING, NO_FACE, OK,
+                      REAL, VideoResult)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ DEFAULT_DETAILS = 100
 MAX_DETAILS = 500
 TABLE_THUMBS = 100      # of those, the ones with a thumbnail in the table row
 PAGE = 500              # table rows displayed at once (the page's script shows more on demand)
-MISSING = "missing"     # state.MISSING, without importing the state here
 CATEGORIES = (FAKE, REAL, NO_FACE, ERROR, MISSING)
 
 

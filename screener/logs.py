@@ -4,7 +4,8 @@ File names, labels, model-card text and decoder messages are user input: a name 
 newline and `screener: 0 videos` would forge a line, an escape sequence would recolour or hide
 the terminal's text. `printable` is the one escaping function every such line goes through:
 in the CLI's own messages, its log handlers, the local engine's worker processes and the Ray
-engine's tasks (`log_in_worker`).
+engine's tasks (`log_in_worker`). The command line's handlers are here too: terminal lines
+that keep clear of a progress bar, and the `--log-file`.
 """
 from __future__ import annotations
 
@@ -67,3 +68,84 @@ def worker_level() -> int:
     if _terminal_level is not None:
         return _terminal_level
     return logging.getLogger(PACKAGE).getEffectiveLevel()
+
+
+# --- the command line's handlers (screener.cli sets them up) -------------------------------
+
+SUMMARY_LOGGER = "screener.summary"  # a run's summary line: in the log file, echoed apart
+
+
+class TqdmHandler(logging.Handler):
+    """Log lines that do not break a progress bar (tqdm.write prints above it)."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never end the scan
+            self.handleError(record)
+
+
+def setup_logging(quiet: bool, verbose: int) -> None:
+    """The terminal's logging: errors only (`quiet`), warnings, or more with `verbose`."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = TqdmHandler()
+    handler.setFormatter(TerminalFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    set_terminal_level(level)  # worker processes print at this level too
+    for noisy in ("absl", "tensorflow", "keras", "h5py"):  # library chatter, even at -vv
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+class LogFile(logging.FileHandler):
+    """--log-file: one line per video and the summary at INFO, whatever the terminal shows.
+    It is opened only once the outputs are checked (it must not be an input): lines logged
+    before that wait. A failed write is remembered, not printed as a traceback: the run then
+    says so once and ends as an output that could not be written."""
+
+    def __init__(self, path: str):
+        super().__init__(path, encoding="utf-8", delay=True)
+        self.waiting: list | None = []
+        self.failure: OSError | None = None
+
+    def emit(self, record):
+        if self.waiting is not None:
+            self.waiting.append(record)
+        else:
+            super().emit(record)
+
+    def open_now(self) -> None:
+        """Open the file (raises OSError) and write the lines that waited."""
+        if self.waiting is None:
+            return
+        self.stream = self._open()
+        waiting, self.waiting = self.waiting, None
+        for record in waiting:
+            self.emit(record)
+
+    def handleError(self, record):
+        failure = sys.exc_info()[1]
+        if isinstance(failure, OSError):
+            self.failure = self.failure or failure
+        else:  # a bad log call, not a failed write: logging's own report
+            super().handleError(record)
+
+    @classmethod
+    def add(cls, path: str) -> "LogFile":
+        """Log to `path` too; the terminal keeps its level, the summary is echoed there."""
+        root = logging.getLogger()
+        for h in root.handlers:
+            h.setLevel(root.level)
+            h.addFilter(lambda record: record.name != SUMMARY_LOGGER)
+        handler = cls(path)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(min(root.level, logging.INFO))
+        return handler
+
+    @classmethod
+    def current(cls) -> "LogFile | None":
+        return next((h for h in logging.getLogger().handlers if isinstance(h, cls)), None)

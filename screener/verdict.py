@@ -13,6 +13,7 @@ import numpy as np
 from . import media
 
 OK, NO_FACE, ERROR = "ok", "no_face", "error"
+MISSING = "missing"  # an incremental scan's kept row of a file that is gone (--keep-missing)
 FAKE, REAL = "FAKE", "REAL"
 
 # A verdict that rests on few faces is said to: fewer than LOW_EVIDENCE_FACES scored faces, or

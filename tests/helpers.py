@@ -73,7 +73,7 @@ def streamed_rows(out: Path) -> int:
     """Rows a --no-state scan has streamed so far into the temporary file beside `out` (it
     becomes `out` when the scan ends): 0 before it is there, and once it is renamed."""
     import csv
-    from screener.report import is_temporary_of
+    from screener.files import is_temporary_of
     try:
         tmp = next(out.parent / n for n in os.listdir(out.parent) if is_temporary_of(out, n))
         with open(tmp, newline="", encoding="utf-8") as f:

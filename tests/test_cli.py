@@ -176,15 +176,15 @@ def test_report_cannot_be_written(face_video, tiny_model, tmp_path):
 
 def test_interrupt_keeps_rows(monkeypatch, face_video, tiny_model, tmp_path):
     """Ctrl-C in the middle: rows written so far stay, exit 130 (in process, deterministic)."""
-    from screener import api
-    real = api.iter_scan
+    from screener.engines.local import LocalEngine
+    real = LocalEngine.run
 
-    def interrupted(*a, **kw):
-        for i, r in enumerate(real(*a, **kw)):
+    def interrupted(self, paths):
+        for i, r in enumerate(real(self, paths)):
             if i == 2:
                 raise KeyboardInterrupt
             yield r
-    monkeypatch.setattr(api, "iter_scan", interrupted)
+    monkeypatch.setattr(LocalEngine, "run", interrupted)
     out = tmp_path / "r.csv"
     paths = [copy(face_video, tmp_path / f"v{i}.mp4") for i in range(4)]
     # --no-state: the streamed report (with a state, the report is rewritten at the end:
@@ -271,7 +271,7 @@ def test_video_timeout_needs_workers(face_video, tiny_model):
 
 def test_help_texts():
     """Every exit code on a line of its own, 141 included; extract's defaults are the code's."""
-    from screener.faces import MIN_FACE_PX, MIN_SCORE
+    from screener.options import MIN_FACE_PX, MIN_SCORE
     scan_help = CliRunner().invoke(main, ["scan", "--help"]).output
     for code, says in [(5, "another scan holds the state lock"),
                        (6, "the state file is unusable or read-only (--rescan, or another --state)"),

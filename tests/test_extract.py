@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from screener import synth
-from screener.extract import (ExtractError, crop_name, extract, normalize_label, read_labels,
-                              video_id)
+from screener.dataset import crop_name, video_id
+from screener.extract import ExtractError, extract, normalize_label, read_labels
 from screener.images import read_rgb
-from screener.pipeline import SampleOptions, crops_from_video
+from screener.options import SampleOptions
+from screener.pipeline import crops_from_video
 
 from helpers import copy, one_face, signal_when
 
@@ -339,7 +340,7 @@ def test_leftovers_of_every_crash_point_are_cleaned_up(reference, clips, tmp_pat
     (out / "manifest.csv").write_text(manifest + manifest.splitlines()[-1][:25])  # torn line
     last = read_csv(reference / "manifest.csv")[-1]["crop_file"]
     (out / last).unlink()                                       # a crop never renamed
-    (out / last).with_name(f".{Path(last).name}.tmp").write_bytes(b"half")
+    (out / last).with_name(f".{Path(last).name}.k2j4h1.tmp").write_bytes(b"half")  # atomic_write's
     gone = video_id("gone.mp4")                                 # a video never completed
     orphan = f"real/{gone}_000003.png"
     shutil.copy(out / read_csv(reference / "manifest.csv")[0]["crop_file"], out / orphan)

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from screener.report import (FramesWriter, ReportWriter, atomic_write, escape_cell, safe_text,
-                             write_report)
+from screener.files import atomic_write
+from screener.report import FramesWriter, ReportWriter, escape_cell, safe_text
 from screener.verdict import COLUMNS, FaceScore, VideoResult
 
 
@@ -134,7 +134,15 @@ def _umask():
     return m
 
 
-def test_write_report_whole_file(tmp_path):
-    s = write_report(tmp_path / "r.json", [ok(), VideoResult("b", "error", error="x")], "json")
-    assert s.videos == 2 and s.errors == 1
-    assert len(json.loads((tmp_path / "r.json").read_text())["videos"]) == 2
+def test_a_whole_report_counts_into_the_summary_it_is_given(tmp_path):
+    """The incremental scan writes its report at once, counting kept rows of vanished files
+    apart (state.ReportSummary)."""
+    from screener.state import ReportSummary
+    with atomic_write(tmp_path / "r.json") as f:
+        w = ReportWriter(f, "json", summary=ReportSummary())
+        for r in (ok(), VideoResult("b", "error", error="x"), VideoResult("c", "missing")):
+            w.write(r)
+        w.close()
+    assert (w.summary.videos, w.summary.errors, w.summary.missing) == (3, 1, 1)
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert len(doc["videos"]) == 3 and doc["summary"]["missing"] == 1

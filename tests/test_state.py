@@ -13,6 +13,8 @@ import pytest
 
 from screener import state as st
 from screener.errors import StateError, StateLocked
+from screener.options import ReportOptions, StateOptions
+from screener.run import run_scan
 from screener.verdict import FaceScore, VideoResult
 
 from helpers import unless_blocked_on
@@ -49,13 +51,28 @@ def make_files(folder, names, byte=b"\x10", size=100):
     return [str(folder / n) for n in sorted(names)]
 
 
+def incremental(paths, engine, folder, *, model_id=MODEL, options=OPTS, report="r.csv",
+                fmt="csv", meta=None, frames_out=None, read_timeout_s=None, **state):
+    """One incremental run through the scan's own loop, with `engine`; its RunSummary."""
+    sink = st.StateSink(ReportOptions(out=str(folder / report), fmt=fmt, frames_out=frames_out),
+                        StateOptions(path=str(folder / "s.sqlite"), **state),
+                        model_id=model_id, options=options, meta=meta,
+                        read_timeout_s=read_timeout_s)
+    return run_scan(paths, engine, sink).incremental
+
+
 def run(tmp_path, paths, engine=None, **kw):
     engine = engine or FakeEngine()
     kw.setdefault("settle_s", 0)
-    s = st.run_incremental(paths, engine, state_path=tmp_path / "s.sqlite",
-                           model_id=kw.pop("model_id", MODEL), options=kw.pop("options", OPTS),
-                           report_path=tmp_path / "r.csv", **kw)
-    return engine, s
+    return engine, incremental(paths, engine, tmp_path, **kw)
+
+
+def plan(state, paths, **kw):
+    """What the run would do, and what the state then remembers (files still changing)."""
+    p = st.plan_files(paths, state.stored(), state.pending(), fresh=state.created,
+                      model_id=MODEL, options=OPTS, **kw)
+    state.keep_plan(p)
+    return p
 
 
 def report_paths(tmp_path):
@@ -141,10 +158,10 @@ def test_files_still_changing_are_deferred_until_they_settle(tmp_path):
     now = time.time()
     st.ScanState(tmp_path / "s.sqlite").close()  # an earlier run made the state
     with st.ScanState(tmp_path / "s.sqlite") as state:
-        plan = state.plan(paths, model_id=MODEL, options=OPTS, settle_s=30, now=now)
-        assert plan.deferred == paths and plan.scan == []          # ctime is now
-        plan = state.plan(paths, model_id=MODEL, options=OPTS, settle_s=30, now=now + 31)
-        assert plan.scan == paths and plan.deferred == []
+        p = plan(state, paths, settle_s=30, now=now)
+        assert p.deferred == paths and p.scan == []          # ctime is now
+        p = plan(state, paths, settle_s=30, now=now + 31)
+        assert p.scan == paths and p.deferred == []
 
 
 def test_a_file_with_a_future_mtime_settles_by_our_clock(tmp_path):
@@ -154,12 +171,12 @@ def test_a_file_with_a_future_mtime_settles_by_our_clock(tmp_path):
     now = time.time()
     st.ScanState(tmp_path / "s.sqlite").close()
     with st.ScanState(tmp_path / "s.sqlite") as state:
-        assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now).deferred
-        assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now + 6).scan
+        assert plan(state, paths, settle_s=5, now=now).deferred
+        assert plan(state, paths, settle_s=5, now=now + 6).scan
         with open(paths[0], "ab") as f:  # it grew: its wait starts again
             f.write(b"x")
         os.utime(paths[0], (future, future + 1))
-        assert state.plan(paths, model_id=MODEL, options=OPTS, settle_s=5, now=now + 7).deferred
+        assert plan(state, paths, settle_s=5, now=now + 7).deferred
 
 
 def test_a_new_state_scans_everything_and_settling_is_for_changed_files(tmp_path):
@@ -204,9 +221,8 @@ def test_a_file_changed_while_scanned_is_not_recorded(tmp_path):
 
 def test_interrupt_keeps_what_was_done(tmp_path):
     paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4", "c.mp4"])
-    with pytest.raises(st.ScanInterrupted) as info:
-        run(tmp_path, paths, engine=FakeEngine(interrupt_after=2), fmt="json")
-    assert info.value.summary.scanned == 2
+    _, s = run(tmp_path, paths, engine=FakeEngine(interrupt_after=2), fmt="json")
+    assert s.interrupted and s.scanned == 2
     doc = json.loads((tmp_path / "r.csv").read_text())
     assert doc["complete"] is False and len(doc["videos"]) == 2
     assert run(tmp_path, paths)[0].calls == [paths[2]]
@@ -294,13 +310,14 @@ def test_a_read_that_never_returns_while_planning_is_bounded_by_the_time_limit(
     import threading
     paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
     never = threading.Event()
-    real = st._fingerprint
+    from screener.state import plan as planning
+    real = planning._fingerprint
 
     def hung(path, size):
         if path.endswith("b.mp4"):
             never.wait()
         return real(path, size)
-    monkeypatch.setattr(st, "_fingerprint", hung)
+    monkeypatch.setattr(planning, "_fingerprint", hung)
     try:
         engine, s = run(tmp_path, paths, read_timeout_s=0.5)
     finally:
@@ -334,6 +351,8 @@ def test_a_pipe_among_the_inputs_is_never_opened_while_planning(tmp_path):
 KILLED_CHILD = r"""
 import sys, time
 from screener import state as st
+from screener.options import ReportOptions, StateOptions
+from screener.run import run_scan
 from screener.verdict import VideoResult
 
 class Slow:
@@ -342,9 +361,10 @@ class Slow:
             time.sleep(0.01)
             yield VideoResult(path=p, status="ok", verdict="REAL", fake_score=0.25)
 
-paths = sys.argv[2:]
-st.run_incremental(paths, Slow(), state_path=sys.argv[1] + "/s.sqlite", model_id=%r,
-                   options=%r, report_path=sys.argv[1] + "/r.json", fmt="json", settle_s=0)
+folder = sys.argv[1]
+run_scan(sys.argv[2:], Slow(), st.StateSink(
+    ReportOptions(out=folder + "/r.json"), StateOptions(path=folder + "/s.sqlite", settle_s=0),
+    model_id=%r, options=%r))
 """ % (MODEL, OPTS)
 
 

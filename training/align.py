@@ -23,6 +23,7 @@ import argparse
 import csv
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import sys
@@ -36,6 +37,7 @@ from tqdm import tqdm
 
 from screener.errors import ImageError
 from screener.faces import align_image, outside_share, resize_to_model, to_template
+from screener.files import atomic_write
 from screener.images import IMAGE_EXTENSIONS, read_rgb, write_png
 
 
@@ -63,9 +65,10 @@ def _one(job: tuple[str, str, str]) -> tuple[str, str, dict | None]:
         kp = face.keypoints @ m[:, :2].T + m[:, 2]
         row = {"outside": f"{outside_share(rgb.shape, face.keypoints):.3f}",
                "keypoints": json.dumps(np.round(kp, 1).tolist())}
-    tmp = dst + ".tmp"
-    write_png(tmp, crop)
-    os.replace(tmp, dst)  # a killed run leaves no half-written image under its real name
+    # A killed run leaves no half-written image under its real name (faces.csv, written after,
+    # is the record of what is done).
+    with atomic_write(dst, "wb", encoding=None, newline=None, fsync=False) as f:
+        write_png(f, crop)
     return src, outcome, {"file": dst, "outcome": outcome, **row}
 
 
@@ -87,7 +90,11 @@ def align_dataset(src: Path, dst: Path, no_face: str = "resize", workers: int | 
     t0 = time.time()
     workers = workers or os.cpu_count() or 1
     new_table = not table.exists()
-    with ProcessPoolExecutor(workers) as pool, open(table, "a", newline="") as f:
+    # Spawned, not forked: the caller may hold threads (TensorFlow's, a test runner's) whose
+    # locks a fork would copy held, hanging the workers.
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn) as pool, \
+            open(table, "a", newline="") as f:
         rows = csv.DictWriter(f, FACES_COLUMNS)
         if new_table:
             rows.writeheader()

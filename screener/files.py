@@ -1,0 +1,239 @@
+"""Writing files safely: the atomic write and the lock, each written once, here.
+
+`atomic_write` writes a whole file so that a reader sees the old file or the new one, never
+half of one (a temporary file in the same folder, fsync, rename): every report, frames file,
+page, dataset file and converted model is written with it. `FileLock` is an exclusive `flock`
+on a side file, taken without waiting and released by the kernel when its holder ends, however
+it ends (the incremental scan's state and an extract's dataset hold one).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import stat
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+NAME_MAX = 255  # bytes in a file name, on every filesystem a report is likely to be on
+
+
+def fit_name(name: str, max_bytes: int) -> str:
+    """`name` cut (whole characters) to at most `max_bytes` bytes as the filesystem stores it."""
+    while len(os.fsencode(name)) > max_bytes:
+        name = name[:-1]
+    return name
+
+
+def _temp_stem(name: str) -> str:
+    # ".<stem>.<8 random>.tmp" fits NAME_MAX whatever the name: a legal 255-byte --out works.
+    return fit_name(name, 200)
+
+
+def is_temporary_of(path, candidate: str) -> bool:
+    """Whether the file name `candidate` is one of atomic_write's temporary files for `path`
+    (left behind when a run was killed while writing it)."""
+    stem = re.escape(_temp_stem(Path(path).name))
+    return re.fullmatch(rf"\.{stem}\.[a-z0-9_]+\.tmp", candidate) is not None
+
+
+def remove_temporaries(paths) -> None:
+    """Delete what atomic_write left of `paths` when a run was killed while writing them (one
+    listing per folder). Call it only where no other process can be writing them."""
+    by_folder: dict[Path, list[Path]] = {}
+    for p in map(Path, paths):
+        by_folder.setdefault(p.parent, []).append(p)
+    for folder, files in by_folder.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if any(is_temporary_of(p, name) for p in files):
+                try:
+                    (folder / name).unlink()
+                except OSError:
+                    pass
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _Named:
+    """A file object whose failed writes name `path` (OSError.filename), so the caller can
+    say which output could not be written; everything else is the file's own."""
+
+    def __init__(self, f, path):
+        self._f, self._path = f, os.fspath(path)
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            raise _naming(e, self._path)
+
+    def flush(self):
+        try:
+            self._f.flush()
+        except OSError as e:
+            raise _naming(e, self._path)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _naming(e: OSError, path, tmp=None) -> OSError:
+    if e.filename is None or (tmp is not None and e.filename == tmp):
+        e.filename = os.fspath(path)
+    return e
+
+
+def _is_stream(path: Path) -> bool:
+    """An existing output that is not a regular file (a device, a pipe): written as it is."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()
+    except OSError:
+        return False
+
+
+@contextmanager
+def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8",
+                 newline: str | None = "", sync_folder: bool = True, fsync: bool = True):
+    """Write `path` all at once: readers see the old file or the new one, never a part.
+
+    Yields a file object for a temporary file in the same folder; on success it is flushed,
+    fsynced and renamed over `path`, and the folder fsynced so the rename survives a power cut
+    (`sync_folder=False`: the caller syncs the folder once after many files, `fsync_folder`;
+    `fsync=False` too: whole against a kill, not against a power cut).
+    On an exception the temporary file is removed and `path` is untouched. A failure raises
+    OSError naming `path` (a full disk: errno ENOSPC). A `path` that exists and is not a
+    regular file (/dev/stdout, a named pipe) cannot be replaced: it is written directly.
+    """
+    path = Path(path)
+    kw = {} if "b" in mode else dict(encoding=encoding, newline=newline)
+    folder = path.parent if str(path.parent) else Path(".")
+    f = fd = tmp = None
+    try:
+        if _is_stream(path):
+            f = open(path, mode, **kw)
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(path.name)}.", suffix=".tmp",
+                                       dir=folder)
+            f = os.fdopen(fd, mode, **kw)
+            os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600; as a normal file
+    except OSError as e:
+        _discard(f if f is not None else fd, tmp)
+        raise _naming(e, path, tmp)
+    try:
+        yield _Named(f, path)  # the caller's errors pass as they are (its writes name `path`)
+    except BaseException:
+        _discard(f, tmp)
+        raise
+    try:
+        f.flush()
+        if tmp is not None and fsync:
+            os.fsync(f.fileno())
+        f.close()
+        if tmp is not None:
+            os.replace(tmp, path)
+    except BaseException as e:
+        _discard(f, tmp)
+        if isinstance(e, OSError):
+            _naming(e, path, tmp)
+        raise
+    if tmp is not None and sync_folder and fsync:
+        fsync_folder(folder)
+
+
+def fsync_folder(folder) -> None:
+    """Make the renames in `folder` durable (best effort: some filesystems cannot)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _discard(f, tmp) -> None:
+    """After a failure: close without flushing what could not be written, drop the temporary
+    file."""
+    try:
+        if isinstance(f, int):
+            os.close(f)
+        elif f is not None:
+            try:
+                f.close()
+            except OSError:  # the buffered rest could not be written either
+                pass
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; `holder` is what it wrote there (pid and start time)."""
+
+    def __init__(self, path, holder: str):
+        super().__init__(f"{path} is held by {holder or 'an unknown process'}")
+        self.path, self.holder = Path(path), holder
+
+
+class FileLock:
+    """An exclusive flock on `path` (created if need be), taken without waiting: raises
+    LockHeld when another process has it, OSError when the file cannot be made or locked.
+    The lock is a side file nobody else opens, so it cannot interfere with SQLite's own locks
+    on a database beside it. The holder's pid and start time go into it, for the message of
+    the next process that finds it taken. Released by close(), or by the kernel."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockHeld(self.path, holder) from e
+            raise
+        # Informational only (the flock is the lock): a disk too full for these few bytes
+        # does not stop the run.
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                      .encode(), 0)
+        except OSError:
+            pass
+        self._fd: int | None = fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> "FileLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
