@@ -5,7 +5,7 @@ Data flow: path -> video (sample frames) -> faces (detect, align to 256x256) -> 
 module; `screener.scan`, `screener.scan_incremental` and `screener.extract` are the Python API,
 with options as objects (screener.options) or keywords.
 """
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 # Before any native library loads: their own logging stays off the terminal (screener/quiet.py).
 from . import quiet as _quiet

@@ -4,25 +4,13 @@ It builds the options objects once from its flags (screener.options checks them)
 library (`run.scan_reports`, `extract.extract`, `html_report.rebuild`) and maps what the
 library raises to one line and an exit code.
 
-Exit codes (also in README "Scanning"):
-  0  the scan finished (videos that could not be read are rows with status error)
-  1  --fail-on-fake was given and at least one video is FAKE
-  2  usage error: a bad option, a PATH that does not exist, no video found, or an output
-     that is an input or another output
-  3  the model could not be loaded
-  4  an output (report, --frames-out, --html, --log-file) could not be written; a full disk,
-     under the state too, says "no space left on device"
-  5  another scan holds the lock on the same state file (README "Running from cron")
-  6  the state file is unusable (corrupt, foreign or newer) or cannot be written
-     (read-only): --rescan or another --state
-  130  interrupted (Ctrl-C or SIGTERM); the rows written so far are kept
-  141  --out - and the reader of the report went away (`... --out - | head`)
+The exit codes are listed in `screener scan --help` (and README "Exit codes"); `_exit_code`
+maps each kind of error the library raises to its code.
 """
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import time
 
@@ -31,6 +19,7 @@ import click
 from .logs import SUMMARY_LOGGER, LogFile, printable, setup_logging
 from .options import MIN_FACE_PX, MIN_SCORE, OptionsError
 from .report import plural
+from .run import Interrupts
 
 EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_LOCKED, EXIT_STATE = 5, 6
@@ -39,30 +28,6 @@ EXIT_LOCKED, EXIT_STATE = 5, 6
 EXIT_PIPE = 141
 
 log = logging.getLogger("screener")
-
-
-class _Interrupts:
-    """Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt, and are remembered: one that
-    library code swallows (TensorFlow and mediapipe run Python callbacks where a bare except
-    can catch it) is raised again at the next `check()`, after the next finished video."""
-
-    def __enter__(self):
-        self.seen = False
-        self._previous = {s: signal.signal(s, self._on_signal)
-                          for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _on_signal(self, signum, frame):
-        self.seen = True
-        raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.seen:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
 
 
 # When the command started: the one clock of the elapsed time a scan reports (summary line,
@@ -185,12 +150,12 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
         raise click.UsageError(str(e)) from None
     setup_logging(quiet, verbose)
     if log_file:
-        LogFile.add(log_file)  # opened once the outputs are checked (_scan)
-    from .errors import EngineUnavailable, ScreenerError
+        LogFile.add(log_file)
+    from .errors import ScreenerError
     try:
         from .device import select_device
         select_device(device)
-    except ScreenerError as e:
+    except ScreenerError as e:  # --device gpu without one: the model cannot be loaded there
         _error(str(e))
         sys.exit(EXIT_MODEL)
     try:
@@ -201,9 +166,9 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     except KeyboardInterrupt:  # before the first video (finding files, loading the model)
         _error("interrupted")
         code = EXIT_INTERRUPTED
-    except EngineUnavailable as e:  # not installed, or --engine ray cannot join the cluster
+    except ScreenerError as e:  # the engine is not installed, or cannot join its cluster
         _error(str(e))
-        code = EXIT_USAGE
+        code = _exit_code(e)
     sys.exit(_log_file_failed(code))
 
 
@@ -212,8 +177,8 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
     """The scan command's body, with or without a state (`st`); returns the exit code."""
     from tqdm import tqdm
 
-    from .discover import InputError, find_videos
-    from .errors import ModelError, OutputConflict, StateError, StateLocked
+    from .discover import find_videos
+    from .errors import ScreenerError
     from .outputs import check_outputs
     from .run import scan_inputs, scan_outputs, scan_reports
     from .scoring import load_model
@@ -222,47 +187,40 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
     started = _started()
     show_rows = report.to_file and not quiet and sys.stdout.isatty()
     state_path = (st.path or default_state_path(report.out)) if st else None
+    handler = LogFile.current()
     try:
         # No video is a usage error, unless the caller says an empty drop folder is normal
         # (cron, --allow-empty): then the report empties.
         videos = find_videos(paths, allow_empty=st is not None and st.allow_empty)
-        # Before anything is read or written.
-        check_outputs(scan_outputs(report, state_path, state_named, log_file),
-                      scan_inputs(videos, options.model))
-    except (InputError, OutputConflict) as e:
-        _error(str(e))
-        return EXIT_USAGE
-    code = _open_log_file()
-    if code is not None:
-        return code
-    if not videos:
-        log.warning("no video in %s: the report lists none", ", ".join(map(str, paths)))
-    with _Interrupts() as interrupts, tqdm(total=0, unit="video", file=sys.stderr,
-                                           disable=quiet or not sys.stderr.isatty(),
-                                           dynamic_ncols=True) as bar:
-        def on_result(r):
-            if show_rows:
-                tqdm.write(_row_line(r), file=sys.stdout)
-            bar.update()
-            interrupts.check()
+        check_outputs(scan_outputs(report, state_path, state_named, log_file),  # before
+                      scan_inputs(videos, options.model))          # anything is read or written
         try:
+            if handler is not None:
+                handler.open_now()
+        except OSError:
+            _error(handler.failed())
+            return EXIT_OUTPUT
+        if not videos:
+            log.warning("no video in %s: the report lists none", ", ".join(map(str, paths)))
+        with Interrupts() as interrupts, tqdm(total=0, unit="video", file=sys.stderr,
+                                               disable=quiet or not sys.stderr.isatty(),
+                                               dynamic_ncols=True) as bar:
+            def on_result(r):
+                if show_rows:
+                    tqdm.write(_row_line(r), file=sys.stdout)
+                bar.update()
+                interrupts.check()
             scorer = load_model(options.model, options.threshold, runtime=options.runtime)
             outcome = scan_reports(videos, scorer, options, report, st, started=started,
                                    on_plan=lambda n: bar.reset(total=n), on_result=on_result)
-        except ModelError as e:
-            _error(str(e))
-            return EXIT_MODEL
-        except StateLocked as e:
-            _error(str(e))
-            return EXIT_LOCKED
-        except StateError as e:
-            _error(str(e))
-            return EXIT_STATE
-        except OSError as e:  # a disk filled up or went away, a pipe's reader left
-            if report.to_stdout and isinstance(e, BrokenPipeError):
-                return _reader_gone()
-            _error(f"cannot write {e.filename or report.out}: {e.strerror or e}")
-            return EXIT_OUTPUT
+    except ScreenerError as e:
+        _error(str(e))
+        return _exit_code(e)
+    except OSError as e:  # a disk filled up or went away, a pipe's reader left
+        if report.to_stdout and isinstance(e, BrokenPipeError):
+            return _reader_gone()
+        _error(f"cannot write {e.filename or report.out}: {e.strerror or e}")
+        return EXIT_OUTPUT
     if outcome.html and not quiet:
         _said_html(report.html, outcome.html)
     where = "" if report.to_stdout else f" in {printable(report.out)}"
@@ -275,30 +233,13 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
             _error(f"interrupted after scanning {plural(s.scanned, 'video')}; every finished "
                    f"video is recorded" + (where and f" and{where}"))
         return EXIT_INTERRUPTED
-    _summary(_summary_line(outcome, report), quiet)
+    _summary(outcome.summary_line(), quiet)
     return EXIT_FAKE if fail_on_fake and outcome.report.fake else EXIT_OK
 
 
 def _said_html(path, figures: dict) -> None:
     click.echo(f"screener: visual report: {printable(path)} ({figures['bytes'] / 1e6:.1f} MB, "
                f"{plural(figures['details'], 'video')} in detail)", err=True)
-
-
-def _summary_line(outcome, report) -> str:
-    """"3 videos: 1 fake, 1 real, 0 no face, 1 error, 1 verdict on low evidence in 2.1 s",
-    then what an incremental run did, then where the report is."""
-    r, s = outcome.report, outcome.incremental
-    low = f", {plural(r.low_evidence, 'verdict')} on low evidence" if r.low_evidence else ""
-    line = (f"{plural(r.videos, 'video')}: {r.fake} fake, {r.real} real, {r.no_face} no face, "
-            f"{plural(r.errors, 'error')}{low}")
-    if s is not None:
-        line += ((f", {r.missing} missing" if r.missing else "")
-                 + f" in {outcome.elapsed_s:.1f} s; scanned {s.scanned}, reused {s.reused}, "
-                 f"deferred {s.deferred}" + (f", dropped {s.dropped}" if s.dropped else "")
-                 + (f", {s.unrecorded} changed while scanned" if s.unrecorded else ""))
-    else:
-        line += f" in {outcome.elapsed_s:.1f} s"
-    return line + ("" if report.to_stdout else f"; report: {printable(report.out)}")
 
 
 def _summary(line: str, quiet: bool) -> None:
@@ -308,26 +249,13 @@ def _summary(line: str, quiet: bool) -> None:
         click.echo(printable(f"screener: {line}"), err=True)
 
 
-def _open_log_file() -> int | None:
-    """Open --log-file (if any) once the outputs are checked; EXIT_OUTPUT if it cannot be."""
-    handler = LogFile.current()
-    if handler is not None:
-        try:
-            handler.open_now()
-        except OSError as e:
-            _error(f"cannot write the log file {handler.baseFilename}: {e.strerror or e}")
-            return EXIT_OUTPUT
-    return None
-
-
 def _log_file_failed(code: int) -> int:
     """The exit code once the log file's fate is known: a write that failed is an output
     that could not be written."""
     handler = LogFile.current()
-    failure = handler.failure if handler is not None else None
-    if failure is None:
+    if handler is None or handler.failure is None:
         return code
-    _error(f"cannot write the log file {handler.baseFilename}: {failure.strerror or failure}")
+    _error(handler.failed())
     return EXIT_OUTPUT if code in (EXIT_OK, EXIT_FAKE) else code
 
 
@@ -340,6 +268,20 @@ def _reader_gone() -> int:
     except (OSError, ValueError):
         pass
     return EXIT_PIPE
+
+
+def _exit_code(e: Exception) -> int:
+    """What the library raised, as an exit code (README "Exit codes")."""
+    from .discover import InputError
+    from .errors import (EngineUnavailable, ModelError, OutputConflict, ScreenerError,
+                         StateError, StateLocked)
+    for kind, code in ((ModelError, EXIT_MODEL), (StateLocked, EXIT_LOCKED),
+                       (StateError, EXIT_STATE), (InputError, EXIT_USAGE),
+                       (OutputConflict, EXIT_USAGE), (EngineUnavailable, EXIT_USAGE),
+                       (ScreenerError, EXIT_USAGE)):
+        if isinstance(e, kind):
+            return code
+    raise e
 
 
 def _error(message: str) -> None:
@@ -475,7 +417,7 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
         interrupts.check()
 
     started = time.monotonic()
-    interrupts = _Interrupts()
+    interrupts = Interrupts()
     try:
         with interrupts:
             s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, sample=sample,

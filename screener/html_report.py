@@ -4,8 +4,9 @@
   date and elapsed time. A table of every video, sortable and filterable (a little vanilla JS),
   error and no-face rows with their reasons.
 - Details for the highest-scoring videos (every FAKE one and the top of the table: at least
-  100, at most 500, or `details`; so a report of thousands of videos stays quick to open): a timeline of P(fake) over the sampled frames
-  (inline SVG: threshold line, gaps where no face was found), the k most and k least fake faces
+  100, at most 500, or `details`; so a report of thousands of videos stays quick to open): a
+  timeline of P(fake) over the sampled frames (inline SVG: threshold line, gaps where no face
+  was found), the k most and k least fake faces
   (the thumbnails `media` kept during the scan), and for the most fake face a Grad-CAM heat map
   and the feature maps of each conv block (`explain`, computed here with the model).
 
@@ -15,7 +16,8 @@ and style (by hash) and data: images: nothing loads from the network and an inje
 would not run even if something slipped past the escaping.
 
 Sources: `write_html` takes results (and their media) in hand; `rebuild` reads a state file (the
-incremental scan's, with thumbnails) or a JSON/CSV report (rows only).
+incremental scan's, with thumbnails) or a JSON/CSV report (rows only). The page's pieces (rows,
+cards, timelines, heat maps) are made in html_parts.py.
 """
 from __future__ import annotations
 
@@ -25,20 +27,18 @@ import hashlib
 import heapq
 import json
 import logging
-import math
 import os
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from .media import VideoMedia, encode_jpeg, decode_jpeg
+from . import html_parts as parts
+from .media import VideoMedia, decode_jpeg
 from .files import atomic_write
 from .report import plural, safe_text
-from .verdict import (ERROR, FAKE, LOW_EVIDENCE_FACES, LOW_EVIDENCE_SHARE, MISSING, NO_FACE, OK,
-                      REAL, VideoResult)
+from .verdict import FAKE, LOW_EVIDENCE_FACES, LOW_EVIDENCE_SHARE, OK, VideoResult
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ DEFAULT_DETAILS = 100
 MAX_DETAILS = 500
 TABLE_THUMBS = 100      # of those, the ones with a thumbnail in the table row
 PAGE = 500              # table rows displayed at once (the page's script shows more on demand)
-CATEGORIES = (FAKE, REAL, NO_FACE, ERROR, MISSING)
 
 
 # --- collecting results during a scan ------------------------------------------------------
@@ -136,8 +135,8 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
     else:
         got = media
     with_crop = [i for i in picked if got.get(i) is not None and got[i].key_crop is not None]
-    sha = (model_sha or _model_sha(model, meta)) if heat_cache is not None else None
-    keys = {i: heat_key(sha, got[i].key_crop.jpeg) for i in with_crop} if sha else {}
+    sha = (model_sha or parts.sha_of_model(model, meta)) if heat_cache is not None else None
+    keys = {i: parts.heat_key(sha, got[i].key_crop.jpeg) for i in with_crop} if sha else {}
     cached = heat_cache.get(keys.values()) if keys else {}
     heats = {i: cached[k] for i, k in keys.items() if k in cached}
     todo, why_not = [i for i in with_crop if i not in heats], ""
@@ -147,7 +146,7 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
             try:
                 crops = np.stack([decode_jpeg(got[i].key_crop.jpeg) for i in todo])
                 for i, c, e in zip(todo, crops, explainer.explain_many(crops)):
-                    heats[i] = _heat(c, e)
+                    heats[i] = parts.heat(c, e)
             except Exception as exc:  # the heat maps are lost, not the report
                 log.warning("no heat maps: %s", exc)
                 why_not = f"no heat maps: {exc}"
@@ -155,7 +154,7 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
         heat_cache.keep({keys[i]: heats[i] for i in keys if i in heats})
     cards, explained = [], 0
     for i in picked:
-        card = _detail(i, results[i], got.get(i), heats.get(i), why_not)
+        card = parts.detail(i, results[i], got.get(i), heats.get(i), why_not)
         explained += card["explained"]
         cards.append(card)
     thumbs_in_table = {c["i"]: c["row_thumb"] for c in cards[:TABLE_THUMBS] if c["row_thumb"]}
@@ -163,8 +162,8 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
     # Highest score first, as the page's script sorts by default; unscored rows last.
     order = sorted(range(len(results)), key=lambda i: (results[i].fake_score is None,
                                                        -(results[i].fake_score or 0.0), i))
-    rows = [_row(i, results[i], thumbs_in_table.get(i), i in detailed) for i in order]
-    counts = {c: 0 for c in CATEGORIES}
+    rows = [parts.row(i, results[i], thumbs_in_table.get(i), i in detailed) for i in order]
+    counts = {c: 0 for c in parts.CATEGORIES}
     for row in rows:
         counts[row["cat"]] = counts.get(row["cat"], 0) + 1
     flagged_without = max(0, counts[FAKE] - len([c for c in cards if c["verdict"] == FAKE]))
@@ -173,11 +172,11 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
                                      else dt.datetime.now().timestamp(), dt.timezone.utc)
     page = _template().render(
         css=css, js=js, csp=_csp(css, js), rows=rows, cards=cards, counts=counts,
-        categories=CATEGORIES, total=len(rows), model=_model_info(meta, results),
-        sampling=sampling_text(meta.get("options") or {}), version=meta.get("screener", ""),
+        categories=parts.CATEGORIES, total=len(rows), model=parts.model_info(meta, results),
+        sampling=parts.sampling_text(meta.get("options") or {}), version=meta.get("screener", ""),
         low_evidence=(f"fewer than {LOW_EVIDENCE_FACES} faces or a face in under "
                       f"{LOW_EVIDENCE_SHARE:.0%} of the sampled frames"),
-        date=when.strftime("%Y-%m-%d %H:%M UTC"), elapsed=_duration(elapsed_s),
+        date=when.strftime("%Y-%m-%d %H:%M UTC"), elapsed=parts.duration(elapsed_s),
         complete=complete, flagged_without=flagged_without, source=source,
         explain_note=why_not, page=PAGE)
     return page, {"videos": len(rows), "details": len(cards), "explained": explained}
@@ -197,7 +196,7 @@ def _template():
         env = jinja2.Environment(loader=jinja2.PackageLoader("screener", "templates"),
                                  autoescape=True, undefined=jinja2.StrictUndefined,
                                  trim_blocks=True, lstrip_blocks=True)
-        env.filters["num"] = _num
+        env.filters["num"] = parts.num
         env.filters["plural"] = plural
         _TEMPLATE = env.get_template("report.html.j2")
     return _TEMPLATE
@@ -208,240 +207,6 @@ def _csp(css: str, js: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
     return (f"default-src 'none'; img-src data:; style-src {h(css)}; script-src {h(js)}; "
             "base-uri 'none'; form-action 'none'")
-
-
-def _num(v, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def _duration(s: float | None) -> str:
-    if s is None:
-        return "–"
-    s = float(s)
-    return f"{s:.1f} s" if s < 120 else f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min" \
-        if s >= 3600 else f"{int(s // 60)} min {int(s % 60):02d} s"
-
-
-def sampling_text(options: dict) -> str:
-    """The scan's sampling options (the report header's "options") in words."""
-    if not options:
-        return ""
-    every, frames = options.get("every_s"), options.get("frames")
-    parts = [f"one frame every {every:g} s" if every else
-             f"{frames} frames per video, spread evenly" if frames else "",
-             "every face of a frame" if options.get("all_faces") else
-             "the largest face of each frame"]
-    if options.get("min_face"):
-        parts.append(f"faces narrower than {options['min_face']} px not scored")
-    return "; ".join(p for p in parts if p)
-
-
-def _category(r: VideoResult) -> str:
-    if r.status == OK:
-        return r.verdict if r.verdict in (FAKE, REAL) else REAL
-    return r.status if r.status in CATEGORIES else ERROR
-
-
-def _row(i: int, r: VideoResult, thumb: str | None, detailed: bool) -> dict:
-    path = safe_text(str(r.path))
-    folder, name = os.path.split(path)
-    return dict(i=i, path=path, name=name or path, folder=folder, cat=_category(r),
-                status=r.status, verdict=r.verdict, score=_round(r.fake_score),
-                max=_round(r.fake_score_max), share=_round(r.fake_share), faces=r.faces_scored, frames=r.frames_sampled,
-                with_face=r.frames_with_face, duration=r.duration_s,
-                reason=safe_text(r.error or r.note or ""), thumb=thumb, detailed=detailed)
-
-
-def _round(v, digits: int = 4):
-    return None if v is None or not math.isfinite(v) else round(float(v), digits)
-
-
-def _model_info(meta: dict, results: list[VideoResult]) -> dict:
-    m = dict(meta.get("model") or {})
-    if not m.get("name"):
-        m["name"] = next((r.model for r in results if r.model), "")
-    if m.get("threshold") is None:
-        m["threshold"] = next((r.threshold for r in results if r.threshold is not None), None)
-    metrics = _metrics_table(m.get("metrics") or {})
-    limits = m.get("limits") or []
-    if isinstance(limits, str):
-        limits = [limits]
-    return dict(name=str(m.get("name") or "unknown"), arch=str(m.get("arch") or ""),
-                threshold=m.get("threshold"), sha256=str(m.get("sha256") or "")[:12],
-                metrics=metrics, limits=[str(x) for x in limits])
-
-
-# The headline numbers of a model card's metrics, in this order; the rest (per-class figures,
-# confusion matrices, data paths) stays in the card.
-HEADLINE = ("n", "accuracy", "image_accuracy", "balanced_accuracy", "roc_auc", "auc", "eer",
-            "precision", "recall", "f1", "video_accuracy", "video_roc_auc")
-SKIP = ("per_class", "confusion_matrix")
-
-
-def _metrics_table(metrics: dict) -> list[dict]:
-    """[{"caption", "columns": [...], "rows": [(label, [cells])]}]: one row per evaluated set
-    (the nested keys above the numbers), and one table per set of metrics measured: sets that
-    report other figures (say, other models' published weights) get their own table, not a row
-    of empty cells in this one; the key all of a table's rows share is its caption."""
-    rows: dict[tuple, dict] = {}
-
-    def walk(d: dict, path: tuple):
-        for k, v in d.items():
-            if k in SKIP:
-                continue
-            if isinstance(v, dict):
-                walk(v, path + (str(k).replace("_", " "),))
-            elif k in HEADLINE and isinstance(v, (int, float)) and not isinstance(v, bool):
-                rows.setdefault(path or ("test",), {})[k] = v
-    walk(metrics, ())
-    tables: dict[tuple, list] = {}
-    for path, r in rows.items():
-        tables.setdefault(tuple(c for c in HEADLINE if c in r), []).append((path, r))
-    out = []
-    for columns, members in tables.items():
-        first = {path[0] for path, _ in members}
-        shared = len(first) == 1 and len(members) > 1 and all(len(p) > 1 for p, _ in members)
-        out.append({"caption": next(iter(first)) if shared else "",
-                    "columns": list(columns),
-                    "rows": [(" · ".join(path[1:] if shared else path),
-                              [_num(r[c], 4) if isinstance(r[c], float) else str(r[c])
-                               for c in columns]) for path, r in members]})
-    return out
-
-
-# --- per-video details ----------------------------------------------------------------------
-
-def _detail(i: int, r: VideoResult, m: VideoMedia | None, heat: dict | None, why_not: str) -> dict:
-    threshold = r.threshold if r.threshold is not None else 0.5
-    card = dict(i=i, name=safe_text(os.path.basename(str(r.path)) or str(r.path)),
-                path=safe_text(str(r.path)), verdict=r.verdict, score=r.fake_score,
-                max=r.fake_score_max, share=r.fake_share, threshold=threshold,
-                note=safe_text(r.note or ""), timeline=timeline(r, threshold), most=[], least=[], heat=None,
-                row_thumb=None, explained=0, explain_note="")
-    if m is None:
-        card["explain_note"] = "no thumbnails were kept for this video"
-        return card
-    card["most"] = [_thumb(t) for t in m.most_fake]
-    card["least"] = [_thumb(t) for t in m.least_fake]
-    card["row_thumb"] = card["most"][0]["src"] if card["most"] else None
-    if m.key_crop is None:
-        return card
-    if heat is None:
-        card["explain_note"] = why_not
-        return card
-    card["heat"] = dict(heat, time_s=m.key_crop.time_s, p_fake=m.key_crop.p_fake,
-                        exact=m.key_crop.jpeg[:4] == b"RIFF")  # lossless WebP: the very pixels scored
-    card["explained"] = 1
-    return card
-
-
-# Part of every heat-map key: bump it when _heat's output changes, so kept maps are redone.
-HEAT_VERSION = 1
-
-
-def heat_key(model_sha256: str, face_bytes: bytes) -> str:
-    return f"{HEAT_VERSION}:{model_sha256}:{hashlib.sha256(face_bytes).hexdigest()}"
-
-
-def _model_sha(model, meta: dict) -> str | None:
-    """SHA-256 of the model the heat maps come from; None when it cannot be named (a model
-    object in hand), and then nothing is cached."""
-    if model is None:
-        return (meta.get("model") or {}).get("sha256") or None
-    if isinstance(model, (str, os.PathLike)) and Path(model).is_file():
-        from .scoring import file_sha256
-        return file_sha256(Path(model))
-    return None
-
-
-def _heat(crop: np.ndarray, e) -> dict:
-    """What the model says of a face, as the detail card shows it (plain JSON: it is kept in
-    the state, and depends only on the model and the face)."""
-    from . import explain
-    return dict(
-        p_fake_here=float(e.p_fake), flat=not bool(e.heat.max() > 0),
-        crop=_uri(encode_jpeg(crop, 128, 80)),
-        overlay=_uri(encode_jpeg(explain.overlay(crop, e.heat), 128, 80)),
-        blocks=[_feature_block(b, a) for b, a in e.feature_maps])
-
-
-def _feature_block(name: str, maps: np.ndarray) -> dict:
-    from . import explain
-    grid = explain.feature_grid(maps)
-    scale = max(1, 32 // min(32, maps.shape[0]))  # show 8x8 maps as 32 px tiles
-    # Large tiles compress best as JPEG; 8 px ones as PNG (JPEG blurs their hard edges).
-    src = _uri(encode_jpeg(grid, None, 70)) if scale == 1 else _png_uri(grid)
-    return dict(name=name, shape="×".join(map(str, maps.shape)), src=src,
-                width=grid.shape[1] * scale, height=grid.shape[0] * scale)
-
-
-def _png_uri(rgb: np.ndarray) -> str:
-    import io
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(rgb).quantize(64).save(buf, "PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _thumb(t) -> dict:
-    return dict(src=t.data_uri, time_s=t.time_s, p_fake=t.p_fake, frame=t.frame_index)
-
-
-def _uri(jpeg: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-
-
-@dataclass
-class _Scale:
-    x0: float
-    x1: float
-    t_max: float
-    y0: float
-    y1: float
-
-    def x(self, t: float) -> float:
-        return round(self.x0 + (self.x1 - self.x0) * (t / self.t_max if self.t_max else 0), 1)
-
-    def y(self, p: float) -> float:
-        return round(self.y1 - (self.y1 - self.y0) * min(max(p, 0.0), 1.0), 1)
-
-
-def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 140) -> dict:
-    """P(fake) over the sampled frames as SVG drawing data: a line through the largest face of
-    each frame, broken where a sampled frame had no face (those frames are ticks on the axis),
-    dots for other faces, and the threshold line."""
-    times = sorted(float(t) for t in (r.frame_times_s or []))
-    faces = sorted(r.faces, key=lambda f: (f.time_s, f.face_index))
-    t_max = max([r.duration_s or 0.0] + times + [f.time_s for f in faces]) or 1.0
-    s = _Scale(40, width - 24, t_max, 10, height - 24)
-    step = float(np.median(np.diff(times))) if len(times) > 1 else t_max / 20
-    main = {round(f.time_s, 6): f.p_fake for f in faces if f.face_index == 0}
-    others = [(s.x(f.time_s), s.y(f.p_fake)) for f in faces if f.face_index != 0]
-    sampled = times or sorted(main)
-    segments, current, gaps, bands = [], [], [], []
-    for t in sampled:
-        p = main.get(round(t, 6))
-        if p is None:
-            gaps.append(s.x(t))
-            x0, x1 = s.x(max(t - step / 2, 0)), s.x(min(t + step / 2, t_max))
-            bands.append((x0, round(max(x1 - x0, 1.0), 1)))
-            if current:
-                segments.append(current)
-            current = []
-        else:
-            current.append((s.x(t), s.y(p)))
-    if current:
-        segments.append(current)
-    paths = " ".join("M" + " L".join(f"{x},{y}" for x, y in seg) for seg in segments)
-    dots = [pt for seg in segments for pt in seg]
-    ticks = [dict(x=s.x(t), label=f"{t:.0f} s" if t_max >= 10 else f"{t:.1f} s")
-             for t in np.linspace(0, t_max, 5)]
-    return dict(width=width, height=height, path=paths, dots=dots, others=others, gaps=gaps,
-                bands=bands,
-                thr_y=s.y(threshold), y0=s.y(0), y_half=s.y(0.5), y1=s.y(1), x0=s.x0, x1=s.x1,
-                ticks=ticks, base=height - 24, n_sampled=len(sampled), n_gaps=len(gaps))
 
 
 def _explainer(model, meta: dict):
@@ -541,5 +306,5 @@ def read_report(path) -> tuple[list[VideoResult], dict, dict]:
     return results, meta, extra
 
 
-__all__ = ["Collector", "write_html", "render", "rebuild", "read_report", "timeline",
+__all__ = ["Collector", "write_html", "render", "rebuild", "read_report",
            "DEFAULT_DETAILS"]

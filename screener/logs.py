@@ -132,6 +132,12 @@ class LogFile(logging.FileHandler):
         else:  # a bad log call, not a failed write: logging's own report
             super().handleError(record)
 
+    def failed(self) -> str:
+        """Why the file could not be written, in one line (the error just raised, or the
+        first failed write)."""
+        e = self.failure or sys.exc_info()[1]
+        return f"cannot write the log file {self.baseFilename}: {getattr(e, 'strerror', None) or e}"
+
     @classmethod
     def add(cls, path: str) -> "LogFile":
         """Log to `path` too; the terminal keeps its level, the summary is echoed there."""

@@ -50,11 +50,6 @@ class VideoMedia:
     least_fake: list[Thumb] = field(default_factory=list)   # lowest P(fake) first
     key_crop: Thumb | None = None                          # the most fake face, 256 px
 
-    @property
-    def nbytes(self) -> int:
-        return sum(len(t.jpeg) for t in self.most_fake + self.least_fake) + (
-            len(self.key_crop.jpeg) if self.key_crop else 0)
-
     def to_bytes(self) -> bytes:
         """MAGIC, header length (4 bytes, little-endian), JSON header, then the JPEGs in the
         header's order: raw bytes, not base64 (a third smaller in the state)."""

@@ -135,7 +135,7 @@ def report_header(card, sample) -> dict:
     """The report's header (JSON members before the rows): screener's version, the model and
     the sampling options. Nothing here may depend on the clock: an unchanged incremental
     rerun must write the same bytes."""
-    from . import __version__
+    from .version import __version__
     return {"screener": __version__,
             "model": {"name": card.name, "arch": card.arch, "threshold": card.threshold,
                       "sha256": card.sha256, "path": card.path, "metrics": card.metrics,

@@ -10,6 +10,7 @@ exit code are made from.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from contextlib import ExitStack, closing
@@ -19,7 +20,7 @@ from typing import Callable, Iterable
 from .engines import make_engine
 from .files import atomic_write
 from .options import ReportOptions, ScanOptions, StateOptions
-from .report import FramesWriter, ReportWriter, report_header
+from .report import FramesWriter, ReportWriter, plural, report_header
 from .verdict import Summary, VideoResult
 
 
@@ -31,6 +32,23 @@ class ScanOutcome:
     interrupted: bool = False
     incremental: object = None  # state.RunSummary when the scan kept a state
     html: dict | None = None    # the visual report's figures (bytes, details) when written
+    out: str | None = None      # where the report went ("-": standard output)
+
+    def summary_line(self) -> str:
+        """"3 videos: 1 fake, 1 real, 0 no face, 1 error, 1 verdict on low evidence in 2.1 s",
+        then what an incremental run did, then where the report is."""
+        r, s = self.report, self.incremental
+        low = f", {plural(r.low_evidence, 'verdict')} on low evidence" if r.low_evidence else ""
+        line = (f"{plural(r.videos, 'video')}: {r.fake} fake, {r.real} real, "
+                f"{r.no_face} no face, {plural(r.errors, 'error')}{low}")
+        if s is not None and r.missing:
+            line += f", {r.missing} missing"
+        line += f" in {self.elapsed_s:.1f} s"
+        if s is not None:
+            line += (f"; scanned {s.scanned}, reused {s.reused}, deferred {s.deferred}"
+                     + (f", dropped {s.dropped}" if s.dropped else "")
+                     + (f", {s.unrecorded} changed while scanned" if s.unrecorded else ""))
+        return line + ("" if self.out in (None, "-") else f"; report: {self.out}")
 
 
 class StreamSink:
@@ -75,8 +93,7 @@ class StreamSink:
         self._files.close()  # the temporary files become the outputs
         return self.writer.summary
 
-    def write_html(self, path, *, details: int | None = None, model=None,
-                   model_sha: str | None = None) -> dict:
+    def write_html(self, path, *, details: int | None = None, model=None) -> dict:
         from .html_report import write_html
         c = self.collector
         return write_html(path, c.results, meta=self.meta, media=c.media(), model=model,
@@ -84,6 +101,30 @@ class StreamSink:
 
     def close(self, *exc) -> None:
         self._files.__exit__(*(exc or (None, None, None)))  # an error discards them
+
+
+class Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt, and are remembered: one that
+    library code swallows (TensorFlow and mediapipe run Python callbacks where a bare except
+    can catch it) is raised again at the next `check()`, after the next finished video."""
+
+    def __enter__(self):
+        self.seen = False
+        self._previous = {s: signal.signal(s, self._on_signal)
+                          for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _on_signal(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
 
 def run_scan(videos: Iterable[str], engine, sink, *,
@@ -150,11 +191,15 @@ def scan_reports(videos: list[str], scorer, options: ScanOptions, report: Report
     with closing(engine or make_engine(options.engine, scorer, options.sample)) as e:
         outcome = run_scan(videos, e, sink, on_plan=on_plan, on_result=on_result,
                            started=started)
+    outcome.out = report.out
     if report.html:
-        outcome.html = sink.write_html(
-            report.html, details=report.details,
-            model=getattr(scorer, "loaded_model", None) or scorer.card.path,
-            model_sha=scorer.card.sha256 or None)
+        model = getattr(scorer, "loaded_model", None) or scorer.card.path
+        if state is None:
+            outcome.html = sink.write_html(report.html, details=report.details, model=model)
+        else:  # from the state just written: the page `screener report` rebuilds
+            from .html_report import rebuild
+            outcome.html = rebuild(report.html, state=sink.path, model=model,
+                                   model_sha=scorer.card.sha256 or None, details=report.details)
     return outcome
 
 

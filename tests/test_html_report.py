@@ -149,7 +149,7 @@ def test_report_rebuilds_from_the_state_and_from_a_report(scanned, tmp_path):
 
 def test_an_unchanged_rebuild_takes_heat_maps_from_the_state_without_the_model(scanned, tmp_path):
     from screener import state as state_mod
-    from screener.html_report import heat_key
+    from screener.html_parts import heat_key
     from screener.media import VideoMedia
     from screener.scoring import file_sha256
     state = Path(f"{scanned['out']}.state.sqlite")
@@ -197,7 +197,7 @@ def test_collector_keeps_thumbnails_of_the_top_videos_only():
 
 
 def test_timeline_breaks_where_no_face_was_found():
-    from screener.html_report import timeline
+    from screener.html_parts import timeline
     from screener.verdict import FaceScore, VideoResult
     times = [i * 0.5 for i in range(8)]
     faces = [FaceScore("v", i, 0, t, 0, 0, 1, 1, 0.9, 0.2 + 0.1 * i)
@@ -410,10 +410,10 @@ def test_page_texts_are_plain(scanned):
     assert "every_s=" not in page and '<td class="num">0.5 s</td>' in page
     maps = page.index("<h3>Feature maps per conv block</h3>")
     assert "each tile is one channel" in page[maps:page.index("<figure>", maps)]
-    from screener.html_report import _metrics_table
+    from screener.html_parts import metrics_table
     card = json.loads((Path(__file__).resolve().parents[1] / "trained_models" /
                        "screener-meso.json").read_text())
-    tables = _metrics_table(card["metrics"])
+    tables = metrics_table(card["metrics"])
     cells = [c for t in tables for _, row in t["rows"] for c in row]
     assert cells and "–" not in cells
     assert sum(len(t["rows"]) for t in tables) >= 2

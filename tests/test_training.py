@@ -103,10 +103,11 @@ def test_similar_holdout_keeps_each_video_on_one_side(tmp_path):
     assert {truth[s.path] for s in keep} & {truth[s.path] for s in held}
 
 
-def test_groups_command_reports_the_leak_of_each_carve(tmp_path, capsys):
-    from training import groups
+def test_leakage_command_reports_the_leak_of_each_carve(tmp_path, capsys):
+    from training import leakage
     make_videos_without_ids(tmp_path, n_videos=20)
-    assert groups.main(["--data", str(tmp_path), "--holdout", "0.25", "--by", "similar", "block"]) == 0
+    assert leakage.main(["--data", str(tmp_path), "--holdout", "0.25", "--by", "similar",
+                         "block"]) == 0
     out = capsys.readouterr().out
     sims = {by: float(line.split("/")[-1]) for line in out.splitlines()  # p99
             for by in ("similar", "block") if f"by {by}:" in line}

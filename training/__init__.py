@@ -5,8 +5,10 @@ Builds on `screener` (the same network definitions in `screener.nets`, the same 
 
 - `align`    re-align an image dataset with the scan's face aligner (`python -m training.align`)
 - `data`     list, split (holdout by video) and stream labelled image folders
-- `groups`   pseudo-videos of alike images for names without video ids; a carve's leak
-  (`python -m training.groups`)
+- `groups`   pseudo-videos of alike images for names without video ids
+- `leakage`  how much a holdout carve leaks (`python -m training.leakage`)
+- `sources`, `mix`, `sbi`  several datasets in one run, balanced batches, self-blended fakes
+- `benchmark` every evaluation set and the clips' verdicts (`python -m training.benchmark`)
 - `augment`  the paper's augmentations plus JPEG re-compression and blur
 - `trunk`    fine-tuning on cached features of frozen blocks (a 2-core CPU's shortcut)
 - `train`    the trainer (`python -m training.train --help`)

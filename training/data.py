@@ -21,14 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from screener.errors import ImageError, ScreenerError
+from screener.images import IMAGE_EXTENSIONS, read_rgb
 from screener.nets import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 RESIZE_MODES = ("nearest", "area")
 FAKE, REAL = 1, 0
 # `<video>_<frame>.<ext>`: the video id is everything before the last underscore + digits.
@@ -78,9 +78,9 @@ def list_split(root: str | Path, split: str, fake: str = "df", real: str = "real
         if not d.is_dir():
             raise DatasetError(f"class folder not found: {d} (class folders are set with "
                                f"--fake-dir / --real-dir; found {sorted(p.name for p in base.iterdir())})")
-        files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not files:
-            raise DatasetError(f"class folder {d} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise DatasetError(f"class folder {d} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         samples += [Sample(p, label, video_id(p)) for p in files]
     return samples
 
@@ -155,19 +155,6 @@ def resize(rgb: np.ndarray, mode: str) -> np.ndarray:
         from screener.faces import resize_to_model  # the scan's resize: same pixels at scan time
         return resize_to_model(rgb)
     raise ValueError(f"unknown resize mode {mode!r}; choose from {', '.join(RESIZE_MODES)}")
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode any image file to RGB uint8 (H, W, 3). Raises ImageError."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode != "RGB":
-                # CMYK, grayscale, palette and alpha all go through PIL's own conversion.
-                im = im.convert("RGB")
-            return np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise ImageError(f"cannot decode {path}: {e}") from e
 
 
 @dataclass

@@ -8,8 +8,9 @@ class are linked when they are neighbours in file order and alike (> `consecutiv
 near-duplicates anywhere (> `duplicate`). A group is a connected component of those links.
 
 `nearest_similarity` measures what a holdout leaks: for each held-out image, its similarity to
-the most alike training image. On the DF data, test images reach 0.78 (median) against the
-train split, and 0.97 against other frames of their own video.
+the most alike training image (`python -m training.leakage` prints it; docs/model.md has the
+figures). `training.data.holdout_split` uses these groups; this module imports nothing of
+training.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def describe(paths, workers: int = 2) -> np.ndarray:
     import cv2
     from concurrent.futures import ThreadPoolExecutor
 
-    from .data import read_rgb
+    from screener.images import read_rgb
 
     def one(path):
         try:
@@ -66,50 +67,3 @@ def nearest_similarity(held: np.ndarray, fit: np.ndarray, chunk: int = 2048) -> 
     for i in range(0, len(held), chunk):
         out[i:i + chunk] = (held[i:i + chunk] @ fit.T).max(1)
     return out
-
-
-def main(argv=None) -> int:
-    """Print how much each holdout carve leaks: the similarity of held-out images to the
-    nearest training image, next to the same figure for the test split against the train split."""
-    import argparse
-    import sys
-
-    from screener.errors import ScreenerError
-
-    from .data import HOLDOUT_BY, holdout_split, list_split
-    p = argparse.ArgumentParser(prog="python -m training.groups", description=main.__doc__)
-    p.add_argument("--data", required=True, help="dataset root holding <split>/{df,real}")
-    p.add_argument("--split", default="train")
-    p.add_argument("--test-split", default=None,
-                   help="also measure this split (e.g. validation) against the train split")
-    p.add_argument("--holdout", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--by", nargs="+", choices=HOLDOUT_BY[1:], default=["similar", "block"])
-    a = p.parse_args(argv)
-    try:
-        samples = list_split(a.data, a.split)
-        desc = describe([s.path for s in samples])
-        row = {s.path: i for i, s in enumerate(samples)}
-        pct = lambda v: " / ".join(f"{x:.3f}" for x in np.percentile(v, [50, 90, 99]))  # noqa: E731
-        print("nearest-neighbour similarity, median / p90 / p99")
-        for by in a.by:
-            keep, held = holdout_split(samples, a.holdout, a.seed, by)
-            if not keep or not held:
-                print(f"  holdout by {by}: one side is empty (too few groups for --holdout)")
-                continue
-            nn = nearest_similarity(desc[[row[s.path] for s in held]], desc[[row[s.path] for s in keep]])
-            print(f"  holdout by {by}: {len(held)} images in {len({s.group for s in held})} "
-                  f"groups -> the rest of {a.split}: {pct(nn)}")
-        if a.test_split:
-            test = list_split(a.data, a.test_split)
-            tdesc = describe([s.path for s in test])
-            print(f"  {a.test_split} ({len(test)} images) -> {a.split}: "
-                  f"{pct(nearest_similarity(tdesc, desc))}")
-    except (ScreenerError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,8 +1,7 @@
 """The Ray engine: the same scan as the local engine, spread over a Ray cluster.
 
-Ray Core, not Ray Data: the scan needs input-order rows, per-video error rows after a bounded
-number of retries and a hard bound on what sits in the object store; with tasks and actors each
-of these is a few lines here, where Ray Data would reorder rows and hide retries in its executor.
+Ray Core, not Ray Data: input-order rows, error rows after a bounded number of retries and a
+hard bound on the object store are each a few lines with tasks and actors (docs/design.md).
 
     driver (this process)           CPU tasks, any node              scoring actors
     paths ---------------------->  crops_from_video(path) ----+
@@ -10,10 +9,7 @@ of these is a few lines here, where Ray Data would reorder rows and hide retries
     batches of refs across videos ----------------------------+-> Scorer.predict -> P(fake)
     aggregate() -> VideoResult, in input order  <-------------------- scores
 
-- Each video is one task (`num_cpus=1`) running `pipeline.crops_from_video`, the function every
-  engine runs; it gets a path (the file must be on a filesystem every node mounts) and returns
-  two objects: the video's metadata without pixels (to the driver) and its crops as one uint8
-  array (left in the object store, read by the actor that scores them).
+- Each video is one task (engines/ray_tasks.py) on a path every node must see.
 - Scoring is an actor pool: one actor per GPU (`num_gpus=1`) when the cluster has GPUs, else
   one CPU actor per node. Each loads the model file once and checks its sha256 against the
   driver's. A batch goes to the actor with the fewest batches in flight.
@@ -31,8 +27,6 @@ of these is a few lines here, where Ray Data would reorder rows and hide retries
   keeps the start times it was told, so a clock restarted with its node (which forgets) cannot
   lift the limit: videos it had not reported yet are timed from the restart, until it does.
 - The driver keeps the state and the report (screener.state); workers only compute.
-
-The cluster's side (the task, the scoring actor, the clock) is in engines/ray_tasks.py.
 """
 from __future__ import annotations
 

@@ -10,8 +10,13 @@ state and the report; engines only compute):
   rewrites the report with the report writers;
 - `saved`: what a state holds, read without its lock (`screener report`, the HTML page).
 """
-from .incremental import ReportSummary, RunSummary, ScanInterrupted, StateSink  # noqa: F401
-from .plan import FileStat, Plan, fingerprint, path_key, plan_files  # noqa: F401
-from .saved import HeatCache, SavedScan, read_saved  # noqa: F401
-from .store import (LAST_RUN, ScanState, default_state_path, failure, lock_path,  # noqa: F401
+from .incremental import ReportSummary, RunSummary, ScanInterrupted, StateSink
+from .plan import FileStat, Plan, fingerprint, path_key, plan_files
+from .saved import HeatCache, SavedScan, read_saved
+from .store import (LAST_RUN, ScanState, default_state_path, failure, lock_path,
                     result_from_json, result_to_json, state_outputs)
+
+__all__ = ["ReportSummary", "RunSummary", "ScanInterrupted", "StateSink", "FileStat", "Plan",
+           "fingerprint", "path_key", "plan_files", "HeatCache", "SavedScan", "read_saved",
+           "LAST_RUN", "ScanState", "default_state_path", "failure", "lock_path",
+           "result_from_json", "result_to_json", "state_outputs"]

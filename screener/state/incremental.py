@@ -185,13 +185,6 @@ class StateSink:
         self.state.set_meta(LAST_RUN, json.dumps(run))
         return run
 
-    def write_html(self, path, *, details: int | None = None, model=None,
-                   model_sha: str | None = None) -> dict:
-        """The visual report from the state just written: the page `screener report` makes."""
-        from ..html_report import rebuild
-        return rebuild(path, state=self.path, model=model, model_sha=model_sha,
-                       details=details)
-
     def close(self, *exc) -> None:
         if self.state is not None:
             self.state.close()
