@@ -42,6 +42,7 @@ def run(*args, **kw):
     return CliRunner().invoke(main, ["scan", *map(str, args)], catch_exceptions=False, **kw)
 
 
+@pytest.mark.slow
 def test_folder_scan_in_a_subprocess(folder, tiny_model, tmp_path):
     out, frames_out = tmp_path / "report.csv", tmp_path / "frames.csv"
     p = subprocess.run([sys.executable, "-m", "screener", "scan", str(folder), "--model",
@@ -69,6 +70,7 @@ def test_folder_scan_in_a_subprocess(folder, tiny_model, tmp_path):
     assert len(faces) == 3 + 3 + 3                     # 3 frames x one face, three ok videos
 
 
+@pytest.mark.slow
 def test_hostile_names_are_escaped_in_csv(folder, tiny_model, tmp_path, monkeypatch):
     monkeypatch.chdir(folder / "c")
     out = tmp_path / "r.csv"
@@ -79,6 +81,7 @@ def test_hostile_names_are_escaped_in_csv(folder, tiny_model, tmp_path, monkeypa
     assert read_rows(tmp_path / "f.csv")[0]["path"] == "'=1+1.mp4"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "default"])
 def test_hostile_names_never_reach_the_terminal_or_the_log_raw(tmp_path, face_video, tiny_model,
                                                               quiet):
@@ -120,6 +123,7 @@ def test_threshold_and_fail_on_fake(face_video, tiny_model, tmp_path):
     assert (row["verdict"], row["threshold"]) == ("REAL", "0.9")
 
 
+@pytest.mark.slow
 def test_json_to_stdout_and_options(two_face_video, no_face_video, tiny_model):
     r = run(two_face_video, no_face_video, "--model", tiny_model, "--format", "json",
             "--every", "0.2", "--all-faces", "--batch-size", 4, "-q")
@@ -174,6 +178,7 @@ def test_report_cannot_be_written(face_video, tiny_model, tmp_path):
     assert r.exit_code == 4 and "cannot write" in r.stderr
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_rows(monkeypatch, face_video, tiny_model, tmp_path):
     """Ctrl-C in the middle: rows written so far stay, exit 130 (in process, deterministic)."""
     from screener.engines.local import LocalEngine
@@ -195,6 +200,7 @@ def test_interrupt_keeps_rows(monkeypatch, face_video, tiny_model, tmp_path):
     assert [Path(x["path"]).name for x in read_rows(out)] == ["v0.mp4", "v1.mp4"]
 
 
+@pytest.mark.slow
 def test_sigint_in_a_subprocess(tmp_path, face_video, tiny_model):
     """A real Ctrl-C (SIGINT) while a scan runs: clean exit 130, finished rows on disk."""
     paths = [copy(face_video, tmp_path / "in" / f"v{i:02d}.mp4") for i in range(40)]
@@ -212,6 +218,7 @@ def test_sigint_in_a_subprocess(tmp_path, face_video, tiny_model):
     assert all(r["status"] == "ok" for r in rows)
 
 
+@pytest.mark.slow
 def test_sigint_while_a_worker_is_stuck_ends_at_once(tmp_path, face_video, tiny_model):
     """Ctrl-C while a worker is stuck in a video (a decoder that never returns): the scan
     ends with 130 at once, rows kept, instead of waiting at exit for the video in flight."""
@@ -230,6 +237,7 @@ def test_sigint_while_a_worker_is_stuck_ends_at_once(tmp_path, face_video, tiny_
     assert [Path(r["path"]).name for r in read_rows(out)] == ["v00.mp4", "v01.mp4"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("state,read_header", [(False, True), (False, False), (True, False)])
 def test_reader_of_stdout_goes_away(tmp_path, face_video, tiny_model, state, read_header):
     """`screener scan DIR --out - | head -1`: the scan stops quietly with 141 (SIGPIPE's status),

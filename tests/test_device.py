@@ -42,6 +42,7 @@ def test_device_cpu_hides_a_gpu(gpu_file, monkeypatch):
     assert not device.maybe_accelerator() and not device.accelerated()
 
 
+@pytest.mark.slow
 def test_a_gpu_tensorflow_cannot_use_runs_the_model_on_the_cpu_and_says_why(
         gpu_file, tiny_model, caplog):
     with caplog.at_level(logging.WARNING, logger="screener.device"):

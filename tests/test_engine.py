@@ -24,6 +24,7 @@ def rows(results):
             for r in results]
 
 
+@pytest.mark.slow
 def test_same_results_with_0_1_and_2_workers(folder, stub_scorer):
     opts = SampleOptions(frames=6, all_faces=True)
     runs = {}
@@ -37,6 +38,7 @@ def test_same_results_with_0_1_and_2_workers(folder, stub_scorer):
     assert runs[2][2][4] == 12  # two faces in each of 6 frames
 
 
+@pytest.mark.slow
 def test_pool_is_reused_across_runs(folder, stub_scorer):
     with LocalEngine(stub_scorer, SampleOptions(frames=2), EngineOptions(workers=2)) as engine:
         first = rows(engine.run(folder[:3]))
@@ -47,6 +49,7 @@ def test_pool_is_reused_across_runs(folder, stub_scorer):
     assert engine.reader._pool is None
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_costs_one_row(folder, stub_scorer, monkeypatch):
     monkeypatch.setenv("SCREENER_TEST_KILL_WORKER_ON", "c_two")
     with LocalEngine(stub_scorer, SampleOptions(frames=3), EngineOptions(workers=2)) as engine:
@@ -58,6 +61,7 @@ def test_a_worker_that_dies_costs_one_row(folder, stub_scorer, monkeypatch):
     assert np.isclose(results[0].fake_score, results[5].fake_score)
 
 
+@pytest.mark.slow
 def test_a_video_over_the_time_limit_costs_one_row(folder, stub_scorer, monkeypatch):
     # c_two's worker never returns (as a decoder stuck in native code): with a limit it ends
     # itself, that video is an error row, and every other row is what a normal run gives.

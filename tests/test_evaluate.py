@@ -40,6 +40,7 @@ def test_video_scores_average_frames():
         metrics.video_scores(["a", "a"], [1, 0], [0.1, 0.2])
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_reports(tmp_path):
     rng = np.random.default_rng(0)
     for cls in ("df", "real"):

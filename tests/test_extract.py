@@ -214,6 +214,7 @@ def test_jpg_and_contact_sheet(tmp_path, clips, detector):
 
 # --- worker processes -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_worker_processes_make_the_same_dataset(tmp_path, clips, detector):
     """Two workers (the scan's WorkerPool) or none: the same files, byte for byte."""
     alone = extract([clips], tmp_path / "alone", label="df", frames=3, detector=detector,
@@ -223,6 +224,7 @@ def test_worker_processes_make_the_same_dataset(tmp_path, clips, detector):
     assert snapshot(tmp_path / "alone") == snapshot(tmp_path / "pooled")
 
 
+@pytest.mark.slow
 def test_a_crashing_or_stuck_video_is_an_error_and_the_run_goes_on(tmp_path, clips,
                                                                   monkeypatch):
     """In a worker, a decoder that kills its process or never returns costs that video, not
@@ -243,6 +245,7 @@ def test_a_crashing_or_stuck_video_is_an_error_and_the_run_goes_on(tmp_path, cli
     assert (again.skipped, again.extracted, again.crops, again.errors) == (2, 2, 4, [])
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_a_worker_is_stuck_ends_at_once_and_a_rerun_resumes(tmp_path, clips):
     src = tmp_path / "in"
     for i, name in enumerate(["a.mp4", "b.mp4", "c-hangme.mp4", "d.mp4", "e.mp4"]):
@@ -312,6 +315,7 @@ def reference(clips, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_dataset(clips, reference, tmp_path):
     out = tmp_path / "ds"
     proc = subprocess.Popen([*CLI, *map(str, _extract_args(clips, out))],
@@ -327,6 +331,7 @@ def test_resume_after_sigkill_gives_the_same_dataset(clips, reference, tmp_path)
     assert snapshot(out) == snapshot(reference)
 
 
+@pytest.mark.slow
 def test_leftovers_of_every_crash_point_are_cleaned_up(reference, clips, tmp_path):
     """The states a kill can leave, made by hand as extract leaves them: crops named in the
     journal but without rows, rows without the video's completion record, a half-written last
@@ -358,6 +363,7 @@ def test_leftovers_of_every_crash_point_are_cleaned_up(reference, clips, tmp_pat
                              **{rel: hashlib.sha256(d).hexdigest() for rel, d in foreign.items()}}
 
 
+@pytest.mark.slow
 def test_a_folder_that_is_not_a_dataset_is_refused(clips, tmp_path):
     """Clean-up in a folder of other files could delete them: such a folder is refused,
     naming what is in it; a folder a killed run left with only its lock is a dataset."""
@@ -378,6 +384,7 @@ def test_a_folder_that_is_not_a_dataset_is_refused(clips, tmp_path):
     assert len(read_csv(started / "videos.csv")) == 1
 
 
+@pytest.mark.slow
 def test_an_output_that_is_an_input_is_refused(clips, tmp_path):
     src = tmp_path / "videos"
     copy(clips / "clip0.mp4", src / "a.mp4")
@@ -420,6 +427,7 @@ def _train_help() -> str | None:
     return r.stdout if r.returncode == 0 else None
 
 
+@pytest.mark.slow
 def test_round_trip_extract_train_scan(tmp_path):
     """PyAV clips -> screener extract -> python -m training.train (1 epoch) -> screener scan."""
     help_text = _train_help()
@@ -479,6 +487,7 @@ def _frontal(row) -> bool:
     return abs(k[2, 0] - (k[0, 0] + k[1, 0]) / 2) < 0.3 * np.hypot(*(k[1] - k[0]))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "data" / "videos-dev").is_dir(),
                     reason="../shared/data/videos-dev is not present")
 def test_framing_matches_mesonet_df(tmp_path, detector):

@@ -139,6 +139,7 @@ class CountingDetector(faces.FaceDetector):
         return super()._run(*a, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width,height,face_px", [(1920, 1080, 260), (1280, 720, 160), (640, 360, 150)])
 def test_track_follows_a_face_with_one_run(width, height, face_px):
     det = CountingDetector()

@@ -23,6 +23,8 @@ from screener.cli import main
 
 from helpers import H, W, copy
 
+pytestmark = pytest.mark.slow
+
 HOSTILE = "<img src=x onerror=alert(1)>.mp4"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = "/usr/bin/chromium"

@@ -18,6 +18,8 @@ import pytest
 
 from helpers import build_tiny_model, copy, one_face
 
+pytestmark = pytest.mark.slow
+
 EXIT_LOCKED, EXIT_STATE = 5, 6
 SUMMARY = re.compile(r"scanned (\d+), reused (\d+), deferred (\d+)")
 

@@ -15,6 +15,8 @@ import pytest
 
 from helpers import copy, write_legacy_h5
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 CARD = json.loads((REPO / "trained_models" / "screener-meso.json").read_text())
 # What `git ls-files` would give, without needing git: the tree minus what a build or a run makes.

@@ -14,7 +14,7 @@ from screener import lite
 from screener.pipeline import crops_from_video
 from screener.scoring import default_model_path, load_model
 
-pytestmark = pytest.mark.skipif(not lite.available(), reason="ai-edge-litert is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not lite.available(), reason="ai-edge-litert is not installed")]
 
 
 def inception_with_batchnorm_stats(path, seed=1):

@@ -41,6 +41,7 @@ def _randomise_batchnorm(model, rng):
                                rng.normal(0, 0.3, g.shape), rng.uniform(0.5, 2.0, g.shape)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation,batchnorm,window", [(None, True, None), ("elu", False, None),
                                                          ("leaky_relu", True, nets.FACE_WINDOW)])
 def test_cpu_twin_computes_the_same_function(activation, batchnorm, window):
@@ -65,6 +66,7 @@ def test_cpu_twin_computes_the_same_function(activation, batchnorm, window):
     np.testing.assert_allclose(twin.predict_on_batch(imgs), m.predict_on_batch(imgs), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", nets.ARCHS)
 def test_window_hides_everything_outside_the_face_box(arch, tmp_path):
     """A windowed model's score does not move when pixels outside its window change, does move

@@ -165,6 +165,7 @@ def test_screener_report_never_writes_over_what_it_reads(face_video, tiny_model,
     ["--no-state", "--out", "{tmp}/r.csv", "--html", "{full}"],
     ["--no-state", "--out", "{tmp}/r.csv", "--log-file", "{full}"],
 ], ids=["streamed", "with-state", "frames-out", "html", "log-file"])
+@pytest.mark.slow
 def test_a_full_device_is_exit_4_and_one_line(face_video, tiny_model, tmp_path, args):
     """/dev/full: every write fails with ENOSPC."""
     full = device(tmp_path, "full")
@@ -199,6 +200,7 @@ def mounts():
         subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["file", "folder"])
 def test_a_read_only_state_is_exit_6_and_one_line(face_video, tiny_model, tmp_path, mounts,
                                                   what):
@@ -238,6 +240,7 @@ def full_disk(tmp_path, mounts):
     return disk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,free", [("state-beside", 0), ("state-beside", 4096),
                                        ("state-elsewhere", 0), ("streamed", 0)])
 def test_a_full_disk_is_exit_4_no_space_and_no_half_report(face_video, tiny_model, tmp_path,

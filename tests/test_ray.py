@@ -18,6 +18,8 @@ import pytest
 from helpers import (FORGED_NAME, FORGED_SHOWN, bad_inputs, copy, cut_short,
                       unless_blocked_on)
 
+pytestmark = pytest.mark.slow
+
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install .[ray])")
 
 KILL_MARK = "__dies__"   # screener.engines.ray's test hook kills the worker on these paths

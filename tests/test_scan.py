@@ -169,6 +169,7 @@ def test_all_faces(two_face_video, scorer):
     assert all(abs(f.box_x - first[f.frame_index].box_x) < 4 for f in one.faces)
 
 
+@pytest.mark.slow
 def test_batches_across_videos_keep_each_score_on_its_video(
         face_video, no_face_video, two_face_video, make_clip, detector, stub_scorer):
     hopper = make_clip("hopper.mp4", faces=[one_face("hopper")])
@@ -221,6 +222,7 @@ def stub_scorer_module():
     return StubScorer()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEV_CLIPS, reason="../shared/data/videos-dev is not present")
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(

@@ -16,6 +16,7 @@ AFCHAR = SHARED / "anchors" / "mesonet-afchar"
 needs_shared = pytest.mark.skipif(not AFCHAR.is_dir(), reason="needs ../shared (MesoNet anchors)")
 
 
+@pytest.mark.slow
 def test_keras_roundtrip_with_card(tmp_path):
     m = nets.build("meso4")
     m.save(tmp_path / "m.keras")
@@ -26,6 +27,7 @@ def test_keras_roundtrip_with_card(tmp_path):
     assert np.allclose(s.predict(x), np.asarray(m.predict_on_batch(x)).reshape(-1), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", nets.ARCHS)
 def test_legacy_weights_load_flipped_to_p_fake(tmp_path, arch):
     m = nets.build(arch)
@@ -63,6 +65,7 @@ def _test_images():
 
 
 @needs_shared
+@pytest.mark.slow
 @pytest.mark.parametrize("weights", ["weights/Meso4_DF.h5", "weights/MesoInception_DF.h5"])
 def test_published_weights_on_sample_images(weights):
     imgs = _test_images()
@@ -72,6 +75,7 @@ def test_published_weights_on_sample_images(weights):
 
 
 @needs_shared
+@pytest.mark.slow
 def test_student_full_models_on_sample_images():
     imgs = _test_images()
     folder = SHARED / "anchors" / "mesonet-malayagr" / "trained_models"

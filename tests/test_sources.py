@@ -110,6 +110,7 @@ def test_a_source_of_reals_only_needs_pseudo_fakes(tmp_path):
     assert np.mean([s.sbi for s in slots]) == pytest.approx(0.5, abs=0.06)
 
 
+@pytest.mark.slow
 def test_one_epoch_with_pseudo_fakes_from_two_sources(tmp_path):
     a = make_grouped(tmp_path / "a", 40, seed=1)
     b = make_grouped(tmp_path / "b", 40, seed=2)

@@ -58,6 +58,7 @@ def check_rows(rows):
         assert rows[name]["error"] == f"not a regular file ({kind})", name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("state", [True, False], ids=["state", "no-state"])
 def test_pipes_sockets_and_devices_are_error_rows_in_a_scan(special, tiny_model, tmp_path,
                                                            state):
@@ -77,6 +78,7 @@ def test_pipes_sockets_and_devices_are_error_rows_in_a_scan(special, tiny_model,
         check_rows(read_rows(out))
 
 
+@pytest.mark.slow
 def test_pipes_sockets_and_devices_are_errors_in_extract(special, tmp_path):
     drop, named = special
     out = tmp_path / "ds"

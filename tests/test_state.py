@@ -368,6 +368,7 @@ run_scan(sys.argv[2:], Slow(), st.StateSink(
 """ % (MODEL, OPTS)
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_never_loses_duplicates_or_damages(tmp_path):
     """Kill a run at random moments (planning, recording, writing the report), again and
     again: the state always opens, the report is always whole, and the end result is exact."""
@@ -392,3 +393,44 @@ def test_sigkill_at_any_moment_never_loses_duplicates_or_damages(tmp_path):
     assert [v["path"] for v in json.loads((tmp_path / "r.json").read_text())["videos"]] == paths
     with sqlite3.connect(tmp_path / "s.sqlite") as c:
         assert c.execute("SELECT count(*) FROM files").fetchone()[0] == 40
+
+
+def test_planning_writes_nothing_and_the_run_keeps_what_it_asks(tmp_path):
+    """plan_files only decides; the state learns the plan's bookkeeping (new metadata of an
+    unchanged file, files still changing) when the run keeps the plan."""
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    run(tmp_path, paths)
+    os.chmod(paths[0], 0o600)       # metadata only: ctime moves, the content stays
+    paths += make_files(tmp_path / "in", ["c.mp4"])
+    os.utime(paths[2])              # new and still changing
+    db = tmp_path / "s.sqlite"
+
+    def rows():
+        with sqlite3.connect(db) as c:
+            return (c.execute("SELECT key, ctime_ns FROM files ORDER BY key").fetchall(),
+                    c.execute("SELECT key FROM pending").fetchall())
+    with st.ScanState(db) as state:
+        before = rows()
+        p = st.plan_files(paths, state.stored(), state.pending(), model_id=MODEL, options=OPTS,
+                          settle_s=30)
+        assert rows() == before     # nothing written
+        assert [k for k, _ in p.restat] == [st.path_key(paths[0])] and len(p.pending) == 1
+        assert p.reuse.keys() == {paths[0], paths[1]} and p.deferred == [paths[2]]
+        state.keep_plan(p)
+        files, pending = rows()
+        assert pending == [(st.path_key(paths[2]),)]
+        assert dict(files)[st.path_key(paths[0])] == os.stat(paths[0]).st_ctime_ns
+
+
+def test_a_file_is_read_once_while_planning(tmp_path, monkeypatch):
+    """A file whose metadata changed and that is scanned again (another model here) has its
+    fingerprint read once, not once to compare and once more to record."""
+    from screener.state import plan as planning
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    run(tmp_path, paths)
+    os.chmod(paths[0], 0o600)
+    reads = []
+    real = planning._fingerprint
+    monkeypatch.setattr(planning, "_fingerprint", lambda p, n: reads.append(p) or real(p, n))
+    engine, s = run(tmp_path, paths, model_id="other@0.5")
+    assert engine.calls == paths and reads == paths

@@ -154,6 +154,7 @@ def test_augment_is_seeded_and_keeps_shape():
     assert not np.array_equal(a, img)
 
 
+@pytest.mark.slow
 def test_train_one_epoch_save_reload_predict_and_resume(tmp_path):
     from screener.scoring import load_model
     root = make_dataset(tmp_path / "ds", n=12, videos=True)
@@ -195,6 +196,7 @@ def test_lr_schedule_decays_to_floor():
     assert train.lr_at(10 ** 6, a, 10) == pytest.approx(1e-6)
 
 
+@pytest.mark.slow
 def test_cached_trunk_fine_tune_keeps_frozen_blocks(tmp_path):
     from screener import nets
     from screener.scoring import load_model

@@ -1,0 +1,39 @@
+"""The documentation that code can check: the CLI reference is what `screener --help` says,
+and the README stays a guide whose first commands are the ones that set up and test."""
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_cli_reference_is_not_stale():
+    """docs/cli.md is generated from the click definitions: rerun the script after changing an
+    option or a help text (the message says how)."""
+    make = runpy.run_path(str(ROOT / "docs" / "make_cli_reference.py"))
+    assert make["main"](["--check"]) == 0, "run: python docs/make_cli_reference.py"
+    text = (ROOT / "docs" / "cli.md").read_text()
+    for command in ("scan", "report", "extract"):
+        assert f"## screener {command}" in text
+
+
+def test_the_reference_check_fails_when_the_file_is_stale(tmp_path, monkeypatch):
+    make = runpy.run_path(str(ROOT / "docs" / "make_cli_reference.py"))
+    stale = tmp_path / "cli.md"
+    stale.write_text((ROOT / "docs" / "cli.md").read_text().replace("--frames", "--framez"))
+    main = make["main"]
+    main.__globals__["OUT"] = stale
+    assert main(["--check"]) == 1
+
+
+def test_the_readme_is_a_guide_that_starts_with_setting_up_and_testing():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 300
+    commands = [ln for ln in text.splitlines() if ln.startswith(("python3 -m venv", ". .venv"))]
+    assert commands[0].startswith("python3 -m venv .venv && . .venv/bin/activate && pip install "
+                                  "-e . && screener scan sample_videos/ --out report.csv")
+    assert commands[1].endswith("pip install -e '.[test,ray]' && python -m pytest -q")
+    for link in re.findall(r"\]\((docs/[^)#]+)\)", text):
+        assert (ROOT / link).is_file(), link
