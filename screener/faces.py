@@ -107,7 +107,7 @@ class _NoTensorFlow:
 
     mediapipe.tasks imports `tensorflow.tools.docs` only for its API docs, falling back to a
     no-op when TensorFlow is absent. With TensorFlow installed that costs every detector process
-    seconds of start-up and ~400 MB of memory for nothing (measured: 15 s under load).
+    seconds of start-up and hundreds of MB of memory for nothing (docs/performance.md).
     """
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):

@@ -2,8 +2,8 @@
 
 Why: MesoInception's first two blocks run convolutions with 1 to 4 channels on 256x256 and
 128x128 maps. A CPU convolution kernel is built for many channels; with four it mostly waits on
-memory, so these two blocks took 80% of the model's time (block 1 alone 22 of 31 ms a face on
-2 cores) for 30 M multiply-adds.
+memory, so these two blocks take most of the model's time for few multiply-adds
+(docs/performance.md).
 
 The rewrite: space-to-depth by 2 (each 2x2 patch of pixels becomes one pixel with 4x the
 channels), and every convolution of the block becomes an exactly equivalent convolution on that

@@ -1,9 +1,8 @@
 """The model on a CPU, run by LiteRT (the TensorFlow Lite runtime, package ai-edge-litert).
 
-Why: on 2 cores the network costs 8.5-9 ms of CPU a face under LiteRT (its XNNPACK kernels)
-against 12-18 ms for the same network under TensorFlow with XLA, and a scan whose model runs
-here never imports TensorFlow: its main process holds ~280 MB instead of ~950 MB and starts
-scoring in a tenth of a second instead of seconds.
+Why: LiteRT's XNNPACK kernels cost less CPU a face than TensorFlow with XLA, and a scan whose
+model runs here never imports TensorFlow, so its main process is a fraction of the size and
+starts scoring at once (docs/performance.md has the figures).
 
 LiteRT runs a .tflite file, which TensorFlow's converter makes from the Keras network (for
 MesoInception-4 its CPU twin, see fast_inception). That happens once per model file: the result
@@ -53,10 +52,8 @@ class LiteNet:
     """A .tflite network with the one Keras method Scorer.predict uses: predict_on_batch.
 
     It runs crops in groups of GROUP and the rest one by one, each on an interpreter made for
-    that size: no padding, and no resizing (6 ms each) as batch sizes change. Batch size barely
-    matters here (2 cores, one thread: 7.9 ms of CPU a face at 1, 8.1 at 4, 9.5 at 32; two
-    threads: 10.5 at 1, 8.0 at 4, 9.5 at 32), and small groups keep memory low (~100 MB of
-    activations at 32, ~25 at 4)."""
+    that size: no padding, and no resizing as batch sizes change. Batch size barely matters to
+    LiteRT's speed, and small groups keep memory low (docs/performance.md)."""
 
     GROUP = 4
 

@@ -5,12 +5,12 @@ While a video's crops are in memory (`verdict.aggregate`), we keep:
   their frame time and P(fake);
 - the most fake face whole (256 px): the report explains it with the model (Grad-CAM heat map,
   feature maps) when it is rendered, so the scan pays nothing for that. For a FAKE video it is
-  kept lossless (WebP, ~50 KB): MesoNet reacts to compression, and even a quality-100 JPEG moved
-  the shipped model's P(fake) by up to 0.12 on the sample videos, so the heat map would explain
-  another score. Other videos keep a JPEG (quality 90, ~15 KB), and the page shows both scores.
+  kept lossless (WebP): MesoNet reacts to compression, so a JPEG's heat map would explain
+  another score (docs/performance.md). Other videos keep a JPEG (quality 90), and the page
+  shows both scores.
 
-That is at most 2k + 1 small images per video (about 30 KB, 65 KB for a FAKE one), however long the video: memory and
-the state database do not grow with video length. The incremental scan stores them in the
+That is at most 2k + 1 small images per video, however long the video: memory and the state
+database do not grow with video length. The incremental scan stores them in the
 state's `media` table (one row per file, written in the same transaction as its result), so
 `screener report --html` rebuilds a report without rescanning.
 """

@@ -126,9 +126,8 @@ def _fourcc(cap) -> str:
 
 
 # FFmpeg decodes H.264 with about one thread per core by default. Where every core already runs
-# a worker process those threads buy no speed and cost CPU: 4 clips (1080p and 720p, 1,200
-# frames) on 2 cores took 2.3-2.5 s of CPU with FFmpeg's threads, 1.5-1.7 s with one thread,
-# in the same wall time (1.4-1.7 s). Worker processes set it (workers.py, ray.py); None: FFmpeg's.
+# a worker process those threads buy no speed and cost CPU (docs/performance.md). Worker
+# processes set it (workers.py, ray_tasks.py); None: FFmpeg's.
 _decode_threads: int | None = None
 
 
