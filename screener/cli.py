@@ -219,8 +219,7 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
     except OSError as e:  # a disk filled up or went away, a pipe's reader left
         if report.to_stdout and isinstance(e, BrokenPipeError):
             return _reader_gone()
-        _error(f"cannot write {e.filename or report.out}: {e.strerror or e}")
-        return EXIT_OUTPUT
+        return _cannot_write(e, report.out)
     if outcome.html and not quiet:
         _said_html(report.html, outcome.html)
     where = "" if report.to_stdout else f" in {printable(report.out)}"
@@ -284,6 +283,13 @@ def _exit_code(e: Exception) -> int:
     raise e
 
 
+def _cannot_write(e: OSError, path) -> int:
+    """An output that could not be written, in one line (a full disk: No space left on
+    device), and its exit code."""
+    _error(f"cannot write {e.filename or path}: {e.strerror or e}")
+    return EXIT_OUTPUT
+
+
 def _error(message: str) -> None:
     click.echo(f"screener: error: {printable(message)}", err=True)
 
@@ -329,8 +335,7 @@ def report(html, state, from_report, model, details, quiet):
         _error(str(e))
         sys.exit(EXIT_OUTPUT)
     except OSError as e:
-        _error(f"cannot write {e.filename or html}: {e.strerror or e}")
-        sys.exit(EXIT_OUTPUT)
+        sys.exit(_cannot_write(e, html))
     if not quiet:
         _said_html(html, figures)
     sys.exit(EXIT_OK)
@@ -427,8 +432,7 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
         _error(str(e))
         sys.exit(EXIT_USAGE)
     except OSError as e:
-        _error(f"cannot write {e.filename or out_dir}: {e.strerror or e}")
-        sys.exit(EXIT_OUTPUT)
+        sys.exit(_cannot_write(e, out_dir))
     except KeyboardInterrupt:
         _error("interrupted; complete videos are kept, a re-run resumes")
         sys.exit(EXIT_INTERRUPTED)
