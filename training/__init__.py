@@ -11,7 +11,7 @@ Builds on `screener` (the same network definitions in `screener.nets`, the same 
 - `benchmark` every evaluation set and the clips' verdicts (`python -m training.benchmark`)
 - `augment`  the paper's augmentations plus JPEG re-compression and blur
 - `trunk`    fine-tuning on cached features of frozen blocks (a 2-core CPU's shortcut)
-- `train`    the trainer (`python -m training.train --help`)
+- `train`    the trainer (`python -m training.train --help`); `threshold` its threshold rules
 - `metrics`  image- and video-level metrics on P(fake)
 - `evaluate` the evaluation command (`python -m training.evaluate --help`)
 - `soup`     the weight average of fine-tunes of one model (`python -m training.soup --help`)
