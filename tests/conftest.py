@@ -88,3 +88,14 @@ def no_face_video(make_clip):
 def bad_dir(tmp_path_factory, face_video) -> tuple[Path, dict[str, Path]]:
     folder = tmp_path_factory.mktemp("bad")
     return folder, bad_inputs(folder, face_video)
+
+
+@pytest.fixture(scope="session")
+def extract_clips(tmp_path_factory):
+    """Five short face clips (two photos, different backgrounds) in a folder (extract's tests)."""
+    from screener import synth
+    root = tmp_path_factory.mktemp("x")
+    for i in range(5):
+        synth.face_clip(root / f"clip{i}.mp4", 320, 240, 10, seed=i,
+                        faces=[one_face(("collins", "hopper")[i % 2], x=50 + 8 * i)])
+    return root

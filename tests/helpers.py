@@ -6,10 +6,14 @@ Every video is made here with PyAV (screener.synth); nothing comes from ../share
 """
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -231,3 +235,53 @@ def make_dataset(root, split="train", n=6, videos=False, size=(40, 52), seed=0):
             name = f"{folder}v{i // 3}_{i % 3}.png" if videos else f"{folder}{i:05d}.jpg"
             Image.fromarray(img).save(d / name)
     return root
+
+
+# --- extract datasets -------------------------------------------------------------------------
+
+SCREENER = [sys.executable, "-m", "screener"]  # the command, as a user runs it
+
+
+def extract_args(src, out) -> list:
+    """One extract of `src` into `out`, the same in every crash test."""
+    return ["extract", src, "--out", out, "--label", "real", "--frames", "6"]
+
+
+def screener_cli(*args, check=True, timeout=300, **kw) -> subprocess.CompletedProcess:
+    """`python -m screener ARGS` in a subprocess, as a user runs it, its output captured as
+    text; `check`: it must succeed (its stderr's tail is the failure's message)."""
+    r = subprocess.run([*SCREENER, *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, **kw)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under a dataset folder (not the lock) -> sha256 of its bytes."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".extract.lock"}
+
+
+def completed(root: Path) -> int:
+    """Videos that videos.csv says are complete (or failed) so far."""
+    return len(read_csv(root / "videos.csv")) if (root / "videos.csv").exists() else 0
+
+
+def check_consistent(root: Path):
+    """The crash-safety invariant: every manifest row's file exists, no temp file is visible
+    under a crop name, every complete video has all its rows."""
+    rows = read_csv(root / "manifest.csv") if (root / "manifest.csv").exists() else []
+    for r in rows:
+        assert (root / r["crop_file"]).is_file(), r["crop_file"]
+    videos = read_csv(root / "videos.csv") if (root / "videos.csv").exists() else []
+    for v in videos:
+        if v["status"] == "ok":
+            assert sum(r["video_id"] == v["video_id"] for r in rows) == int(v["crops"])
+    for p in root.rglob("*.png"):
+        assert p.stat().st_size > 0

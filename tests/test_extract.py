@@ -4,13 +4,9 @@ Clips are made here with PyAV (320x240, ~10 frames); only the last test reads ..
 """
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,58 +21,16 @@ from screener.images import read_rgb
 from screener.options import SampleOptions
 from screener.pipeline import crops_from_video
 
-from helpers import copy, one_face, signal_when
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*-[0-9a-f]{8}$")
-CLI = [sys.executable, "-m", "screener"]
-
-
-def cli(*args, check=True, **kw):
-    r = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
-    if check:
-        assert r.returncode == 0, r.stderr[-3000:]
-    return r
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every file under a dataset folder (not the lock) -> sha256 of its bytes."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".extract.lock"}
-
-
-def completed(root: Path) -> int:
-    """Videos that videos.csv says are complete (or failed) so far."""
-    return len(read_csv(root / "videos.csv")) if (root / "videos.csv").exists() else 0
-
-
-def check_consistent(root: Path):
-    """The crash-safety invariant: every manifest row's file exists, no temp file is visible
-    under a crop name, every complete video has all its rows."""
-    rows = read_csv(root / "manifest.csv") if (root / "manifest.csv").exists() else []
-    for r in rows:
-        assert (root / r["crop_file"]).is_file(), r["crop_file"]
-    videos = read_csv(root / "videos.csv") if (root / "videos.csv").exists() else []
-    for v in videos:
-        if v["status"] == "ok":
-            assert sum(r["video_id"] == v["video_id"] for r in rows) == int(v["crops"])
-    for p in root.rglob("*.png"):
-        assert p.stat().st_size > 0
+from helpers import (SCREENER, check_consistent, completed, copy, extract_args, one_face,
+                     read_csv, screener_cli as cli, signal_when, snapshot)
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    """Five short face clips (two photos, different backgrounds) in a folder."""
-    root = tmp_path_factory.mktemp("x")
-    for i in range(5):
-        synth.face_clip(root / f"clip{i}.mp4", 320, 240, 10, seed=i,
-                        faces=[one_face(("collins", "hopper")[i % 2], x=50 + 8 * i)])
-    return root
+def clips(extract_clips):
+    return extract_clips
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*-[0-9a-f]{8}$")
 
 
 # --- names and labels -----------------------------------------------------------------------
@@ -251,7 +205,7 @@ def test_ctrl_c_while_a_worker_is_stuck_ends_at_once_and_a_rerun_resumes(tmp_pat
     for i, name in enumerate(["a.mp4", "b.mp4", "c-hangme.mp4", "d.mp4", "e.mp4"]):
         copy(clips / f"clip{i}.mp4", src / name)
     out = tmp_path / "ds"
-    proc = subprocess.Popen([*CLI, *map(str, _extract_args(src, out)), "--workers", "2"],
+    proc = subprocess.Popen([*SCREENER, *map(str, extract_args(src, out)), "--workers", "2"],
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "SCREENER_TEST_HANG_WORKER_ON": "hangme"})
     # a second later d and e are read too; they wait behind the stuck one
@@ -261,7 +215,7 @@ def test_ctrl_c_while_a_worker_is_stuck_ends_at_once_and_a_rerun_resumes(tmp_pat
     check_consistent(out)
     assert [r["source_path"] for r in read_csv(out / "videos.csv")] == [
         str(src / "a.mp4"), str(src / "b.mp4")]
-    r = cli(*_extract_args(src, out))
+    r = cli(*extract_args(src, out))
     assert "2 already done" in r.stderr and "0 errors" in r.stderr
     assert len(read_csv(out / "videos.csv")) == 5
 
@@ -299,108 +253,6 @@ def test_a_time_limit_needs_workers(tmp_path, clips):
             check=False)
     assert r.returncode == 2 and "--video-timeout needs worker processes" in r.stderr
     assert not (tmp_path / "ds").exists()
-
-
-# --- crash safety and resume ------------------------------------------------------------------
-
-def _extract_args(src, out):
-    return ["extract", src, "--out", out, "--label", "real", "--frames", "6"]
-
-
-@pytest.fixture(scope="module")
-def reference(clips, tmp_path_factory):
-    """An uninterrupted CLI run over the clips: what every resumed run must end as."""
-    out = tmp_path_factory.mktemp("ref") / "ds"
-    cli(*_extract_args(clips, out))
-    return out
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_gives_the_same_dataset(clips, reference, tmp_path):
-    out = tmp_path / "ds"
-    proc = subprocess.Popen([*CLI, *map(str, _extract_args(clips, out))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Kill as soon as the first video is complete: the second one is being written.
-    signal_when(proc, lambda: completed(out) >= 1, signal.SIGKILL, poll_s=0.005)
-    assert proc.returncode == -signal.SIGKILL
-    check_consistent(out)
-    done = len(read_csv(out / "videos.csv"))
-    assert 1 <= done < 5, "not killed midway"
-    r = cli(*_extract_args(clips, out))
-    assert f"{done} already done" in r.stderr
-    assert snapshot(out) == snapshot(reference)
-
-
-@pytest.mark.slow
-def test_leftovers_of_every_crash_point_are_cleaned_up(reference, clips, tmp_path):
-    """The states a kill can leave, made by hand as extract leaves them: crops named in the
-    journal but without rows, rows without the video's completion record, a half-written last
-    line, a temporary file. A re-run repairs them and deletes nothing else: a file is removed
-    only when the dataset's own records (manifest, journal) name it as its own."""
-    out = tmp_path / "ds"
-    shutil.copytree(reference, out)
-    videos = (out / "videos.csv").read_text().splitlines(keepends=True)
-    (out / "videos.csv").write_text("".join(videos[:-2]))     # last two videos not complete
-    manifest = (out / "manifest.csv").read_text()
-    (out / "manifest.csv").write_text(manifest + manifest.splitlines()[-1][:25])  # torn line
-    last = read_csv(reference / "manifest.csv")[-1]["crop_file"]
-    (out / last).unlink()                                       # a crop never renamed
-    (out / last).with_name(f".{Path(last).name}.k2j4h1.tmp").write_bytes(b"half")  # atomic_write's
-    gone = video_id("gone.mp4")                                 # a video never completed
-    orphan = f"real/{gone}_000003.png"
-    shutil.copy(out / read_csv(reference / "manifest.csv")[0]["crop_file"], out / orphan)
-    (out / ".extract.journal").write_text(
-        json.dumps({"video_id": gone, "files": [orphan, f"real/{gone}_000004.png"]}) + "\n"
-        + '{"video_id": "torn')                                 # a kill mid-line
-    foreign = {"real/notes.txt": b"mine", "real/IMG-20240101_123456.jpg": b"a holiday",
-               f"real/{video_id('other.mp4')}_000001.png": b"named like a crop",
-               "real/.x_000001.png.tmp": b"named like a temporary file", ".draft.tmp": b"x"}
-    for rel, data in foreign.items():
-        (out / rel).write_bytes(data)
-    r = cli(*_extract_args(clips, out))
-    assert "3 already done" in r.stderr
-    assert snapshot(out) == {**snapshot(reference),
-                             **{rel: hashlib.sha256(d).hexdigest() for rel, d in foreign.items()}}
-
-
-@pytest.mark.slow
-def test_a_folder_that_is_not_a_dataset_is_refused(clips, tmp_path):
-    """Clean-up in a folder of other files could delete them: such a folder is refused,
-    naming what is in it; a folder a killed run left with only its lock is a dataset."""
-    out = tmp_path / "photos"
-    (out / "holiday").mkdir(parents=True)
-    (out / "holiday" / "IMG-20240101_123456.jpg").write_bytes(b"a photo")
-    (out / ".draft.tmp").write_bytes(b"a draft")
-    before = snapshot(out)
-    r = cli(*_extract_args(clips / "clip0.mp4", out), check=False)
-    assert r.returncode == 2
-    assert "is not empty and is not an extract dataset" in r.stderr
-    assert ".draft.tmp" in r.stderr and "holiday" in r.stderr
-    assert snapshot(out) == before and sorted(os.listdir(out)) == [".draft.tmp", "holiday"]
-    started = tmp_path / "started"
-    started.mkdir()
-    (started / ".extract.lock").write_text("")
-    cli(*_extract_args(clips / "clip0.mp4", started))
-    assert len(read_csv(started / "videos.csv")) == 1
-
-
-@pytest.mark.slow
-def test_an_output_that_is_an_input_is_refused(clips, tmp_path):
-    src = tmp_path / "videos"
-    copy(clips / "clip0.mp4", src / "a.mp4")
-    labels = src / "labels.csv"
-    labels.write_text("path,label\na.mp4,real\n")
-    before = snapshot(src)
-    for args in (["--out", src, "--label", "real"],                      # the input folder
-                 ["--out", tmp_path / "ds", "--contact-sheet", src / "a.mp4"],
-                 ["--labels", labels, "--out", tmp_path / "ds", "--contact-sheet", labels]):
-        r = cli("extract", src, "--frames", 1, *args, check=False)
-        assert r.returncode == 2, r.stderr[-2000:]
-        assert "is the same file as" in r.stderr and "refusing to overwrite it" in r.stderr
-    r = cli("extract", src, "--frames", 1, "--out", tmp_path / "ds", "--contact-sheet",
-            tmp_path / "ds" / "extract.json", check=False)
-    assert r.returncode == 2 and "are the same file" in r.stderr
-    assert snapshot(src) == before and not (tmp_path / "ds").exists()
 
 
 @pytest.mark.parametrize("text,found", [

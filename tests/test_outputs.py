@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from screener.cli import main
 
-from conftest import copy
+from helpers import copy
 
 REPO = Path(__file__).parents[1]
 
