@@ -17,7 +17,7 @@ from screener.cli import main
 from screener.verdict import COLUMNS, FACE_COLUMNS
 
 from helpers import (CONST_P_FAKE, FORGED_NAME, FORGED_SHOWN, bad_inputs, copy, cut_short,
-                      signal_when, streamed_rows)
+                     signal_when, streamed_rows)
 
 REPO = Path(__file__).parents[1]
 
