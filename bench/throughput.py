@@ -21,7 +21,8 @@ tens of percent from one minute to the next, so only figures from the same round
 - in every round, the scan again with one thing changed: the model under Keras as its CPU
   twin (screener/fast_inception.py) and as saved; every sampled frame searched whole
   (`research_every=0`: no face followed from one sampled frame to the next); Meso-4 instead
-  of the default model (the model's share of the gap);
+  of the default model (the model's share of the gap); with `--baseline-model`, that model
+  instead of the default (a new default against the one it replaces);
 - the model alone, uint8 batches of 32: under LiteRT (as the scan runs it), and under Keras
   as its CPU twin and as saved;
 - memory: peak RSS of `screener scan` (a subprocess) and its workers on 50 and on all the short
@@ -336,6 +337,10 @@ def main():
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of decode-only and scan")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/throughput.json")
+    ap.add_argument("--baseline-model", type=Path, default=None,
+                    help="also scan with this model file in every round (e.g. the previous "
+                         "default: git show REV:trained_models/screener-meso.keras > prev.keras) "
+                         "and report the default's speed against it")
     args = ap.parse_args()
 
     from screener.engines.local import LocalEngine
@@ -374,6 +379,8 @@ def main():
         variants.append(("without_tracking", scorer, SampleOptions(research_every=0)))
         nets.build("meso4").save(tmp / "meso4.keras")
         variants.append(("meso4", scoring.load_model(tmp / "meso4.keras"), SampleOptions()))
+        if args.baseline_model:
+            variants.append(("baseline_model", scoring.load_model(args.baseline_model), SampleOptions()))
         rounds = []
         for k in range(args.rounds):
             one = {}
@@ -429,6 +436,11 @@ def main():
         for name, _, _ in variants:
             res[f"ratio_a_{name}"] = med[f"ratio_a_{name}"]
         res["model_runtime"] = scorer.runtime
+        if args.baseline_model:
+            res["baseline_model"] = str(args.baseline_model)
+            # above 1: the default scans faster than the baseline model (medians of per-round ratios)
+            res["speed_vs_baseline_model"] = round(float(np.median(
+                [r["scan_baseline_model_s"] / r["scan_s"] for r in rounds])), 3)
         res["naive_s"], res["naive_litert_s"] = med["naive_s"], med["naive_litert_s"]
         res["ratio_b_scan_vs_naive"] = med["ratio_b"]
         res["ratio_b_scan_vs_naive_litert"] = med["ratio_b_naive_litert"]
