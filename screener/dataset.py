@@ -34,6 +34,7 @@ from .errors import ScreenerError
 from .files import FileLock, LockHeld, atomic_write, fsync_folder, remove_temporaries
 from .pipeline import VideoCrops
 from .report import csv_cells
+from .sources import resolved
 
 FORMATS = ("png", "jpg")
 # A label is a folder name under DIR: no separators, no dots, nothing a shell or path treats
@@ -56,9 +57,10 @@ def video_id(path) -> str:
     """`<stem>-<8 hex>`: readable, stable for the same file, unique across folders.
 
     The stem keeps only ASCII letters, digits and '-' (no separator, dot or '_' can reach a
-    file name); the hash of the resolved path's bytes tells apart same-named files.
+    file name); the hash of the resolved path's bytes (an object's URL) tells apart same-named
+    files.
     """
-    real = os.path.realpath(os.fspath(path))
+    real = resolved(path)
     digest = hashlib.sha1(os.fsencode(real)).hexdigest()[:8]
     stem = os.path.splitext(os.path.basename(real))[0]
     stem = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-")[:48].strip("-")

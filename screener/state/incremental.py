@@ -21,8 +21,9 @@ from pathlib import Path
 from ..files import atomic_write, remove_temporaries
 from ..options import ReportOptions, StateOptions
 from ..report import FramesWriter, ReportWriter
+from ..sources import unchanged
 from ..verdict import MISSING, Summary, VideoResult
-from .plan import FileStat, Plan, plan_files
+from .plan import Plan, plan_files
 from .store import LAST_RUN, ScanState, default_state_path, result_from_json
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class StateSink:
         if pf is None:
             raise RuntimeError(f"engine returned a result for {r.path!r}, which it was not "
                                "asked to scan")
-        if pf.stat is not None and FileStat.of(r.path) != pf.stat:
+        if pf.stat is not None and not unchanged(r.path, pf.stat, pf.fingerprint):
             # Read while it changed: the result may be of half a file.
             log.warning("%s changed while it was scanned; it will be rescanned", r.path)
             self.run.unrecorded += 1
