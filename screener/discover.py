@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import InputError  # noqa: F401 - also imported from here
-from .sources import is_remote, path_key
+from .sources import forget_listings, is_remote, path_key
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,7 @@ def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     args = [os.fspath(p) for p in paths]
     if not args:
         raise InputError("no PATH given")
-    if any(map(is_remote, args)):
-        from . import remote
-        remote.forget_listings()  # this run's snapshot of the store starts here
+    forget_listings()  # a run's snapshot of an object store starts with its listing
     for arg in args:
         try:
             expanded = _expand(arg)

@@ -41,10 +41,12 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 4            # tries of one request (a listing, a HEAD, a copy) before giving up
 BACKOFF_S = 0.5         # the wait before the second try; doubled each time, with jitter
 GLOB_CHARS = frozenset("*?[")
+S3 = ("s3", "s3a")
 # scheme -> (the fsspec package it needs, how to install it)
-PACKAGES = {proto: ("s3fs", "pip install 'screener[s3]'") for proto in ("s3", "s3a")}
+PACKAGES = {proto: ("s3fs", "pip install 'screener[s3]'") for proto in S3}
 # scheme -> options that turn the store's own retries off (ours are the bound)
-_OPTIONS = {"s3": {"config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}}}}
+_OPTIONS = {proto: {"config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}}}
+            for proto in S3}
 
 DOWNLOADS = 0           # objects this process began to copy (tests: a Ray driver copies none)
 _filesystems: dict = {}
@@ -93,7 +95,7 @@ def _make(proto: str, version_aware: bool = False):
 def _bucket_versioned(proto: str, bucket: str) -> bool:
     """Whether an S3 bucket keeps versions (then the version id is part of a fingerprint).
     Asked once per bucket and process; a store that will not say is taken as unversioned."""
-    if proto not in ("s3", "s3a"):
+    if proto not in S3:
         return False
     if (proto, bucket) not in _versioned:
         try:

@@ -9,7 +9,8 @@ local path from an object URL (`is_remote`) and answers, for either, what the re
 - `unchanged`: whether it is still what was planned, once it has been scanned;
 - `readable`: something to open: the file itself, or a temporary local copy of the object,
   made where the video is read (a worker process, a Ray task) and removed after it;
-- `path_key` and `resolved`: its names in a state and in a dataset.
+- `path_key` and `resolved`: its names in a state and in a dataset;
+- `forget_listings`: the end of a run's snapshot of the store.
 
 Objects go through `screener.remote` (fsspec; the `s3` extra).
 """
@@ -20,6 +21,7 @@ import logging
 import os
 import re
 import stat as stat_mod
+import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -142,6 +144,14 @@ def readable(path: str) -> Iterator[str]:
     from . import remote
     with remote.local_copy(path) as local:
         yield local
+
+
+def forget_listings() -> None:
+    """Drop what listings of object stores said: a new run lists again, and once a run has
+    planned, later questions go to the store (a HEAD), never to an old listing."""
+    remote = sys.modules.get(f"{__package__}.remote")
+    if remote is not None:
+        remote.forget_listings()
 
 
 def path_key(path: str) -> bytes:

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..files import atomic_write, remove_temporaries
 from ..options import ReportOptions, StateOptions
 from ..report import FramesWriter, ReportWriter
-from ..sources import unchanged
+from ..sources import forget_listings, unchanged
 from ..verdict import MISSING, Summary, VideoResult
 from .plan import Plan, plan_files
 from .store import LAST_RUN, ScanState, default_state_path, result_from_json
@@ -102,6 +102,7 @@ class StateSink:
             options=self.options, settle_s=self.opts.settle_s, rescan=self.opts.rescan,
             keep_missing=self.opts.keep_missing, fresh=self.state.created,
             read_timeout_s=self.read_timeout_s)
+        forget_listings()  # planned: what the listing said is not used again
         self.state.keep_plan(p)
         self.run.reused = len(p.reuse) - len([d for d in p.deferred if d in p.reuse])
         self.run.deferred = len(p.deferred)
