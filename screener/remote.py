@@ -24,6 +24,7 @@ written anywhere by screener: messages name the URL and the endpoint, scrubbed (
 from __future__ import annotations
 
 import errno
+import hashlib
 import itertools
 import logging
 import os
@@ -340,25 +341,31 @@ def _modified_ns(info: dict) -> int:
     return int(float(value)) * 10**9  # whole seconds: a HEAD says no more
 
 
-def stat(url: str) -> tuple[int, int] | None:
-    """An object's size and LastModified in ns (from this run's listing, else a HEAD)."""
-    info = _info(url, fresh=False)
-    if info is None:
-        return None
-    return int(info.get("size") or 0), _modified_ns(info)
-
-
-def fingerprint(url: str, fresh: bool = False) -> str:
-    """size:ETag[:version]: "" when the object is gone or cannot be described."""
+def stat(url: str, fresh: bool = False) -> tuple[int, int, int] | None:
+    """An object's size, LastModified in ns and a number that names its stored version (from
+    its ETag and version id, as an inode names a file): from this run's listing, else (and
+    with `fresh`) from a HEAD. None when it is gone or cannot be described."""
     info = _info(url, fresh)
     if info is None:
-        return ""
+        return None
+    version = hashlib.sha256(_identity(info).encode()).digest()
+    return int(info.get("size") or 0), _modified_ns(info), int.from_bytes(version[:8], "big") >> 1
+
+
+def _identity(info: dict) -> str:
     parts = [str(int(info.get("size") or 0))]
     for k in ("ETag", "etag", "md5Hash", "VersionId", "generation"):
         value = info.get(k)
         if value not in (None, "", "null"):
             parts.append(f"{k}={str(value).strip(chr(34))}")
     return ":".join(parts)
+
+
+def fingerprint(url: str) -> str:
+    """size:ETag[:version] from this run's listing (else a HEAD): "" when the object is gone
+    or cannot be described."""
+    info = _info(url, fresh=False)
+    return "" if info is None else _identity(info)
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -46,8 +46,10 @@ def is_remote(path) -> bool:
 
 @dataclass(frozen=True)
 class FileStat:
-    """What a video's metadata says: for an object, its size and LastModified (whole seconds,
-    as both a listing and a HEAD give it), inode 0."""
+    """What a video's metadata says. For an object: its size, LastModified (whole seconds, as
+    both a listing and a HEAD give it) as mtime and ctime, and as its inode a number made from
+    its ETag and version id, which name the stored object as an inode names a file: a new
+    object with the same size and second still differs, and its fingerprint decides."""
     size: int
     mtime_ns: int
     ctime_ns: int
@@ -71,13 +73,14 @@ class FileStat:
         return max(self.mtime_ns, self.ctime_ns)
 
 
-def stat(path: str) -> FileStat | None:
+def stat(path: str, fresh: bool = False) -> FileStat | None:
     """The metadata of a file, or of an object (from this run's listing when it listed it,
-    else asked of the store); None when it is gone or unreadable (the engine says why)."""
+    else, and with `fresh`, asked of the store); None when it is gone or unreadable (the
+    engine says why)."""
     if is_remote(path):
         from . import remote
-        known = remote.stat(path)
-        return None if known is None else FileStat(known[0], known[1], known[1], 0)
+        known = remote.stat(path, fresh)
+        return None if known is None else FileStat(known[0], known[1], known[1], known[2])
     return FileStat.of(path)
 
 
@@ -124,14 +127,10 @@ def _fingerprint(path: str, size: int) -> str:
     return f"{size}:{h.hexdigest()[:32]}"
 
 
-def unchanged(path: str, planned: FileStat, planned_fingerprint: str) -> bool:
-    """Whether `path`, just scanned, is still what was planned: a file by its metadata, an
-    object by its fingerprint, asked of the store again (a HEAD: nothing is read)."""
-    if is_remote(path):
-        from . import remote
-        return bool(planned_fingerprint) and remote.fingerprint(path, fresh=True) == \
-            planned_fingerprint
-    return FileStat.of(path) == planned
+def unchanged(path: str, planned: FileStat) -> bool:
+    """Whether `path`, just scanned, is still what was planned (for an object a HEAD says:
+    nothing is read)."""
+    return stat(path, fresh=True) == planned
 
 
 @contextmanager

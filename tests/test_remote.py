@@ -122,13 +122,18 @@ def test_an_unchanged_rerun_reads_no_object_and_a_changed_one_is_rescanned(
     assert s3.gets(store.bucket) == gets      # no object read...
     assert len(s3.requests) > listed           # ...the prefix listed
     assert out.read_bytes() == report
-    # New content (a new ETag) under the same key: that object alone is read and scanned.
-    s3.upload(store.bucket, "in/a_face.mp4", no_face_video)
+    # New content under the same key, even of the same size (possibly in the same second):
+    # a new ETag. That object alone is read and scanned again.
+    data = bytearray(face_video.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    s3.upload(store.bucket, "in/a_face.mp4", bytes(data))
     changed = run()
     assert (changed.scanned, changed.reused) == (1, 3)
     assert s3.gets(store.bucket) == gets + 1
     assert s3.gets(store.bucket, "in/a_face.mp4") == gets_a + 1
-    assert rows(out, store.url)[0]["status"] == "no_face"
+    # Another size: the row follows the new content.
+    s3.upload(store.bucket, "in/a_face.mp4", no_face_video)
+    assert run().scanned == 1 and rows(out, store.url)[0]["status"] == "no_face"
     # A new object modified less than --settle ago waits for the next run, unread.
     s3.upload(store.bucket, "in/e_new.mp4", face_video)
     try:
@@ -207,6 +212,24 @@ def test_store_failures_are_exit_2_with_one_line_and_no_credential(store, s3, tm
                               f"and the bucket's policy\n")
     assert key["SecretAccessKey"] not in err and key["AccessKeyId"] not in err
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_credentials_and_endpoint_from_the_aws_files(store, s3, tmp_path):
+    """No AWS_* key or endpoint variable: ~/.aws's config and credentials files (here named
+    by AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE) say where and who, as for the AWS
+    tools."""
+    config, credentials = tmp_path / "config", tmp_path / "credentials"
+    config.write_text(f"[default]\nregion = us-east-1\nendpoint_url = {s3.endpoint}\n")
+    credentials.write_text(f"[default]\naws_access_key_id = {s3.env['AWS_ACCESS_KEY_ID']}\n"
+                           f"aws_secret_access_key = {s3.env['AWS_SECRET_ACCESS_KEY']}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE=str(credentials),
+               AWS_EC2_METADATA_DISABLED="true")
+    code = "from screener.discover import find_videos; print(find_videos([%r]))" % store.url
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str([f"s3://{store.bucket}/{k}" for k in store.keys])
 
 
 def test_without_the_s3_extra_a_url_says_how_to_install_it(tmp_path):

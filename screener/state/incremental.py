@@ -116,7 +116,7 @@ class StateSink:
         if pf is None:
             raise RuntimeError(f"engine returned a result for {r.path!r}, which it was not "
                                "asked to scan")
-        if pf.stat is not None and not unchanged(r.path, pf.stat, pf.fingerprint):
+        if pf.stat is not None and not unchanged(r.path, pf.stat):
             # Read while it changed: the result may be of half a file.
             log.warning("%s changed while it was scanned; it will be rescanned", r.path)
             self.run.unrecorded += 1
