@@ -75,8 +75,6 @@ def filesystem(url: str, versions: bool = False):
 
 
 def _make(proto: str, version_aware: bool = False):
-    package, install = PACKAGES.get(proto, (f"the fsspec package for {proto}://",
-                                            "pip install fsspec and that package"))
     try:
         import fsspec
         options = dict(_OPTIONS.get(proto, {}))
@@ -84,8 +82,12 @@ def _make(proto: str, version_aware: bool = False):
             options["version_aware"] = True
         fs = fsspec.filesystem(proto, skip_instance_cache=True, use_listings_cache=False,
                                **options)
-    except ImportError:
-        raise StoreError(f"{proto}:// paths need {package}: {install}") from None
+    except ImportError as e:
+        if proto in PACKAGES:
+            package, install = PACKAGES[proto]
+            raise StoreError(f"{proto}:// paths need {package}: {install}") from None
+        raise StoreError(f"{proto}:// paths need fsspec and its package for {proto}:// "
+                         f"({str(e).splitlines()[0] if str(e) else 'not installed'})") from None
     except ValueError as e:  # fsspec knows no such protocol
         raise StoreError(f"{proto}:// is not a storage scheme screener can read ({e})") from None
     if hasattr(fs, "retries"):  # s3fs retries some errors itself: ours are the bound
