@@ -392,8 +392,9 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     """Extract aligned face crops from videos into a training set (resumable).
 
     PATHS are video files, folders (searched recursively) and glob patterns, here or in
-    object storage (s3://..., as for scan). The crops are the ones the scan scores; `python -m training.train` reads DIR's label folders. DIR is
-    new, empty or a dataset extract made.
+    object storage (s3://..., as for scan); DIR and the contact sheet are local files. The
+    crops are the ones the scan scores; `python -m training.train` reads DIR's label folders.
+    DIR is new, empty or a dataset extract made.
 
     \b
     Exit codes: 0 finished (unreadable videos are listed as errors)

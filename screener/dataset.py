@@ -123,12 +123,14 @@ SETTINGS, LOCK, JOURNAL = "extract.json", ".extract.lock", ".extract.journal"
 MARKS = (SETTINGS, LOCK)
 
 
-def dataset_files(out_dir) -> list[tuple[str, Path]]:
+def dataset_files(out_dir) -> list[tuple[str, str | Path]]:
     """The folder and the files of its own an extract writes there, named (for
-    outputs.check_outputs)."""
+    outputs.check_outputs). The folder as given: a URL made a Path would lose its "//" and
+    pass for a local folder named "s3:"."""
     root = Path(out_dir)
-    return [("--out", root)] + [(f"the dataset's {name}", root / name) for name in
-                                ("manifest.csv", "videos.csv", SETTINGS, LOCK, JOURNAL)]
+    return [("--out", os.fspath(out_dir))] + [
+        (f"the dataset's {name}", root / name)
+        for name in ("manifest.csv", "videos.csv", SETTINGS, LOCK, JOURNAL)]
 
 
 def _check_folder(root: Path) -> None:

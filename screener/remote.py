@@ -390,17 +390,17 @@ def local_copy(url: str) -> Iterator[str]:
                          f"cannot make a temporary copy: {e.strerror or e}") from None
     try:
         DOWNLOADS += 1
-        _retry(lambda: fs.get_file(_split(url)[1], target), scrub(url))
+        try:
+            _retry(lambda: fs.get_file(_split(url)[1], target), scrub(url))
+        except Exception as e:
+            what = reason(e)
+            if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                what = f"no space left for a temporary copy in {scratch.root()}"
+            elif transient(e):
+                what += f" (after {ATTEMPTS} tries)"
+            raise VideoError(f"cannot read the object: {what}") from None
+        # Only the copy's failures are the object's: what the reader raises passes as it is.
         yield target
-    except VideoError:
-        raise
-    except Exception as e:
-        what = reason(e)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            what = f"no space left for a temporary copy in {scratch.root()}"
-        elif transient(e):
-            what += f" (after {ATTEMPTS} tries)"
-        raise VideoError(f"cannot read the object: {what}") from None
     finally:
         try:
             os.unlink(target)

@@ -241,14 +241,28 @@ def test_without_the_s3_extra_a_url_says_how_to_install_it(tmp_path):
                                            "pip install 'screener[s3]'\n")
 
 
-def test_outputs_stay_local(face_video, tmp_path):
+def test_outputs_stay_local(face_video, tmp_path, monkeypatch):
+    """An output named by a URL is refused before anything is read (never a local folder
+    named "s3:"), and --help says outputs are local."""
     from click.testing import CliRunner
     from screener.cli import main
-    for option in ("--out", "--html", "--state", "--frames-out"):
+    monkeypatch.chdir(tmp_path)
+    for option in ("--out", "--html", "--state", "--frames-out", "--log-file"):
         r = CliRunner().invoke(main, ["scan", str(face_video), "--out", str(tmp_path / "r.csv"),
                                       option, "s3://bucket/r.csv"])
         assert r.exit_code == 2, r.output
         assert f"{option} s3://bucket/r.csv: outputs are local files" in r.output
+    for option in ("--out", "--contact-sheet"):
+        args = ["--out", "ds", option, "s3://bucket/ds"] if option != "--out" else \
+            ["--out", "s3://bucket/ds"]
+        r = CliRunner().invoke(main, ["extract", str(face_video), "--label", "real", "--frames",
+                                      "2", *args])
+        assert r.exit_code == 2, r.output
+        assert f"{option} s3://bucket/ds: outputs are local files" in r.output
+    assert os.listdir(tmp_path) == []
+    for command in ("scan", "extract"):
+        text = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
+        assert "s3://" in text and "are local files" in text, text
 
 
 @pytest.mark.slow
@@ -337,3 +351,39 @@ def test_urls_are_told_from_local_paths():
     assert is_remote("s3://b/k.mp4") and is_remote("GS://b/k") and not is_remote("file:///x")
     assert not is_remote("clips/a.mp4") and not is_remote("c:/x.mp4") and not is_remote(3)
     assert path_key("s3://b/k.mp4") == b"s3://b/k.mp4" and resolved("s3://b/./k") == "s3://b/./k"
+
+
+def test_only_a_failed_copy_is_cannot_read_the_object(store, s3):
+    """An object whose copy fails (here: deleted after the listing) is an error row that says
+    so; a failure once the copy is made (here a detector bug) is the row a file on disk gets,
+    not a read failure; no copy is left either way."""
+    from screener import scratch
+    from screener.discover import find_videos
+    from screener.options import SampleOptions
+    from screener.pipeline import crops_from_video
+
+    class Broken:
+        def detect(self, rgb, which):
+            raise RuntimeError("a detector bug")
+        track = detect
+    options = SampleOptions(frames=2)
+    on_disk = crops_from_video(store.folder / "a_face.mp4", options, Broken())
+    in_store = crops_from_video(f"{store.url}a_face.mp4", options, Broken())
+    assert on_disk.error == in_store.error == "internal error: RuntimeError: a detector bug"
+    s3.upload(store.bucket, "gone/x.mp4", b"x" * 100)
+    [url] = find_videos(["s3://clips/gone/"])
+    s3.client.delete_object(Bucket=store.bucket, Key="gone/x.mp4")
+    assert crops_from_video(url, options, Broken()).error == \
+        "cannot read the object: no such object"
+    assert os.listdir(scratch.folder()) == [".lock"]
+
+
+def test_keys_prefixes_and_globs_mix_with_local_paths(store, s3, face_video):
+    """Arguments in the order given, each expanded in sorted order, a video reached twice
+    listed once; a key is kept whatever its name, a glob may name a prefix (a folder)."""
+    from screener.discover import find_videos
+    found = find_videos([str(face_video), f"{store.url}*_face.mp4", "s3://clips/in/**/c_*.mp4",
+                         f"{store.url}sub/c_two.mp4", f"{store.url}notes.txt", "s3://clips/i?"])
+    assert found == [str(face_video), f"{store.url}a_face.mp4", f"{store.url}sub/c_two.mp4",
+                     f"{store.url}notes.txt", f"{store.url}b_none.mp4",
+                     f"{store.url}d_broken.mp4"]
