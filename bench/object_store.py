@@ -6,10 +6,11 @@ Needs the s3 extra and moto (`pip install -e '.[test,s3]'`). Makes `--clips` H.2
 face (720p, 30 fps, a keyframe every 2 s), starts moto's S3 server (`python -m moto.server`, a
 subprocess on 127.0.0.1, on the same cores as the scan) and uploads them, then scans both in
 `--rounds` interleaved rounds with the same engine (the local engine at its defaults, its
-worker pool and each worker's client of the store started and warmed once), the shipped model and the default sampling (32 frames):
-the disk folder, then `s3://bench/clips/`, the order swapped every other round. This machine's
-speed drifts from one minute to the next, so each ratio is taken within its round (disk time /
-object-store time: 1.0 means no cost, the goal is >= 0.8) and the median is reported.
+worker pool and each worker's client of the store started and warmed once), the shipped model
+and the default sampling (32 frames): the disk folder, then `s3://bench/clips/`, the order
+swapped every other round. This machine's speed drifts from one minute to the next, so each
+ratio is taken within its round (disk time / object-store time: 1.0 means no cost, the goal
+is >= 0.8) and the median is reported.
 
 While the object-store scans run, a thread samples the temporary copies (screener.scratch)
 every 2 ms: the peak bytes on local disk, against the bound (workers + 2) x the largest clip.

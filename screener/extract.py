@@ -74,9 +74,9 @@ def read_labels(csv_path) -> dict[str, str]:
     """labels.csv (a header naming `path` and `label` columns, in any order, others ignored;
     a BOM is fine) -> {resolved path: label}.
 
-    Relative paths are relative to the labels file's folder; object URLs (s3://...) are kept. Raises ExtractError on a missing
-    header (saying which columns it found), an unsafe label, a malformed row, or a video
-    listed twice with two labels.
+    Relative paths are relative to the labels file's folder; object URLs (s3://...) are kept.
+    Raises ExtractError on a missing header (saying which columns it found), an unsafe label,
+    a malformed row, or a video listed twice with two labels.
     """
     csv_path = Path(csv_path)
     try:

@@ -40,8 +40,9 @@ def _identity(path: str):
 
 def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named]) -> None:
     """Raise OutputConflict when an output is the same file as an input or as another
-    output, or is an object URL. `outputs` and `inputs`: (what, path) pairs; None and "-" (standard output) are
-    skipped. Inputs are only looked at (one stat each) when an output already exists."""
+    output, or is an object URL. `outputs` and `inputs`: (what, path) pairs; None and "-"
+    (standard output) are skipped. Inputs are only looked at (one stat each) when an output
+    already exists."""
     seen: dict[tuple, tuple[str, str]] = {}
     for what, path in outputs:
         if path is None or os.fspath(path) == "-":

@@ -387,3 +387,23 @@ def test_keys_prefixes_and_globs_mix_with_local_paths(store, s3, face_video):
     assert found == [str(face_video), f"{store.url}a_face.mp4", f"{store.url}sub/c_two.mp4",
                      f"{store.url}notes.txt", f"{store.url}b_none.mp4",
                      f"{store.url}d_broken.mp4"]
+
+
+def test_a_versioned_bucket_scans_incrementally(s3, scorer, face_video, tmp_path):
+    """Where the bucket keeps versions, the check after the scan (a HEAD) and the listing
+    describe an object alike: it is recorded, an unchanged rerun reads nothing, and the same
+    bytes uploaded again (a new version) are scanned again."""
+    from screener.api import scan_incremental
+    s3.bucket("history", versioned=True)
+    s3.upload("history", "v/a.mp4", face_video)
+
+    def run():
+        return scan_incremental(["s3://history/v/"], out=tmp_path / "r.csv", scorer=scorer,
+                                frames=2, workers=0, settle_s=0)
+    first = run()
+    assert (first.scanned, first.unrecorded) == (1, 0)
+    gets = s3.gets("history")
+    again = run()
+    assert (again.scanned, again.reused) == (0, 1) and s3.gets("history") == gets
+    s3.upload("history", "v/a.mp4", face_video)
+    assert run().scanned == 1
