@@ -391,10 +391,10 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
             fmt, quality, contact_sheet, workers, video_timeout_s, quiet, verbose):
     """Extract aligned face crops from videos into a training set (resumable).
 
-    PATHS are video files, folders (searched recursively) and glob patterns, here or in
-    object storage (s3://..., as for scan); DIR and the contact sheet are local files. The
-    crops are the ones the scan scores; `python -m training.train` reads DIR's label folders.
-    DIR is new, empty or a dataset extract made.
+    PATHS are video files, folders (searched recursively) and globs, here or in s3://... as
+    for scan; DIR and the contact sheet are local files. The crops are the ones the scan
+    scores; `python -m training.train` reads DIR's label folders. DIR is new, empty or a
+    dataset extract made.
 
     \b
     Exit codes: 0 finished (unreadable videos are listed as errors)
@@ -405,8 +405,7 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     """
     from tqdm import tqdm
 
-    from .discover import InputError
-    from .errors import StoreError
+    from .errors import InputError, StoreError
     from .extract import ExtractError, extract as run_extract
     from .options import EngineOptions, SampleOptions
     limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
