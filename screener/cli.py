@@ -118,13 +118,17 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
          details):
     """Screen videos for deepfakes and write one row per video.
 
-    PATHS are video files, folders (searched recursively) and glob patterns.
+    PATHS are video files, folders (searched recursively) and glob patterns, here or in
+    object storage: s3://bucket/key.mp4, s3://bucket/prefix/ (a folder), globs (needs the s3
+    extra; credentials and endpoint from AWS_* variables or ~/.aws). Outputs (--out, --html,
+    --frames-out, --state, --log-file) are local files.
 
     \b
     Exit codes: 0 finished (unreadable videos are rows with status error)
                 1 --fail-on-fake and a video is FAKE
                 2 usage: bad option, missing PATH, no video found, an output that is
-                  an input or another output
+                  an input or another output; object storage: no such bucket, access
+                  denied, endpoint unreachable
                 3 the model could not be loaded
                 4 an output could not be written (a full disk: no space left on device)
                 5 another scan holds the state lock
@@ -273,11 +277,11 @@ def _exit_code(e: Exception) -> int:
     """What the library raised, as an exit code (README "Exit codes")."""
     from .discover import InputError
     from .errors import (EngineUnavailable, ModelError, OutputConflict, ScreenerError,
-                         StateError, StateLocked)
+                         StateError, StateLocked, StoreError)
     for kind, code in ((ModelError, EXIT_MODEL), (StateLocked, EXIT_LOCKED),
                        (StateError, EXIT_STATE), (InputError, EXIT_USAGE),
                        (OutputConflict, EXIT_USAGE), (EngineUnavailable, EXIT_USAGE),
-                       (ScreenerError, EXIT_USAGE)):
+                       (StoreError, EXIT_USAGE), (ScreenerError, EXIT_USAGE)):
         if isinstance(e, kind):
             return code
     raise e
@@ -387,9 +391,10 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
             fmt, quality, contact_sheet, workers, video_timeout_s, quiet, verbose):
     """Extract aligned face crops from videos into a training set (resumable).
 
-    PATHS are video files, folders (searched recursively) and glob patterns. The crops are
-    the ones the scan scores; `python -m training.train` reads DIR's label folders. DIR is
-    new, empty or a dataset extract made.
+    PATHS are video files, folders (searched recursively) and globs, here or in s3://... as
+    for scan; DIR and the contact sheet are local files. The crops are the ones the scan
+    scores; `python -m training.train` reads DIR's label folders. DIR is new, empty or a
+    dataset extract made.
 
     \b
     Exit codes: 0 finished (unreadable videos are listed as errors)
@@ -400,7 +405,7 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     """
     from tqdm import tqdm
 
-    from .discover import InputError
+    from .errors import InputError, StoreError
     from .extract import ExtractError, extract as run_extract
     from .options import EngineOptions, SampleOptions
     limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
@@ -428,7 +433,7 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
             s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, sample=sample,
                             engine=engine, fmt=fmt, quality=quality,
                             contact_sheet=contact_sheet, progress=progress)
-    except (InputError, ExtractError) as e:
+    except (InputError, ExtractError, StoreError) as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)
     except OSError as e:

@@ -34,6 +34,7 @@ from .errors import ScreenerError
 from .files import FileLock, LockHeld, atomic_write, fsync_folder, remove_temporaries
 from .pipeline import VideoCrops
 from .report import csv_cells
+from .sources import resolved
 
 FORMATS = ("png", "jpg")
 # A label is a folder name under DIR: no separators, no dots, nothing a shell or path treats
@@ -56,9 +57,10 @@ def video_id(path) -> str:
     """`<stem>-<8 hex>`: readable, stable for the same file, unique across folders.
 
     The stem keeps only ASCII letters, digits and '-' (no separator, dot or '_' can reach a
-    file name); the hash of the resolved path's bytes tells apart same-named files.
+    file name); the hash of the resolved path's bytes (an object's URL) tells apart same-named
+    files.
     """
-    real = os.path.realpath(os.fspath(path))
+    real = resolved(path)
     digest = hashlib.sha1(os.fsencode(real)).hexdigest()[:8]
     stem = os.path.splitext(os.path.basename(real))[0]
     stem = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-")[:48].strip("-")
@@ -121,12 +123,14 @@ SETTINGS, LOCK, JOURNAL = "extract.json", ".extract.lock", ".extract.journal"
 MARKS = (SETTINGS, LOCK)
 
 
-def dataset_files(out_dir) -> list[tuple[str, Path]]:
+def dataset_files(out_dir) -> list[tuple[str, str | Path]]:
     """The folder and the files of its own an extract writes there, named (for
-    outputs.check_outputs)."""
+    outputs.check_outputs). The folder as given: a URL made a Path would lose its "//" and
+    pass for a local folder named "s3:"."""
     root = Path(out_dir)
-    return [("--out", root)] + [(f"the dataset's {name}", root / name) for name in
-                                ("manifest.csv", "videos.csv", SETTINGS, LOCK, JOURNAL)]
+    return [("--out", os.fspath(out_dir))] + [
+        (f"the dataset's {name}", root / name)
+        for name in ("manifest.csv", "videos.csv", SETTINGS, LOCK, JOURNAL)]
 
 
 def _check_folder(root: Path) -> None:

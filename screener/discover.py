@@ -1,7 +1,8 @@
 """Turn the PATH arguments of a scan into the list of video files to screen.
 
 A PATH is a file (kept whatever its name: the user asked for it), a folder (walked recursively,
-keeping files with a video extension) or a glob pattern (`*`, `?`, `[`; `**` recurses).
+keeping files with a video extension) or a glob pattern (`*`, `?`, `[`; `**` recurses); or the
+same in an object store (`s3://bucket/key.mp4`, `s3://bucket/prefix/`: screener.remote lists it).
 The order is stable: arguments in the order given, each one expanded in sorted order, and a file
 reached twice is listed once. Folder walks follow symbolic links but visit each real folder once,
 so a link back to a parent (a loop) cannot make the walk run forever.
@@ -14,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .errors import ScreenerError
+from .errors import InputError  # noqa: F401 - also imported from here
+from .sources import forget_listings, is_remote, path_key
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +25,6 @@ VIDEO_EXTENSIONS = frozenset({
     ".mts", ".m2ts", ".3gp", ".ogv",
 })
 GLOB_CHARS = frozenset("*?[")
-
-
-class InputError(ScreenerError):
-    """The PATH arguments name nothing to scan: a missing path, or no video found."""
 
 
 def is_video_name(name: str) -> bool:
@@ -66,6 +64,9 @@ def walk_folder(folder: str) -> list[str]:
 
 
 def _expand(arg: str) -> list[str]:
+    if is_remote(arg):
+        from . import remote
+        return remote.expand(arg, is_video_name)
     if os.path.isdir(arg):
         return walk_folder(arg)
     if os.path.lexists(arg):  # a file, a broken link or a link loop: the scan reports why
@@ -80,22 +81,31 @@ def _expand(arg: str) -> list[str]:
     raise InputError(f"no such file or folder: {arg!r}")
 
 
+def _is_folder(arg: str) -> bool:
+    if is_remote(arg):
+        from . import remote
+        return remote.names_folder(arg)  # its bucket exists: _expand said so
+    return os.path.isdir(arg)
+
+
 def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                 allow_empty: bool = False) -> list[str]:
     """Expand PATH arguments into video file paths (as strings, relative where given relative).
 
     Raises InputError naming every argument that does not exist, or when nothing is found;
     with `allow_empty`, folders that exist but hold no video give an empty list (an empty drop
-    folder is normal for a scheduled incremental scan: its report empties).
+    folder is normal for a scheduled incremental scan: its report empties). Raises StoreError
+    when an object store cannot be listed (no such bucket, access denied, unreachable).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[str] = []
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     missing: list[str] = []
     args = [os.fspath(p) for p in paths]
     if not args:
         raise InputError("no PATH given")
+    forget_listings()  # a run's snapshot of an object store starts with its listing
     for arg in args:
         try:
             expanded = _expand(arg)
@@ -103,13 +113,13 @@ def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
             missing.append(str(e))
             continue
         for p in expanded:
-            key = os.path.normpath(os.path.abspath(p))
+            key = path_key(p)
             if key not in seen:
                 seen.add(key)
                 out.append(p)
     if missing:
         raise InputError("; ".join(missing))
-    if not out and not (allow_empty and all(os.path.isdir(a) for a in args)):
+    if not out and not (allow_empty and all(map(_is_folder, args))):
         raise InputError(f"no video found in {', '.join(repr(a) for a in args)} "
                          f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return out

@@ -5,6 +5,10 @@ class ScreenerError(Exception):
     """Base class: every error screener raises on purpose."""
 
 
+class InputError(ScreenerError):
+    """The PATH arguments name nothing to scan: a missing path, or no video found."""
+
+
 class VideoError(ScreenerError):
     """A video file cannot be opened or decoded. The message is the one-line reason."""
 
@@ -32,3 +36,9 @@ class EngineUnavailable(ScreenerError):
 class OutputConflict(ScreenerError):
     """An output would overwrite an input or another output (a usage error, found before
     anything is read or written)."""
+
+
+class StoreError(ScreenerError):
+    """An object store cannot be listed: no such bucket, access denied, an endpoint that
+    cannot be reached, or the package for its scheme is not installed (the message says how
+    to install it). Found before any video is read; the CLI's exit 2."""

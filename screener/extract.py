@@ -25,6 +25,7 @@ from .errors import OutputConflict
 from .files import atomic_write
 from .options import EngineOptions, OptionsError, SampleOptions, ScanOptions, from_keywords
 from .outputs import check_outputs
+from .sources import resolved
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ def read_labels(csv_path) -> dict[str, str]:
     """labels.csv (a header naming `path` and `label` columns, in any order, others ignored;
     a BOM is fine) -> {resolved path: label}.
 
-    Relative paths are relative to the labels file's folder. Raises ExtractError on a missing
-    header (saying which columns it found), an unsafe label, a malformed row, or a video
-    listed twice with two labels.
+    Relative paths are relative to the labels file's folder; object URLs (s3://...) are kept.
+    Raises ExtractError on a missing header (saying which columns it found), an unsafe label,
+    a malformed row, or a video listed twice with two labels.
     """
     csv_path = Path(csv_path)
     try:
@@ -93,7 +94,7 @@ def read_labels(csv_path) -> dict[str, str]:
     for n, row in enumerate(rows, 1):
         if len(row) <= max(col_path, col_label):
             raise ExtractError(f"{csv_path}: row {n} needs a path and a label: {row!r}")
-        key = os.path.realpath(csv_path.parent / row[col_path].strip())
+        key = resolved(row[col_path].strip(), csv_path.parent)
         label = normalize_label(row[col_label])
         if labels.setdefault(key, label) != label:
             raise ExtractError(f"{csv_path}: {row[col_path]!r} has two labels "
@@ -170,7 +171,7 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
                 progress(0, len(videos), None)
             reading = set(todo)
             for i, (path, vid) in enumerate(zip(videos, ids)):
-                lab = mapping.get(os.path.realpath(path), fixed) if mapping else fixed
+                lab = mapping.get(resolved(path), fixed) if mapping else fixed
                 if i not in reading:
                     record = VideoRecord(path, vid, lab, "skipped")
                     summary.skipped += 1

@@ -95,7 +95,10 @@ def setup_logging(quiet: bool, verbose: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     set_terminal_level(level)  # worker processes print at this level too
-    for noisy in ("absl", "tensorflow", "keras", "h5py"):  # library chatter, even at -vv
+    # Library chatter, even at -vv; the object-store clients' debug lines would show request
+    # headers (signed with the credentials).
+    for noisy in ("absl", "tensorflow", "keras", "h5py", "botocore", "aiobotocore", "boto3",
+                  "s3fs", "fsspec", "urllib3", "aiohttp", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -9,6 +9,8 @@ read or written; the CLI makes a conflict a usage error.
 
 An output that exists and is neither a regular file nor a folder (/dev/null, a pipe, a
 terminal) is written as a stream: nothing in it can be overwritten, so it is not compared.
+Outputs are local files: an object URL (`s3://...`) is refused here, videos are read from a
+store but nothing is written to one yet.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import stat
 from typing import Iterable
 
 from .errors import OutputConflict
+from .sources import is_remote
 
 Named = tuple[str, "str | os.PathLike | None"]   # (what it is, e.g. "--out", its path)
 
@@ -37,13 +40,17 @@ def _identity(path: str):
 
 def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named]) -> None:
     """Raise OutputConflict when an output is the same file as an input or as another
-    output. `outputs` and `inputs`: (what, path) pairs; None and "-" (standard output) are
-    skipped. Inputs are only looked at (one stat each) when an output already exists."""
+    output, or is an object URL. `outputs` and `inputs`: (what, path) pairs; None and "-"
+    (standard output) are skipped. Inputs are only looked at (one stat each) when an output
+    already exists."""
     seen: dict[tuple, tuple[str, str]] = {}
     for what, path in outputs:
         if path is None or os.fspath(path) == "-":
             continue
         path = os.fspath(path)
+        if is_remote(path):
+            raise OutputConflict(f"{what} {path}: outputs are local files (videos can be read "
+                                 "from object storage, but nothing is written there)")
         key = _identity(path)
         if key is None:
             continue

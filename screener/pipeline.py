@@ -15,6 +15,7 @@ import numpy as np
 from . import faces as faces_mod
 from .errors import VideoError
 from .options import SampleOptions
+from .sources import readable
 from .video import VideoInfo, open_video
 
 log = logging.getLogger(__name__)
@@ -65,33 +66,37 @@ def find_faces(detector: faces_mod.FaceDetector, rgb: np.ndarray, options: Sampl
 
 def crops_from_video(path, options: SampleOptions = SampleOptions(),
                      detector: faces_mod.FaceDetector | None = None) -> VideoCrops:
-    """Sample a video, find and align its faces. Bad input ends up in `.error`, never raised."""
+    """Sample a video (a file, or an object: see screener.sources), find and align its faces.
+    Bad input ends up in `.error`, never raised."""
     path = str(path)
     result = VideoCrops(path)
     try:
         detector = detector or faces_mod.default_detector()
-        info, frames = open_video(path, options.frames, options.every_s)
-        result.info = info
-        prev = None  # the face followed from the previous sampled frame
-        for n, frame in enumerate(frames):
-            result.frames_sampled += 1
-            result.frame_times_s.append(frame.time_s)
-            found = find_faces(detector, frame.rgb, options, n, prev)
-            big = [f for f in found if f.size_px >= options.min_face]
-            result.faces_too_small += len(found) - len(big)
-            whole = [f for f in big
-                     if faces_mod.outside_share(frame.rgb.shape, f.keypoints) <= faces_mod.MAX_OUTSIDE]
-            result.faces_cut_off += len(big) - len(whole)
-            big = whole
-            if not options.all_faces:
-                big = big[:1]
-                prev = big[0] if big else None
-            if big:
-                result.frames_with_face += 1
-            for k, face in enumerate(big):
-                result.crops.append(FaceCrop(
-                    frame.index, frame.time_s, tuple(float(v) for v in face.box),
-                    face.keypoints, face.score, faces_mod.align(frame.rgb, face.keypoints), k))
+        # An object in a store is copied to a local file for as long as it is read.
+        with readable(path) as local:
+            info, frames = open_video(local, options.frames, options.every_s, name=path)
+            result.info = info
+            prev = None  # the face followed from the previous sampled frame
+            for n, frame in enumerate(frames):
+                result.frames_sampled += 1
+                result.frame_times_s.append(frame.time_s)
+                found = find_faces(detector, frame.rgb, options, n, prev)
+                big = [f for f in found if f.size_px >= options.min_face]
+                result.faces_too_small += len(found) - len(big)
+                whole = [f for f in big if faces_mod.outside_share(frame.rgb.shape, f.keypoints)
+                         <= faces_mod.MAX_OUTSIDE]
+                result.faces_cut_off += len(big) - len(whole)
+                big = whole
+                if not options.all_faces:
+                    big = big[:1]
+                    prev = big[0] if big else None
+                if big:
+                    result.frames_with_face += 1
+                for k, face in enumerate(big):
+                    result.crops.append(FaceCrop(
+                        frame.index, frame.time_s, tuple(float(v) for v in face.box),
+                        face.keypoints, face.score, faces_mod.align(frame.rgb, face.keypoints),
+                        k))
     except VideoError as e:
         result.error = str(e)
     except MemoryError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -217,9 +217,11 @@ def targets(frame_count: int, fps: float, frames: int = 32, every_s: float | Non
     return sorted({int(round(i)) for i in idx if round(i) < frame_count})
 
 
-def open_video(path: str | os.PathLike, frames: int = 32, every_s: float | None = None
-               ) -> tuple[VideoInfo, Iterator[Frame]]:
-    """Probe a video and return its info and an iterator over its sampled frames.
+def open_video(path: str | os.PathLike, frames: int = 32, every_s: float | None = None,
+               name: str | None = None) -> tuple[VideoInfo, Iterator[Frame]]:
+    """Probe a video and return its info and an iterator over its sampled frames. `name`: the
+    video's name in the info and in messages (default `path`; an object's URL when `path` is
+    its temporary copy).
 
     Errors found while opening raise VideoError at once; a decode failure after some frames
     ends the iterator early (what was read is kept), one with no frame at all raises VideoError.
@@ -238,6 +240,8 @@ def open_video(path: str | os.PathLike, frames: int = 32, every_s: float | None 
     except BaseException:
         cap.release()
         raise
+    if name is not None:
+        info = replace(info, path=name)
     want = targets(info.frame_count, info.fps, frames, every_s)
     keys = None
     if want and info.frame_count / len(want) >= SEEK_MIN_GAP:
@@ -294,7 +298,7 @@ def _iter_frames(path: Path, cap, info: VideoInfo, want: list[int],
         raise VideoError(_diagnose(path) if index == 0 else "no frame could be decoded")
     if got < len(want):
         log.warning("%s: ended after %d of %d frames the container announced; sampled %d of %d",
-                    path, index, info.frame_count, got, len(want))
+                    info.path, index, info.frame_count, got, len(want))
 
 
 def sample_frames(path: str | os.PathLike, frames: int = 32,

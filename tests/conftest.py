@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import StubScorer, W, H, bad_inputs, build_tiny_model, one_face
+from helpers import S3Server, StubScorer, W, H, bad_inputs, build_tiny_model, one_face
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -99,3 +99,22 @@ def extract_clips(tmp_path_factory):
         synth.face_clip(root / f"clip{i}.mp4", 320, 240, 10, seed=i,
                         faces=[one_face(("collins", "hopper")[i % 2], x=50 + 8 * i)])
     return root
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A local S3 server (helpers.S3Server), started once, with this process's (and so its
+    subprocesses' and a Ray cluster's) AWS_* variables pointing at it. Skipped without the s3
+    extra or moto."""
+    pytest.importorskip("s3fs", reason="the s3 extra is not installed (pip install -e '.[s3]')")
+    pytest.importorskip("moto.server", reason="moto is not installed (pip install -e '.[test]')")
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    before = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    yield server
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.close()

@@ -34,6 +34,6 @@ def test_the_readme_is_a_guide_that_starts_with_setting_up_and_testing():
     commands = [ln for ln in text.splitlines() if ln.startswith(("python3 -m venv", ". .venv"))]
     assert commands[0].startswith("python3 -m venv .venv && . .venv/bin/activate && pip install "
                                   "-e . && screener scan sample_videos/ --out report.csv")
-    assert commands[1].endswith("pip install -e '.[test,ray]' && python -m pytest -q")
+    assert commands[1].endswith("pip install -e '.[test,ray,s3]' && python -m pytest -q")
     for link in re.findall(r"\]\((docs/[^)#]+)\)", text):
         assert (ROOT / link).is_file(), link

@@ -27,8 +27,14 @@ HANG_MARK = "__hangs__"  # ... and makes it hang (a stuck decoder) on these
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """Two nodes of one CPU each, as separate raylets: tasks really run on both."""
+def cluster(request):
+    """Two nodes of one CPU each, as separate raylets: tasks really run on both. The local S3
+    server (conftest `s3`) starts first where it can: the nodes' workers read its AWS_*
+    variables."""
+    try:
+        request.getfixturevalue("s3")
+    except pytest.skip.Exception:
+        pass
     from ray.cluster_utils import Cluster
     old = os.environ.get("SCREENER_TEST_KILL_WORKER_ON")
     os.environ["SCREENER_TEST_KILL_WORKER_ON"] = KILL_MARK  # workers inherit it
@@ -141,6 +147,34 @@ def busy_workers() -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+def test_tasks_read_objects_from_the_store(cluster, s3, folder, scorer):
+    """Objects are read by the tasks, on their nodes, straight from the store: the driver
+    copies none, and each is read once; the rows are those of the same files on disk."""
+    from screener import remote
+    from screener.discover import find_videos
+    from screener.engines.ray import RayEngine
+    from screener.options import EngineOptions, SampleOptions
+    names = ["a_face.mp4", "b_none.mp4", "c_two.mp4", "d_face.mp4"]
+    s3.bucket("ray")
+    for name in names:
+        s3.upload("ray", f"v/{name}", folder / name)
+    urls = find_videos(["s3://ray/v/"])
+    copies, gets = remote.DOWNLOADS, s3.gets("ray")
+
+    def scan(paths):
+        with RayEngine(scorer, SampleOptions(frames=4), EngineOptions("ray", batch_size=4)
+                       ) as engine:
+            return list(engine.run(paths)), engine.stats
+    from_store, stats = scan(urls)
+    assert remote.DOWNLOADS == copies and s3.gets("ray") == gets + len(urls)
+    assert sum(stats.nodes.values()) == len(urls)
+    from_disk, _ = scan([str(folder / n) for n in names])
+    assert [r.path for r in from_store] == [f"s3://ray/v/{n}" for n in names] == urls
+    assert [(r.status, r.fake_score, r.faces_scored) for r in from_store] == \
+        [(r.status, r.fake_score, r.faces_scored) for r in from_disk]
+    assert [r.status for r in from_store] == ["ok", "no_face", "ok", "ok"]
 
 
 def test_a_worker_killed_mid_scan_still_gives_every_row_once(cluster, folder, tmp_path,

@@ -310,7 +310,7 @@ def test_a_read_that_never_returns_while_planning_is_bounded_by_the_time_limit(
     import threading
     paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
     never = threading.Event()
-    from screener.state import plan as planning
+    from screener import sources as planning
     real = planning._fingerprint
 
     def hung(path, size):
@@ -425,7 +425,7 @@ def test_planning_writes_nothing_and_the_run_keeps_what_it_asks(tmp_path):
 def test_a_file_is_read_once_while_planning(tmp_path, monkeypatch):
     """A file whose metadata changed and that is scanned again (another model here) has its
     fingerprint read once, not once to compare and once more to record."""
-    from screener.state import plan as planning
+    from screener import sources as planning
     paths = make_files(tmp_path / "in", ["a.mp4"])
     run(tmp_path, paths)
     os.chmod(paths[0], 0o600)

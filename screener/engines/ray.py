@@ -9,7 +9,8 @@ hard bound on the object store are each a few lines with tasks and actors (docs/
     batches of refs across videos ----------------------------+-> Scorer.predict -> P(fake)
     aggregate() -> VideoResult, in input order  <-------------------- scores
 
-- Each video is one task (engines/ray_tasks.py) on a path every node must see.
+- Each video is one task (engines/ray_tasks.py): a path every node sees, or an object URL
+  that the task copies from the store on its node (screener.sources).
 - Scoring is an actor pool: one actor per GPU (`num_gpus=1`) when the cluster has GPUs, else
   one CPU actor per node. Each loads the model file once and checks its sha256 against the
   driver's. A batch goes to the actor with the fewest batches in flight.

@@ -2,9 +2,9 @@
 the clock that times videos (engines/ray.py is the driver that uses them).
 
 - `video_crops` is the per-video unit as a task (`num_cpus=1`): `pipeline.crops_from_video`,
-  the function every engine runs, on a path every node must see; it returns the video's
-  metadata without pixels (to the driver) and its crops as one uint8 array (left in the
-  object store, read by the actor that scores them).
+  the function every engine runs, on a path every node must see (or an object it copies from
+  the store on this node); it returns the video's metadata without pixels (to the driver) and
+  its crops as one uint8 array (left in the object store, read by the actor that scores them).
 - `ScoringActor` loads a model file once and checks its sha256 against the driver's.
 - `Clock` is told when each task starts, so the driver can stop tasks past the time limit by
   one clock for all nodes.

@@ -21,8 +21,9 @@ from pathlib import Path
 from ..files import atomic_write, remove_temporaries
 from ..options import ReportOptions, StateOptions
 from ..report import FramesWriter, ReportWriter
+from ..sources import forget_listings, unchanged
 from ..verdict import MISSING, Summary, VideoResult
-from .plan import FileStat, Plan, plan_files
+from .plan import Plan, plan_files
 from .store import LAST_RUN, ScanState, default_state_path, result_from_json
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class StateSink:
             options=self.options, settle_s=self.opts.settle_s, rescan=self.opts.rescan,
             keep_missing=self.opts.keep_missing, fresh=self.state.created,
             read_timeout_s=self.read_timeout_s)
+        forget_listings()  # planned: what the listing said is not used again
         self.state.keep_plan(p)
         self.run.reused = len(p.reuse) - len([d for d in p.deferred if d in p.reuse])
         self.run.deferred = len(p.deferred)
@@ -114,7 +116,7 @@ class StateSink:
         if pf is None:
             raise RuntimeError(f"engine returned a result for {r.path!r}, which it was not "
                                "asked to scan")
-        if pf.stat is not None and FileStat.of(r.path) != pf.stat:
+        if pf.stat is not None and not unchanged(r.path, pf.stat):
             # Read while it changed: the result may be of half a file.
             log.warning("%s changed while it was scanned; it will be rescanned", r.path)
             self.run.unrecorded += 1

@@ -8,96 +8,26 @@ the plan, and the run stores it (`ScanState.keep_plan`).
 A file is "unchanged" when its size and mtime match the stored ones and so do its inode and
 ctime; when only inode or ctime differ (moved over, `cp -p`, `rsync -t`, chmod), the content
 fingerprint (size + SHA-256 of the first and last MiB) decides. The fast path reads no file
-data, so an unchanged rerun over thousands of videos costs one stat() each. Rows are never
+data, so an unchanged rerun over thousands of videos costs one stat() each. An object in a
+store (screener.sources) is described by the run's listing: size and LastModified as its
+metadata, size, ETag and version id as its fingerprint; nothing is read. Rows are never
 reused across paths by fingerprint alone: a crafted file could share a real video's first and
 last MiB, and a screening tool must not be fooled that way.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import stat
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..sources import FileStat, fingerprint, path_key, stat
 from ..verdict import ERROR
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_CHUNK = 1 << 20  # first and last MiB
 DEFAULT_SETTLE_S = 30.0
-
-
-@dataclass(frozen=True)
-class FileStat:
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-
-    @classmethod
-    def of(cls, path: str) -> "FileStat | None":
-        """None when the path is gone or is not a regular file (a pipe, a device: never
-        opened here, where a read could block; the engine says why it is not a video)."""
-        try:
-            st = os.stat(path)
-        except (OSError, ValueError):
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-    @property
-    def changed_ns(self) -> int:
-        return max(self.mtime_ns, self.ctime_ns)
-
-
-def fingerprint(path: str, size: int, timeout_s: float | None = None) -> str:
-    """Size plus SHA-256 of the first and last MiB: cheap, and enough to tell a replaced file
-    from one whose metadata alone changed. "" when the file cannot be read, is not a regular
-    file, or (with `timeout_s`) is not read within that time: a hung network mount must not
-    hold the run, and its lock, for ever (the read is left behind in a daemon thread)."""
-    if timeout_s is None:
-        return _fingerprint(path, size)
-    done: list[str] = []
-    reader = threading.Thread(target=lambda: done.append(_fingerprint(path, size)),
-                              name="screener-fingerprint", daemon=True)
-    reader.start()
-    reader.join(timeout_s)
-    if not done:
-        log.warning("%s: reading it took longer than the %g s limit (--video-timeout)",
-                    path, timeout_s)
-        return ""
-    return done[0]
-
-
-def _fingerprint(path: str, size: int) -> str:
-    h = hashlib.sha256(str(size).encode())
-    try:
-        # O_NONBLOCK: a file replaced by a named pipe since its stat must not block the open.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return ""
-    try:
-        with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return ""
-            h.update(f.read(FINGERPRINT_CHUNK))
-            if size > FINGERPRINT_CHUNK:
-                f.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
-                h.update(f.read(FINGERPRINT_CHUNK))
-    except OSError:
-        return ""
-    return f"{size}:{h.hexdigest()[:32]}"
-
-
-def path_key(path: str) -> bytes:
-    """The state's key for a path: absolute (cron runs from anywhere), links not resolved."""
-    return os.fsencode(os.path.normpath(os.path.abspath(path)))
 
 
 @dataclass
@@ -149,7 +79,7 @@ def plan_files(paths: Sequence[str], stored: dict[bytes, Stored],
         if key in seen:
             continue
         seen.add(key)
-        st = FileStat.of(path)
+        st = stat(path)
         old = stored.get(key)
         if st is None:  # gone, a broken link, a loop, a pipe: the engine says why, every run
             out.scan.append(path)

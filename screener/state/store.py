@@ -87,10 +87,11 @@ def lock_path(state_path: str | os.PathLike) -> Path:
 
 
 def state_outputs(state_path: str | os.PathLike, what: str = "--state") -> list[tuple[str, Path]]:
-    """The files a state writes, named (outputs.check_outputs): the database, its lock, and
-    SQLite's write-ahead log and shared-memory index beside it."""
+    """The files a state writes, named (outputs.check_outputs): the database (as given: a URL
+    stays one, to be refused), its lock, and SQLite's write-ahead log and shared-memory index
+    beside it."""
     p = os.fspath(state_path)
-    return [(what, Path(p)), ("the state's lock file", lock_path(p)),
+    return [(what, p), ("the state's lock file", lock_path(p)),
             ("the state's write-ahead log", Path(f"{p}-wal")),
             ("the state's shared-memory file", Path(f"{p}-shm"))]
 
