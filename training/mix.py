@@ -206,8 +206,9 @@ def mixed_source(a, augment):
         sets.append(("sbi", arrays(np.concatenate([b[0] for b in blends]),
                                     np.concatenate([b[1] for b in blends]))))
     if not sets:
-        raise DatasetError("no holdout set: the sources' selection groups hold no fakes; "
-                            "use --sbi-share")
+        held = {n: v["select_images"] for n, v in info["sources"].items()}
+        raise DatasetError(f"no holdout set: the selection groups (images per source: {held}) "
+                           "need both classes, or reals and --sbi-share; add videos or people")
     stream = MixedStream(pools, [s.weight for s in srcs], a.batch_size, a.sbi_share,
                              augment=augment, seed=a.seed, workers=a.workers)
     n = a.epoch_images or sum(len(p) for p in pools)
