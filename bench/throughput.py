@@ -152,11 +152,13 @@ class RssSampler(PeriodicSampler):
         super().__init__()
         self.peak_kb = 0
         self.children_only = children_only
+        # Processes already running (earlier rounds' worker pools) are not the measured command's.
+        self.before = set(_children(os.getpid())) if children_only else set()
 
     def sample(self):
         me = os.getpid()
         total = (0 if self.children_only else _rss_kb(me)) + sum(
-            _rss_kb(c) for c in _children(me))
+            _rss_kb(c) for c in _children(me) if c not in self.before)
         self.peak_kb = max(self.peak_kb, total)
 
 
