@@ -61,7 +61,11 @@ def watch_scratch(tmpdir: Path):
     def poll():
         while not state.stop.is_set():
             sizes = []
-            for p in scratch_files(tmpdir):
+            try:   # a folder renamed or removed mid-walk (a process making or ending its own)
+                found = scratch_files(tmpdir)
+            except FileNotFoundError:
+                continue
+            for p in found:
                 try:
                     sizes.append(p.stat().st_size)
                 except FileNotFoundError:
