@@ -1,4 +1,4 @@
-"""Writing files safely: the atomic write and the lock, each written once, here.
+"""Files handled safely: the atomic write, the lock and the non-blocking open, each once, here.
 
 `atomic_write` writes a whole file so that a reader sees the old file or the new one, never
 half of one (a temporary file in the same folder, fsync, rename): every report, frames file,
@@ -100,6 +100,29 @@ def _is_stream(path: Path) -> bool:
         return not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()
     except OSError:
         return False
+
+
+class NotRegular(OSError):
+    """What `open_regular` found instead of a regular file; `mode` is its st_mode."""
+
+    def __init__(self, mode: int):
+        super().__init__("not a regular file")
+        self.mode = mode
+
+
+def open_regular(path) -> int:
+    """A read-only descriptor of the regular file at `path`; anything else (a named pipe, a
+    socket, a device: a read may block for ever) is refused unopened, as NotRegular. The open
+    is O_NONBLOCK and checked again: a file replaced by a pipe since its stat must not block."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegular(mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotRegular(mode)
+    return fd
 
 
 @contextmanager

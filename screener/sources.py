@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from . import files
+
 log = logging.getLogger(__name__)
 
 FINGERPRINT_CHUNK = 1 << 20  # first and last MiB
@@ -110,14 +112,11 @@ def fingerprint(path: str, size: int, timeout_s: float | None = None) -> str:
 def _fingerprint(path: str, size: int) -> str:
     h = hashlib.sha256(str(size).encode())
     try:
-        # O_NONBLOCK: a file replaced by a named pipe since its stat must not block the open.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
+        fd = files.open_regular(path)
+    except OSError:  # NotRegular too
         return ""
     try:
         with open(fd, "rb") as f:
-            if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
-                return ""
             h.update(f.read(FINGERPRINT_CHUNK))
             if size > FINGERPRINT_CHUNK:
                 f.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))

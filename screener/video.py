@@ -18,6 +18,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from . import files
 from .errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,14 @@ def _check_file(path: Path) -> None:
     if path.is_dir():
         raise VideoError("is a directory")
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise _not_regular(st.st_mode)
-        # O_NONBLOCK: a file replaced by a named pipe since the stat must not block the open.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = files.open_regular(path)
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise _not_regular(st.st_mode)
             os.read(fd, 1)
         finally:
             os.close(fd)
+    except files.NotRegular as e:
+        raise _not_regular(e.mode) from None
     except PermissionError:
         raise VideoError("permission denied") from None
     except OSError as e:
