@@ -37,9 +37,13 @@ class Explainer:
         self.backend = keras.backend.backend()
         if self.backend not in ("tensorflow", "jax"):
             raise ExplainUnavailable(f"no Grad-CAM for the {self.backend} backend")
+        # With a frequency branch (nets.build(spectrum=True)) the heat map is the MesoNet
+        # branch's (its logit, `meso_logit`); P(fake) stays the whole model's.
+        names = {layer.name for layer in model.layers}
+        self.whole = model if "meso_logit" in names else None
         try:
             pools = [model.get_layer(f"{b}_pool") for b in BLOCKS]
-            dense = model.get_layer("p_fake")
+            dense = model.get_layer("meso_logit" if self.whole else "p_fake")
         except ValueError as e:
             raise ExplainUnavailable(f"not a MesoNet model built by screener.nets: {e}") from e
         # Split at the last block's activations: front (image -> activations, feature maps)
@@ -62,6 +66,9 @@ class Explainer:
             outs = self.front.predict_on_batch(crops[i:i + batch_size])
             acts = np.asarray(outs[0], np.float32)
             logits, grads = self._logit_and_grad(acts)
+            if self.whole is not None:
+                p = np.asarray(self.whole.predict_on_batch(crops[i:i + batch_size]), np.float64)
+                logits = np.log(p / (1 - p)).reshape(-1)
             weights = grads.mean(axis=(1, 2))                      # (n, channels)
             cams = np.maximum(np.einsum("nhwc,nc->nhw", acts, weights), 0.0)
             for j in range(len(acts)):
@@ -90,19 +97,22 @@ class Explainer:
 
 
 def _tail(model, pool_layer, dense):
-    """activations -> logit of P(fake): the layers after the last block's activations, replayed
-    on a new input, and the final Dense layer without its sigmoid."""
+    """activations -> logit: the chain of layers from the last block's activations to `dense`,
+    replayed on a new input, and `dense` without its activation. Layers off that chain (a
+    frequency branch) are skipped."""
     import keras
     from keras import ops
     order = [layer for layer in model.layers]
     start = order.index(pool_layer)
     x_in = keras.Input(tuple(pool_layer.input.shape[1:]), dtype="float32")
-    x = x_in
+    x, prev = x_in, pool_layer.input
     for layer in order[start:]:
+        if layer.input is not prev:
+            continue
         if layer is dense:
             x = ops.matmul(x, dense.kernel) + dense.bias
             break
-        x = layer(x)
+        x, prev = layer(x), layer.output
     return keras.Model(x_in, x)
 
 

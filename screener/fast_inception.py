@@ -27,9 +27,12 @@ BRANCHES = (("1x1", None, 0), ("b1", "b3", 1), ("c1", "c3", 2), ("d1", "d3", 3))
 
 def cpu_twin(model):
     """The CPU-fast twin of a MesoInception-4 built by `nets.build`, or None for another model
-    (Meso-4, or layers not wired as nets.build wires them)."""
+    (Meso-4, one whose first block reads more than the image (`srm`), one with a frequency
+    branch beside the blocks, or layers not wired as nets.build wires them)."""
     import keras
 
+    if any(layer.name in ("srm", "spectrum_features") for layer in model.layers):
+        return None
     try:
         consumer = _consumers(model)
         blocks = [_block_params(model, k, consumer) for k in (1, 2)]

@@ -242,6 +242,8 @@ def _model_card(path: Path, card: dict, threshold: float | None) -> ModelCard:
 
 def _load_keras(path: Path):
     import keras
+
+    from . import nets  # noqa: F401  registers our own layer (nets.LogPower)
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for bad files; report one

@@ -95,3 +95,78 @@ def test_window_hides_everything_outside_the_face_box(arch, tmp_path):
 def test_cpu_twin_is_only_for_mesoinception():
     from screener.fast_inception import cpu_twin
     assert cpu_twin(nets.build("meso4")) is None
+
+
+def _trainable(m):
+    return sum(int(np.prod(w.shape)) for w in m.trainable_weights)
+
+
+def test_width_srm_and_spectrum_options():
+    base = _trainable(nets.build("meso4"))
+    wide = _trainable(nets.build("meso4", width=2))
+    assert 3.5 * base < wide < 4.5 * base  # channels x2 in every block: ~4x the weights
+    # The SRM residuals are fixed: only block1's extra input channels (3 x 3 x 3 x 8) train.
+    assert _trainable(nets.build("meso4", srm=True)) == base + 3 * 3 * 3 * 8
+    m = nets.build("meso4", srm=True, spectrum=True)
+    for fixed in ("grey", "srm", "spectrum_dct_rows", "spectrum_dct_cols"):
+        assert not m.get_layer(fixed).trainable
+    assert [m.get_layer(n) for n in ("meso_logit", "spectrum_logit", "p_fake")]
+    p = np.asarray(m.predict_on_batch(np.zeros((2, 256, 256, 3), np.uint8)))
+    assert p.shape == (2, 1) and np.all((p > 0) & (p < 1))
+    with pytest.raises(ValueError):
+        nets.build(width=0)
+
+
+def test_spectrum_features_are_the_pooled_log_power_of_the_grey_dct():
+    import keras
+    from scipy.fft import dctn
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (2, 256, 256, 3)).astype(np.uint8)
+    m = nets.build(spectrum=True)
+    got = keras.Model(m.input, m.get_layer("spectrum_features").output).predict_on_batch(x)
+    g = (x / 255.0) @ np.array(nets.GREY)
+    cells = 256 // nets.SPECTRUM_GRID
+    for i in range(2):
+        power = np.log10(dctn(g[i], norm="ortho") ** 2 + 1e-8).T
+        want = power.reshape(nets.SPECTRUM_GRID, cells, nets.SPECTRUM_GRID, cells).mean((1, 3))
+        np.testing.assert_allclose(got[i], want.ravel(), atol=1e-3)
+
+
+def test_srm_residuals_are_high_pass():
+    import keras
+    m = nets.build(srm=True)
+    res = keras.Model(m.input, m.get_layer("srm").output)
+    flat = np.full((1, 256, 256, 3), 128, np.uint8)
+    ramp = np.broadcast_to(np.arange(256, dtype=np.uint8)[None, :, None, None].transpose(0, 2, 1, 3),
+                           (1, 256, 256, 3)).copy()
+    noise = np.random.default_rng(0).integers(0, 256, (1, 256, 256, 3)).astype(np.uint8)
+    inner = (slice(None), slice(4, -4), slice(4, -4))  # away from the zero padding
+    assert np.abs(res.predict_on_batch(flat)[inner]).max() < 1e-4
+    assert np.abs(res.predict_on_batch(ramp)[inner]).max() < 1e-3  # a linear ramp has no residual
+    assert np.abs(res.predict_on_batch(noise)[inner]).mean() > 0.1
+
+
+@pytest.mark.slow
+def test_every_option_saves_loads_safely_converts_and_explains(tmp_path):
+    import keras
+
+    from screener import lite
+    from screener.explain import Explainer
+    from screener.fast_inception import cpu_twin
+    from screener.scoring import load_model
+    m = nets.build("meso4", srm=True, spectrum=True, width=2)
+    norm = m.get_layer("spectrum_norm")
+    norm.set_weights([np.full(1024, -4.0, np.float32), np.full(1024, 2.0, np.float32), np.array(1)])
+    norm.finalize_state()
+    path = tmp_path / "m.keras"
+    m.save(path)
+    x = np.random.default_rng(1).integers(0, 256, (4, 256, 256, 3)).astype(np.uint8)
+    want = np.asarray(m.predict_on_batch(x)).reshape(-1)
+    loaded = load_model(path, runtime="keras")  # safe mode, our registered layer
+    np.testing.assert_allclose(loaded.predict(x), want, atol=1e-6)
+    assert lite.disagreement(m, lite.LiteNet(lite.convert(m))) < lite.AGREE
+    assert cpu_twin(nets.build("mesoinception4", srm=True)) is None
+    # Grad-CAM follows the MesoNet branch; its P(fake) is the whole model's.
+    e = Explainer(keras.models.load_model(path, safe_mode=True)).explain_many(x)
+    np.testing.assert_allclose([v.p_fake for v in e], want, atol=1e-5)
+    assert all(v.heat.shape == (256, 256) for v in e)

@@ -215,3 +215,45 @@ def test_cached_trunk_fine_tune_keeps_frozen_blocks(tmp_path):
                               tuned.get_layer("dense16").get_weights()[0])
     card = json.loads((run / "best.json").read_text())
     assert card["start_point"].startswith("fine-tuned from") and card["training"]["augment"] is None
+
+
+def test_init_from_copies_by_name_pads_srm_inputs_and_feeds_the_fused_head():
+    from screener import nets
+    from training.train import HEAD, init_from
+    rng = np.random.default_rng(5)
+    src = nets.build("meso4")
+    src.set_weights([rng.normal(size=w.shape).astype("float32") for w in src.get_weights()])
+    m = nets.build("meso4", srm=True, spectrum=True)
+    copied = init_from(m, src)
+    k, b = m.get_layer("block1_conv").get_weights()
+    sk, sb = src.get_layer("block1_conv").get_weights()
+    assert k.shape == (3, 3, 6, 8)
+    np.testing.assert_array_equal(k[:, :, :3], sk)
+    assert not k[:, :, 3:].any()  # the residual inputs start silent
+    np.testing.assert_array_equal(b, sb)
+    for a, c in zip(m.get_layer("meso_logit").get_weights(), src.get_layer("p_fake").get_weights()):
+        np.testing.assert_array_equal(a, c)
+    assert "p_fake" not in copied  # the fusion's own unit keeps its shape (2 inputs): not copied
+    fresh = nets.build("meso4", srm=True, spectrum=True)
+    before = fresh.get_layer("dense16").get_weights()[0].copy()
+    assert "dense16" not in init_from(fresh, src, skip=HEAD)
+    np.testing.assert_array_equal(fresh.get_layer("dense16").get_weights()[0], before)
+    assert init_from(nets.build("meso4", width=2), src) == []  # no layer of the same shape
+
+
+def test_spectrum_standardisation_is_fitted_and_kept(tmp_path):
+    import keras
+
+    from screener import nets
+    from training.train import fit_spectrum_norm
+    rng = np.random.default_rng(2)
+    batches = [(rng.integers(0, 256, (16, 256, 256, 3)).astype(np.uint8), None, None)
+               for _ in range(4)]
+    m = nets.build(spectrum=True)
+    fit_spectrum_norm(m, iter(batches), images=64)
+    x = np.concatenate([b[0] for b in batches])
+    z = keras.Model(m.input, m.get_layer("spectrum_norm").output).predict_on_batch(x)
+    assert abs(float(z.mean())) < 1e-3 and abs(float(z.std()) - 1) < 0.05
+    m.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict_on_batch(x), m.predict_on_batch(x), atol=1e-6)

@@ -45,11 +45,17 @@ def describe(paths, workers: int = 2) -> np.ndarray:
 
 
 def near_duplicate_groups(desc: np.ndarray, consecutive: float = CONSECUTIVE,
-                          duplicate: float = DUPLICATE, chunk: int = 2048) -> np.ndarray:
-    """Group id per row of `desc` (rows in file order, one class)."""
+                          duplicate: float = DUPLICATE, chunk: int = 2048,
+                          runs: np.ndarray | None = None) -> np.ndarray:
+    """Group id per row of `desc` (rows in file order). `runs` (one label per row, e.g. its
+    folder) keeps the consecutive links inside a run: neighbours across a boundary are unrelated."""
     n = len(desc)
     rows, cols = [], []
-    nxt = np.flatnonzero((desc[1:] * desc[:-1]).sum(1) > consecutive)
+    alike = (desc[1:] * desc[:-1]).sum(1) > consecutive
+    if runs is not None:
+        runs = np.asarray(runs)
+        alike &= runs[1:] == runs[:-1]
+    nxt = np.flatnonzero(alike)
     rows.append(nxt)
     cols.append(nxt + 1)
     for i in range(0, n, chunk):  # all pairs, a block of rows at a time: memory stays chunk x n

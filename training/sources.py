@@ -12,7 +12,8 @@ A source's layout is recognised from its files:
   source video, shared by the fakes made from it) and class folders beside it.
 - `extract`: a `screener extract` dataset (`manifest.csv`; the group is the video).
 For the last two every group goes to one side by a hash of its name: `test` (TEST_SHARE, for
-`training.benchmark`), `select` (SELECT_SHARE, model selection), else `train`. The hash gives
+`training.benchmark`), `select` (SELECT_SHARE, model selection), else `train`; a `split`
+column in the table, where present, names the side instead (training.prepare's FF++ carve). The hash gives
 every run and the benchmark the same split without a file to share.
 
 Keypoints for the pseudo-fakes' masks come from `faces.csv` (written by `training.align`) or an
@@ -34,6 +35,7 @@ from .data import FAKE, REAL, DatasetError, Sample, holdout_split, list_split
 
 TEST_SHARE, SELECT_SHARE = 0.15, 0.10
 LAYOUTS = ("folders", "grouped", "extract")
+SPLITS = ("train", "select", "test")
 _LABELS = {"df": FAKE, "fake": FAKE, "real": REAL}
 
 
@@ -90,7 +92,9 @@ def _read_table(path: Path) -> list[dict]:
 
 
 def _grouped(src: Source, table: str, file_col: str, group_col: str) -> list[tuple[Sample, str]]:
-    """(sample, its group as the table names it) for each labelled image found."""
+    """(sample, its split) for each labelled image found: the table's `split` column where it
+    has one (a carve made when the source was built, e.g. training.prepare's FF++), else the
+    hash of the group as the table names it."""
     rows = _read_table(src.root / table)
     if rows and not {file_col, "label", group_col} <= set(rows[0]):
         raise DatasetError(f"source {src.name}: {table} needs columns {file_col}, label and "
@@ -102,8 +106,12 @@ def _grouped(src: Source, table: str, file_col: str, group_col: str) -> list[tup
         label = _LABELS.get(r["label"].strip().lower())
         if p is None or label is None:  # not aligned (no face found), or unlabelled
             continue
+        split = (r.get("split") or "").strip() or split_of(r[group_col])
+        if split not in SPLITS:
+            raise DatasetError(f"source {src.name}: {table} names split {split!r} for "
+                               f"{r[file_col]}; use one of {', '.join(SPLITS)}")
         out.append((Sample(p, label, r.get("video") or r.get("video_id") or None,
-                           group_key=f"{src.name}:{r[group_col]}", source=src.name), r[group_col]))
+                           group_key=f"{src.name}:{r[group_col]}", source=src.name), split))
     if not out:
         raise DatasetError(f"source {src.name}: no labelled image of {table} found under {src.root}")
     return out
@@ -122,8 +130,8 @@ def splits(src: Source, holdout: float = 0.1, seed: int = 1234,
     else:
         samples = _grouped(src, "manifest.csv", "crop_file", "video_id")
     out: dict[str, list[Sample]] = {"train": [], "select": [], "test": []}
-    for s, group in samples:  # by the table's own name: the split does not depend on NAME
-        out[split_of(group)].append(s)
+    for s, split in samples:  # by the table's own names: the split does not depend on NAME
+        out[split].append(s)
     return out
 
 

@@ -99,6 +99,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--window", action="store_true",
                    help="the model sees only the face's box of the crop (nets.FACE_WINDOW); "
                         "what lies around it is zeroed")
+    g.add_argument("--width", type=int, default=1, choices=range(1, 9), metavar="K",
+                   help="multiply every block's channels and the dense layer by K (default 1)")
+    g.add_argument("--srm", action="store_true",
+                   help="add three fixed SRM high-pass residuals to the first block's input")
+    g.add_argument("--spectrum", action="store_true",
+                   help="add the frequency branch (the crop's DCT log power, a small head) and "
+                        "fuse its logit with MesoNet's into P(fake) (screener.nets)")
     g.add_argument("--fresh-head", action="store_true",
                    help="with --init: start the two dense layers from scratch (a recalibrated "
                         "start: the convolutions keep what they learned, not the confidence)")
@@ -152,7 +159,11 @@ def _fresh(a):
     activation = None if a.activation == "paper" else a.activation
     return nets.build(a.arch, activation=activation, batchnorm=not a.no_batchnorm,
                       dropout=a.dropout, name=a.name or a.run.name,
-                      window=nets.FACE_WINDOW if a.window else None)
+                      window=nets.FACE_WINDOW if a.window else None, width=a.width,
+                      srm=a.srm, spectrum=a.spectrum)
+
+
+HEAD = ("dense16", "p_fake", "meso_logit")
 
 
 def build_model(a):
@@ -160,17 +171,56 @@ def build_model(a):
     if a.init:
         from screener.scoring import load_model
         src = load_model(a.init).model
-        head = [model.get_layer(n).get_weights() for n in ("dense16", "p_fake")]
-        try:
-            model.set_weights(src.get_weights())
-        except ValueError as e:
-            raise ScreenerError(f"--init {a.init} does not match --arch {a.arch} "
-                                f"and its options: {e}") from e
-        if a.fresh_head:
-            for n, w in zip(("dense16", "p_fake"), head):
-                model.get_layer(n).set_weights(w)
+        copied = init_from(model, src, skip=HEAD if a.fresh_head else ())
+        if not copied:
+            raise ScreenerError(f"--init {a.init}: no layer matches --arch {a.arch} and its "
+                                "options (a different width?)")
     _freeze(model, a.freeze_blocks)
     return model
+
+
+def init_from(model, src, skip=()) -> list[str]:
+    """Copy weights from `src` into `model` layer by layer, by name (a published model's
+    `p_fake` feeds `meso_logit` when the model has a frequency branch); with --srm the first
+    convolution takes the source's kernel for its RGB inputs and zeros for the residuals.
+    Returns the layers copied. Layers of another shape (a --width) are left as built."""
+    names = {lay.name for lay in src.layers}
+    copied = []
+    for lay in model.layers:
+        from_name = "p_fake" if lay.name == "meso_logit" else lay.name
+        if lay.name in skip or from_name not in names or not lay.weights:
+            continue
+        theirs = src.get_layer(from_name).get_weights()
+        ours = lay.get_weights()
+        if [w.shape for w in theirs] == [w.shape for w in ours]:
+            lay.set_weights(theirs)
+        elif (lay.name == "block1_conv" and len(ours) == 2 and ours[0].ndim == 4
+              and theirs[0].shape[:2] == ours[0].shape[:2] and theirs[0].shape[3] == ours[0].shape[3]
+              and theirs[0].shape[2] < ours[0].shape[2]):
+            k = np.zeros_like(ours[0])
+            k[:, :, :theirs[0].shape[2]] = theirs[0]
+            lay.set_weights([k, theirs[1]])
+        else:
+            continue
+        copied.append(lay.name)
+    return copied
+
+
+def fit_spectrum_norm(model, batches, images: int = 2048) -> None:
+    """Set the frequency branch's standardisation (its Normalization layer) from the features of
+    `images` training images, as they come out of the training stream (augmented)."""
+    import keras
+    feats = keras.Model(model.input, model.get_layer("spectrum_features").output)
+    got, n = [], 0
+    for x, _, _ in batches:
+        got.append(np.asarray(feats.predict_on_batch(x)))
+        n += len(x)
+        if n >= images:
+            break
+    f = np.concatenate(got)
+    norm = model.get_layer("spectrum_norm")
+    norm.set_weights([f.mean(0), f.var(0) + 1e-6, np.array(len(f))])
+    norm.finalize_state()  # the layer computes with what this derives from the weights
 
 
 def lr_at(step: int, a, steps_per_epoch: int) -> float:
@@ -247,6 +297,7 @@ def card(a, state: dict, split_info: dict) -> dict:
         "threshold_choice": state.get("threshold", "fixed at 0.5"),
         "labels": "output is P(fake); 1 = fake (folder %r), 0 = real (folder %r)" % (a.fake_dir, a.real_dir),
         "options": {"activation": a.activation, "batchnorm": not a.no_batchnorm,
+                    "width": a.width, "srm": a.srm, "spectrum": a.spectrum,
                     "dropout": a.dropout, "freeze_blocks": a.freeze_blocks,
                     "cache_trunk": a.cache_trunk,
                     "window": list(nets.FACE_WINDOW) if a.window else None},
@@ -351,6 +402,8 @@ def train(a) -> dict:
         net = _compile(model, a, model.optimizer if resumed else None)
     if not a.source:
         held_sets = [("holdout", held_batches)]
+    if a.spectrum and not resumed:
+        fit_spectrum_norm(model, train_batches(0))
 
     t_start, start_epoch = time.time(), state["epoch"]
     print(f"{a.arch}: {split_info['train_images']} training images ({steps} steps/epoch), "
