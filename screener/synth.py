@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -22,12 +23,23 @@ FACE_TRUTH = {
     "collins": ((176, 82, 95, 95), [[202, 105], [246, 110], [221, 128], [220, 149]]),
     "hopper": ((171, 147, 194, 194), [[222, 195], [308, 185], [268, 226], [273, 274]]),
 }
+# A third look for tests of several people: Hopper mirrored and in grey (another face to a
+# descriptor; the detector still finds it).
+VARIANTS = {"hopper_grey": "hopper"}
+_W = {"hopper": 512}  # photo widths, for mirroring the truth
+_box, _kp = FACE_TRUTH["hopper"]
+FACE_TRUTH["hopper_grey"] = (
+    (_W["hopper"] - _box[0] - _box[2], _box[1], _box[2], _box[3]),
+    [[_W["hopper"] - x, y] for x, y in (_kp[1], _kp[0], _kp[2], _kp[3])])
 # The square portrait cut around each face: 2.2 face widths, centred on the box.
 PORTRAIT_SCALE = 2.2
 
 
 def photo(name: str = "collins") -> np.ndarray:
-    """A bundled public-domain photo with a face, as RGB uint8."""
+    """A bundled public-domain photo with a face (or a VARIANTS look of one), as RGB uint8."""
+    if name in VARIANTS:
+        grey = cv2.cvtColor(np.ascontiguousarray(photo(VARIANTS[name])[:, ::-1]), cv2.COLOR_RGB2GRAY)
+        return np.repeat(grey[:, :, None], 3, axis=2)
     bgr = cv2.imread(str(ASSETS / FACE_PHOTOS[name]), cv2.IMREAD_COLOR)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -72,11 +84,16 @@ def background(width: int, height: int, seed: int = 0) -> np.ndarray:
 @dataclass
 class Placement:
     """A portrait in the frame: its top-left corner, and the width of the face box in pixels
-    (the portrait itself is PORTRAIT_SCALE times wider)."""
+    (the portrait itself is PORTRAIT_SCALE times wider). `path(i)`, where given, is the corner
+    at frame i, or None while the person is out of the picture."""
     name: str
     x: int
     y: int
     face_px: int
+    path: Callable[[int], tuple[int, int] | None] | None = None
+
+    def at(self, i: int, drift_px: int = 0) -> tuple[int, int] | None:
+        return self.path(i) if self.path else (self.x + i * drift_px, self.y)
 
     @property
     def width(self) -> int:
@@ -121,19 +138,24 @@ def write_video(path, frames, fps: float = 25, codec: str = "libx264", pix_fmt: 
 
 
 def face_clip(path, width: int = 640, height: int = 360, n_frames: int = 50, fps: float = 25,
-              faces: list[Placement] | tuple = (), seed: int = 0, drift_px: int = 0, **kw) -> Path:
+              faces: list[Placement] | tuple = (), seed: int = 0, drift_px: int = 0,
+              cut_at: int | None = None, **kw) -> Path:
     """A clip of `n_frames` with the given photos pasted on a textured background.
 
-    `drift_px` moves every face right by that many pixels per frame (still a known position).
+    `drift_px` moves every face right by that many pixels per frame (still a known position);
+    a face with a `path` goes where it says. From frame `cut_at` on, the background is another
+    (a cut to another shot). Faces are pasted in list order: a later one hides an earlier one.
     """
-    bg = background(width, height, seed)
+    backgrounds = [background(width, height, seed), background(width, height, seed + 1)]
     photos = {p.name: portrait(p.name) for p in faces}
 
     def frames():
         for i in range(n_frames):
-            frame = bg.copy()
+            frame = backgrounds[cut_at is not None and i >= cut_at].copy()
             for p in faces:
-                paste(frame, photos[p.name], p.x + i * drift_px, p.y, p.width)
+                where = p.at(i, drift_px)
+                if where is not None:
+                    paste(frame, photos[p.name], where[0], where[1], p.width)
             yield frame
 
     return write_video(path, frames(), fps=fps, **kw)
