@@ -1,6 +1,6 @@
-"""Train Meso-4 / MesoInception-4 on `<data>/<train split>/{df,real}` (df = fake = 1).
+r"""Train Meso-4 / MesoInception-4 on `<data>/<train split>/{df,real}` (df = fake = 1).
 
-    python -m training.train --data /work/data/mesonet-df-aligned --run runs/meso4 \
+    python -m training.train --data data/mesonet-df-aligned --run runs/meso4 \
         --arch meso4 --epochs 20
 
 Model selection uses a holdout carved from the train split (by video when file names carry a
@@ -18,7 +18,7 @@ fake slots (--sbi-share) are pseudo-fakes made from the source's reals. Model se
 mean holdout ROC AUC over the sources' selection groups and a fixed set of pseudo-fakes.
 
     python -m training.train --run runs/mix --arch mesoinception4 --window \
-        --source df=/work/data/mesonet-df-aligned --source dfdc=/work/data/dfdc-aligned \
+        --source df=data/mesonet-df-aligned --source dfdc=data/dfdc-aligned \
         --sbi-share 0.5 --epoch-images 8000 --epochs 12
 
 Learning rate: Adam, lr = max(floor, lr0 * rate ** (step / decay_steps)) with decay_steps =
@@ -151,7 +151,8 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--run", required=True, type=Path, help="run folder (created; resumed if it exists)")
     g.add_argument("--name", default=None, help="model name in the card (default: the run folder's)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress bar (off a terminal there is none: a line per epoch)")
     return p
 
 
@@ -411,7 +412,9 @@ def train(a) -> dict:
     stopped = a.patience and state["bad_epochs"] >= a.patience  # an early-stopped run stays so
     while state["epoch"] < a.epochs and not stopped:
         epoch = state["epoch"] + 1
-        bar = None if a.quiet else keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "lr"])
+        # Off a terminal Keras's bar would still redraw itself with \r and colour escapes.
+        bar = None if a.quiet or not sys.stdout.isatty() else keras.utils.Progbar(
+            steps, stateful_metrics=["loss", "acc", "lr"])
         t0, seen, step = time.time(), 0, state.get("step", 0)
         # train_on_batch reports one batch: the epoch's figures are image-weighted means (the
         # last batch may hold a single image).
