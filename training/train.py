@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from screener import nets
+from screener.arch import ARCHS, FACE_WINDOW
 from screener.errors import ScreenerError
 
 from . import metrics
@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=int, default=0,
                    help="use only this many training images (a quick run; 0 = all)")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", choices=nets.ARCHS, default="meso4", help="network (default meso4)")
+    g.add_argument("--arch", choices=ARCHS, default="meso4", help="network (default meso4)")
     g.add_argument("--activation", choices=["paper", "relu", "elu", "leaky_relu"], default="paper",
                    help="paper: ReLU convs and LeakyReLU(0.1) dense; else one activation throughout")
     g.add_argument("--no-batchnorm", action="store_true", help="drop BatchNorm after each block")
@@ -151,16 +151,16 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--run", required=True, type=Path, help="run folder (created; resumed if it exists)")
     g.add_argument("--name", default=None, help="model name in the card (default: the run folder's)")
-    g.add_argument("--quiet", action="store_true",
-                   help="no progress bar (off a terminal there is none: a line per epoch)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar (none off a terminal)")
     return p
 
 
 def _fresh(a):
     activation = None if a.activation == "paper" else a.activation
+    from screener import nets  # Keras, and TensorFlow: after the arguments are parsed
     return nets.build(a.arch, activation=activation, batchnorm=not a.no_batchnorm,
                       dropout=a.dropout, name=a.name or a.run.name,
-                      window=nets.FACE_WINDOW if a.window else None, width=a.width,
+                      window=FACE_WINDOW if a.window else None, width=a.width,
                       srm=a.srm, spectrum=a.spectrum)
 
 
@@ -301,7 +301,7 @@ def card(a, state: dict, split_info: dict) -> dict:
                     "width": a.width, "srm": a.srm, "spectrum": a.spectrum,
                     "dropout": a.dropout, "freeze_blocks": a.freeze_blocks,
                     "cache_trunk": a.cache_trunk,
-                    "window": list(nets.FACE_WINDOW) if a.window else None},
+                    "window": list(FACE_WINDOW) if a.window else None},
         "start_point": (f"fine-tuned from {a.init}" + (" (dense layers from scratch)"
                                                        if a.fresh_head else "")
                         if a.init else "trained from scratch (random init)"),
@@ -412,7 +412,7 @@ def train(a) -> dict:
     stopped = a.patience and state["bad_epochs"] >= a.patience  # an early-stopped run stays so
     while state["epoch"] < a.epochs and not stopped:
         epoch = state["epoch"] + 1
-        # Off a terminal Keras's bar would still redraw itself with \r and colour escapes.
+        # Keras's bar redraws itself with \r and colour escapes even into a file: a tty only.
         bar = None if a.quiet or not sys.stdout.isatty() else keras.utils.Progbar(
             steps, stateful_metrics=["loss", "acc", "lr"])
         t0, seen, step = time.time(), 0, state.get("step", 0)
