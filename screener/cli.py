@@ -131,7 +131,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
         3 the model could not be loaded
         4 an output could not be written (a full disk: no space left)
         5 another scan holds the state lock
-        6 the state file is unusable or read-only (--rescan, another --state)
+        6 the state file is unusable or read-only (--rescan, or another --state)
       130 interrupted (the rows written so far are kept)
       141 --out - and the reader of the report went away
     """

@@ -2,7 +2,8 @@
 
 fake_score is the mean P(fake) over the video's scored faces; the verdict is FAKE when it is at
 or above the threshold. A video without a score never gets a verdict: status `no_face` (it was
-read, no face was found) or `error` (it could not be read; `error` says why).
+read, no face was found) or `error` (it could not be read; `error` says why); nor does the row
+an incremental scan keeps of a file that is gone (`missing`, `VideoResult.gone`).
 """
 from __future__ import annotations
 

@@ -40,8 +40,10 @@ def test_the_wheel_alone_carries_the_default_model_and_scans_with_it(tmp_path, f
     built = subprocess.run([sys.executable, "-m", "pip", "-v", "wheel", "--no-deps",
                             "--no-build-isolation", str(src), "-w", str(tmp_path / "dist")],
                            check=True, capture_output=True, text=True, timeout=300)
-    # setuptools warns of a data folder missing from `packages` (issue 28): none may warn.
-    assert not re.findall(r"\w*(?:Warning|InformationOnly): .*", built.stdout + built.stderr)
+    # setuptools warns of a data folder missing from `packages` (issue 28): nothing of ours may
+    # warn. (A fresh venv's setuptools 65 with a new `wheel` says bdist_wheel moved: theirs.)
+    warned = re.findall(r"\w*(?:Warning|InformationOnly): .*", built.stdout + built.stderr)
+    assert [w for w in warned if "canonical location of the 'bdist_wheel'" not in w] == []
     (wheel,) = (tmp_path / "dist").glob("screener-*.whl")
     # Every file of screener/ goes in (data folders too); training/ is the checkout's.
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -412,9 +412,8 @@ def train(a) -> dict:
     stopped = a.patience and state["bad_epochs"] >= a.patience  # an early-stopped run stays so
     while state["epoch"] < a.epochs and not stopped:
         epoch = state["epoch"] + 1
-        # Keras's bar redraws itself with \r and colour escapes even into a file: a tty only.
-        bar = None if a.quiet or not sys.stdout.isatty() else keras.utils.Progbar(
-            steps, stateful_metrics=["loss", "acc", "lr"])
+        tty = not a.quiet and sys.stdout.isatty()  # Keras's bar writes \r and colour into files
+        bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "lr"]) if tty else None
         t0, seen, step = time.time(), 0, state.get("step", 0)
         # train_on_batch reports one batch: the epoch's figures are image-weighted means (the
         # last batch may hold a single image).
