@@ -2,10 +2,8 @@
 
 It builds the options objects once from its flags (screener.options checks them), calls the
 library (`run.scan_reports`, `extract.extract`, `html_report.rebuild`) and maps what the
-library raises to one line and an exit code.
-
-The exit codes are listed in `screener scan --help` (and README "Exit codes"); `_exit_code`
-maps each kind of error the library raises to its code.
+library raises to one line and an exit code (`_exit_code`; the codes are listed in `screener
+scan --help` and README "Exit codes").
 """
 from __future__ import annotations
 
@@ -30,8 +28,8 @@ EXIT_PIPE = 141
 log = logging.getLogger("screener")
 
 
-# When the command started: the one clock of the elapsed time a scan reports (summary line,
-# JSON report, HTML page), which ends when the last row is written.
+# When the command started: the clock of a scan's elapsed time, until its last row in the JSON
+# report and HTML page, until the command's end (the page written) in the summary line.
 STARTED = "screener.started"
 
 
@@ -100,7 +98,7 @@ def _started() -> float:
               show_default=True, metavar="SECONDS",
               help="Leave files changed less than SECONDS ago for the next run.")
 @click.option("--keep-missing", is_flag=True,
-              help="Keep the rows of files that disappeared, with status missing.")
+              help="Keep the rows of vanished files: status missing, no verdict or score.")
 @click.option("--allow-empty", is_flag=True,
               help="With a state (cron): folders that exist but hold no video are not an "
                    "error; the report empties and the exit code is 0.")
@@ -124,17 +122,18 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     --frames-out, --state, --log-file) are local files.
 
     \b
-    Exit codes: 0 finished (unreadable videos are rows with status error)
-                1 --fail-on-fake and a video is FAKE
-                2 usage: bad option, missing PATH, no video found, an output that is
-                  an input or another output; object storage: no such bucket, access
-                  denied, endpoint unreachable
-                3 the model could not be loaded
-                4 an output could not be written (a full disk: no space left on device)
-                5 another scan holds the state lock
-                6 the state file is unusable or read-only (--rescan, or another --state)
-              130 interrupted (the rows written so far are kept)
-              141 --out - and the reader of the report went away
+    Exit codes:
+        0 finished (unreadable videos are rows with status error)
+        1 --fail-on-fake and a video is FAKE
+        2 usage: a bad option, a missing PATH, no video found, an output that
+          is an input or another output, the ray or s3 extra missing; object
+          storage: no such bucket, access denied, no answer from the endpoint
+        3 the model could not be loaded
+        4 an output could not be written (a full disk: no space left)
+        5 another scan holds the state lock
+        6 the state file is unusable or read-only (--rescan, or another --state)
+      130 interrupted (the rows written so far are kept)
+      141 --out - and the reader of the report went away
     """
     if state and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
@@ -236,7 +235,7 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
             _error(f"interrupted after scanning {plural(s.scanned, 'video')}; every finished "
                    f"video is recorded" + (where and f" and{where}"))
         return EXIT_INTERRUPTED
-    _summary(outcome.summary_line(), quiet)
+    _summary(outcome.summary_line(time.monotonic() - started), quiet)  # the visual report too
     return EXIT_FAKE if fail_on_fake and outcome.report.fake else EXIT_OK
 
 
@@ -298,7 +297,7 @@ def _error(message: str) -> None:
     click.echo(f"screener: error: {printable(message)}", err=True)
 
 
-@main.command()
+@main.command(short_help="Rebuild the visual report from a scan, without rescanning.")
 @click.option("--html", "html", metavar="FILE", required=True,
               help="The visual report to write (one self-contained HTML file).")
 @click.option("--state", metavar="FILE", default=None,
@@ -308,7 +307,7 @@ def _error(message: str) -> None:
               help="Rebuild from a JSON or CSV report; its state (REPORT.state.sqlite) is used "
                    "when it is there, else the page has rows only.")
 @click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Model for the heat maps (default: the scan's model file, if unchanged).")
+              help="Model for heat maps and a CSV report's card (default: the scan's if unchanged).")
 @click.option("--details", type=click.IntRange(min=0), default=None, metavar="N",
               help="Videos shown in detail: the N highest scores  [default: every FAKE one "
                    "and the top of the table, 100 to 500]")
@@ -353,7 +352,7 @@ def _row_line(r) -> str:
     return f"{label:8} {score}  {printable(r.path)}{reason}"
 
 
-@main.command()
+@main.command(short_help="Extract aligned face crops into a training set (resumable).")
 @click.argument("paths", nargs=-1)
 @click.option("--out", "-o", "out_dir", required=True, metavar="DIR",
               help="Dataset folder: DIR/<label>/<videoid>_<frame>.png and DIR/manifest.csv.")
@@ -397,11 +396,12 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     dataset extract made.
 
     \b
-    Exit codes: 0 finished (unreadable videos are listed as errors)
-                2 usage: bad option or labels file, DIR not empty and not a dataset, an
-                  output that is an input, DIR made with other settings
-                4 a file could not be written (a full disk: no space left on device)
-              130 interrupted (complete videos are kept; a rerun resumes)
+    Exit codes:
+        0 finished (unreadable videos are listed as errors)
+        2 usage: a bad option or labels file, DIR not empty and not a dataset,
+          an output that is an input, DIR made with other settings, s3 as scan's
+        4 a file could not be written (a full disk: no space left)
+      130 interrupted (complete videos are kept; a rerun resumes)
     """
     from tqdm import tqdm
 

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .errors import InputError  # noqa: F401 - also imported from here
+from .errors import InputError, NoMatch  # noqa: F401 - also imported from here
 from .sources import forget_listings, is_remote, path_key
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _expand(arg: str) -> list[str]:
         for match in sorted(glob.glob(arg, recursive=True), key=_sort_key):
             out.extend(walk_folder(match) if os.path.isdir(match) else [match])
         if not out:
-            raise InputError(f"no file matches {arg!r}")
+            raise NoMatch(f"no file matches {arg!r}")
         return out
     raise InputError(f"no such file or folder: {arg!r}")
 
@@ -94,14 +94,17 @@ def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
 
     Raises InputError naming every argument that does not exist, or when nothing is found;
     with `allow_empty`, folders that exist but hold no video give an empty list (an empty drop
-    folder is normal for a scheduled incremental scan: its report empties). Raises StoreError
-    when an object store cannot be listed (no such bucket, access denied, unreachable).
+    folder is normal for a scheduled incremental scan: its report empties). A glob pattern
+    that matches nothing is a warning when other arguments found videos (`clips/ '*.mov'` on
+    a folder without .mov files). Raises StoreError when an object store cannot be listed (no
+    such bucket, access denied, unreachable).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out: list[str] = []
     seen: set[bytes] = set()
     missing: list[str] = []
+    unmatched: list[str] = []  # globs that matched nothing
     args = [os.fspath(p) for p in paths]
     if not args:
         raise InputError("no PATH given")
@@ -109,6 +112,9 @@ def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     for arg in args:
         try:
             expanded = _expand(arg)
+        except NoMatch as e:
+            unmatched.append(str(e))
+            continue
         except InputError as e:
             missing.append(str(e))
             continue
@@ -118,9 +124,13 @@ def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                 seen.add(key)
                 out.append(p)
     if missing:
-        raise InputError("; ".join(missing))
+        raise InputError("; ".join(missing + unmatched))
+    if len(unmatched) == len(args):
+        raise InputError("; ".join(unmatched))
     if not out and not (allow_empty and all(map(_is_folder, args))):
         raise InputError(f"no video found in {', '.join(repr(a) for a in args)} "
                          f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    for message in unmatched:
+        log.warning("%s; scanning the other PATHs", message)
     return out
 

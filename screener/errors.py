@@ -9,6 +9,10 @@ class InputError(ScreenerError):
     """The PATH arguments name nothing to scan: a missing path, or no video found."""
 
 
+class NoMatch(InputError):
+    """A glob pattern matches nothing: a warning when the other PATHs found videos."""
+
+
 class VideoError(ScreenerError):
     """A video file cannot be opened or decoded. The message is the one-line reason."""
 

@@ -81,7 +81,33 @@ def model_info(meta: dict, results: list[VideoResult]) -> dict:
         limits = [limits]
     return dict(name=str(m.get("name") or "unknown"), arch=str(m.get("arch") or ""),
                 threshold=m.get("threshold"), sha256=str(m.get("sha256") or "")[:12],
-                metrics=metrics, limits=[str(x) for x in limits])
+                metrics=metrics, limits=[str(x) for x in limits],
+                card=str(m.get("card") or ""), no_card=str(m.get("no_card") or ""))
+
+
+def card_by_name(results: list[VideoResult], model=None) -> dict:
+    """The card of the model a CSV report's rows name (a CSV has no header to carry it), as the
+    page's model: from `model` (a model file) or else the shipped model, whichever card has
+    that name; when neither has, {"no_card": why}."""
+    from .scoring import ModelError, default_model_path, read_card
+    names = sorted({r.model for r in results if r.model})
+    files = [Path(model)] if isinstance(model, (str, os.PathLike)) else []
+    try:
+        files.append(default_model_path())
+    except ModelError:
+        pass
+    for path in files:
+        try:
+            card = read_card(path)
+        except ModelError:
+            continue
+        if names == [card.get("name", path.stem)]:
+            return dict(name=names[0], arch=card.get("arch", ""), metrics=card.get("metrics"),
+                        limits=card.get("limits"), card=str(path.with_suffix(".json")))
+    named = f"names the model {', '.join(names)}" if names else "names no model"
+    return {"no_card": f"A CSV report does not carry the model card, and this one {named}, "
+                       "whose card was not found: `screener report --model FILE` with the "
+                       "scan's model file shows it."}
 
 
 # The headline numbers of a model card's metrics, in this order; the rest (per-class figures,

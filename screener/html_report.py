@@ -264,6 +264,8 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
     if report is None:
         raise ValueError("give a state file or a report file")
     results, meta, extra = read_report(report)
+    if "model" not in meta:  # a CSV report: its rows name the model, nothing carries its card
+        meta["model"] = parts.card_by_name(results, model)
     # A report holds no per-frame scores or faces: no detail cards, the page says so.
     return write_html(html_path, results, meta=meta, model=model, details=0,
                       elapsed_s=extra.get("elapsed_s"), finished_at=os.path.getmtime(report),

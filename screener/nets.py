@@ -41,12 +41,9 @@ import numpy as np
 import keras
 from keras import layers
 
-INPUT_SIZE = 256
-ARCHS = ("meso4", "mesoinception4")
+from .arch import ARCHS, FACE_WINDOW, INPUT_SIZE  # noqa: F401 - nets.X as well
+
 ACTIVATIONS = (None, "relu", "elu", "leaky_relu")
-# The face's box in the aligned crop (screener.faces.TEMPLATE): ear to ear, brow to chin with a
-# margin. x0, y0, x1, y1 in pixels of the 256x256 crop.
-FACE_WINDOW = (32, 24, 224, 232)
 SPECTRUM_GRID = 32  # the log power spectrum is average-pooled to this many cells a side
 GREY = (0.299, 0.587, 0.114)
 

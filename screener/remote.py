@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from . import scratch
-from .errors import InputError, StoreError, VideoError
+from .errors import InputError, NoMatch, StoreError, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def expand(url: str, keep: Callable[[str], bool]) -> list[str]:
                     out.append(_remember(_url(proto, name), info))
             if not out:
                 _check_bucket(fs, url)
-                raise InputError(f"no object matches {url!r}")
+                raise NoMatch(f"no object matches {url!r}")
             return out
         try:
             info = _retry(lambda: fs.info(path), scrub(url))

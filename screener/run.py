@@ -34,16 +34,17 @@ class ScanOutcome:
     html: dict | None = None    # the visual report's figures (bytes, details) when written
     out: str | None = None      # where the report went ("-": standard output)
 
-    def summary_line(self) -> str:
+    def summary_line(self, elapsed_s: float | None = None) -> str:
         """"3 videos: 1 fake, 1 real, 0 no face, 1 error, 1 verdict on low evidence in 2.1 s",
-        then what an incremental run did, then where the report is."""
+        then what an incremental run did, then where the report is. `elapsed_s`: the time to
+        say (the CLI: the whole command's, the visual report included); default: the run's."""
         r, s = self.report, self.incremental
         low = f", {plural(r.low_evidence, 'verdict')} on low evidence" if r.low_evidence else ""
         line = (f"{plural(r.videos, 'video')}: {r.fake} fake, {r.real} real, "
                 f"{r.no_face} no face, {plural(r.errors, 'error')}{low}")
         if s is not None and r.missing:
             line += f", {r.missing} missing"
-        line += f" in {self.elapsed_s:.1f} s"
+        line += f" in {self.elapsed_s if elapsed_s is None else elapsed_s:.1f} s"
         if s is not None:
             line += (f"; scanned {s.scanned}, reused {s.reused}, deferred {s.deferred}"
                      + (f", dropped {s.dropped}" if s.dropped else "")

@@ -2,11 +2,12 @@
 
 fake_score is the mean P(fake) over the video's scored faces; the verdict is FAKE when it is at
 or above the threshold. A video without a score never gets a verdict: status `no_face` (it was
-read, no face was found) or `error` (it could not be read; `error` says why).
+read, no face was found) or `error` (it could not be read; `error` says why); nor does the row
+an incremental scan keeps of a file that is gone (`missing`, `VideoResult.gone`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class FaceScore:
 class VideoResult:
     """One report row. The field order is the report's column order (see README "Scanning")."""
     path: str
-    status: str                          # ok | no_face | error
+    status: str                          # ok | no_face | error | missing
     verdict: str = ""                    # FAKE | REAL, "" unless status is ok
     fake_score: float | None = None      # mean P(fake) over scored faces
     fake_score_median: float | None = None
@@ -58,7 +59,7 @@ class VideoResult:
     codec: str = ""
     model: str = ""
     threshold: float | None = None
-    error: str = ""                      # why there is no verdict (error or no_face), else ""
+    error: str = ""                      # why there is no verdict (not ok), else ""
     note: str = ""                       # "low evidence: N of M frames" (see LOW_EVIDENCE_*)
     # Not report columns: the scored faces (--frames-out) and the time of every sampled frame
     # (a timeline shows the gaps where no face was found).
@@ -70,6 +71,20 @@ class VideoResult:
     def row(self) -> dict:
         """The report columns, in order, as plain Python values (None where there is no value)."""
         return {name: getattr(self, name) for name in COLUMNS}
+
+
+    def gone(self) -> "VideoResult":
+        """The kept row of a file that is gone (--keep-missing): the video as last scanned, but
+        no verdict, score or faces, which a reader would take for a current finding; `error`
+        says what the last scan found."""
+        if self.status == OK:
+            last = f"{self.verdict}, fake_score {self.fake_score:.3f}"
+        else:
+            last = f"{self.status}: {self.error}" if self.error else self.status
+        return replace(self, status=MISSING, verdict="", fake_score=None, fake_score_median=None,
+                       fake_score_max=None, fake_share=None, note="", faces=[],
+                       frame_times_s=[], media=None,
+                       error=f"no longer found (--keep-missing); the last scan said {last}")
 
 
 NOT_COLUMNS = ("faces", "frame_times_s", "media")

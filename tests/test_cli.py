@@ -158,6 +158,32 @@ def test_missing_path_and_no_video(tmp_path, tiny_model):
     assert r.exit_code == 2 and "no file matches" in r.stderr
 
 
+def test_a_glob_that_matches_nothing_warns_and_the_scan_goes_on(tmp_path, face_video, tiny_model):
+    """README's `screener scan clips/ '*.mov'` on a folder without .mov files (issue 28)."""
+    clip = copy(face_video, tmp_path / "clips" / "a.mp4")
+    glob = str(tmp_path / "*.mov")
+    r = run(tmp_path / "clips", glob, "--model", tiny_model, "--out", tmp_path / "r.csv",
+            "--no-state")
+    assert r.exit_code == 0, r.stderr
+    assert f"screener: warning: no file matches {glob!r}; scanning the other PATHs" in \
+        r.stderr.splitlines()
+    assert (tmp_path / "r.csv").read_text().splitlines()[1].startswith(f"{clip},ok,")
+
+
+def test_every_help_fits_80_columns_uncut():
+    """`screener --help` lists each command's whole description and no help line runs past
+    80 columns; scan's exit codes name the missing extras as README does (issue 28)."""
+    texts = {}
+    for command in ([], ["scan"], ["report"], ["extract"]):
+        r = CliRunner().invoke(main, [*command, "--help"], terminal_width=80)
+        assert r.exit_code == 0, r.output
+        texts[" ".join(command)] = r.output
+        assert [ln for ln in r.output.splitlines() if len(ln) > 80] == [], command
+    commands = texts[""].split("Commands:")[1]
+    assert "..." not in commands and len(commands.strip().splitlines()) == 3
+    assert "the ray or s3 extra missing" in " ".join(texts["scan"].split())
+
+
 def test_bad_options_are_usage_errors(face_video):
     for bad in (["--frames", "0"], ["--every", "0"], ["--threshold", "1.5"],
                 ["--format", "xml"], ["--batch-size", "0"]):

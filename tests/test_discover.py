@@ -47,6 +47,21 @@ def test_globs(tree):
         find_videos([str(tree / "*.nothing")])
 
 
+def test_a_glob_that_matches_nothing_is_a_warning_beside_paths_that_found_videos(tree, caplog):
+    """README's `clips/ '*.mov'` on a folder without .mov files scans clips/ (issue 28); a
+    glob alone that matches nothing, or beside a missing path, is still an error."""
+    with caplog.at_level("WARNING", logger="screener"):
+        got = find_videos([tree / "sub", str(tree / "*.nothing"), str(tree / "*.none")])
+    assert rel(got, tree) == ["sub/b.avi", "sub/deeper/c.webm", "sub/z.mkv"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"no file matches {str(tree / p)!r}; scanning the other PATHs" for p in ("*.nothing",
+                                                                                "*.none")]
+    with pytest.raises(InputError, match=r"no file matches .*; no file matches"):
+        find_videos([str(tree / "*.nothing"), str(tree / "*.none")])
+    with pytest.raises(InputError, match=r"no such file or folder: .*gone.*no file matches"):
+        find_videos([tree / "sub", tree / "gone", str(tree / "*.nothing")])
+
+
 def test_missing_paths_are_all_named(tree):
     with pytest.raises(InputError) as e:
         find_videos([tree / "b.mp4", tree / "gone.mp4", tree / "nope"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import runpy
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +38,17 @@ def test_the_readme_is_a_guide_that_starts_with_setting_up_and_testing():
     assert commands[1].endswith("pip install -e '.[test,ray,s3]' && python -m pytest -q")
     for link in re.findall(r"\]\((docs/[^)#]+)\)", text):
         assert (ROOT / link).is_file(), link
+
+
+def test_ci_runs_the_readme_commands_as_written():
+    """.ci/run runs README's two commands as README writes them, the first making the venv
+    with `python3 -m venv` and the pip it brings (issue 28: CI upgraded pip first and was green
+    while a new user's test command failed to install)."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "--readme-commands" in ci  # (an older .ci/run would run the whole of CI here)
+    said = subprocess.run([str(ROOT / ".ci" / "run"), "--readme-commands"], capture_output=True,
+                          text=True, check=True, timeout=60).stdout.splitlines()
+    readme = [ln for ln in (ROOT / "README.md").read_text().splitlines()
+              if ln.startswith(("python3 -m venv", ". .venv"))]
+    assert said == readme[:2] and said[0].startswith("python3 -m venv .venv && ")
+    assert "--upgrade pip" not in ci and "pip install -q -e" not in ci

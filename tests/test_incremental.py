@@ -97,6 +97,37 @@ def test_reruns_scan_only_what_changed(tmp_path, clips, tiny_model, no_face_vide
     assert len(rows(report)) == 3
 
 
+def test_a_kept_missing_row_has_no_verdict_or_score_and_says_what_the_last_scan_found(
+        tmp_path, clips, tiny_model, no_face_video):
+    """--keep-missing (issue 28): the row stays, with status missing, the video as last
+    scanned, and no verdict, score or faces (README: the verdict is empty unless ok); its
+    error cell says what the last scan found."""
+    d, report, faces = folder_of(tmp_path, clips, 2), tmp_path / "r.csv", tmp_path / "f.csv"
+    copy(no_face_video, d / "v2.mp4")
+    scan(tiny_model, d, "--out", report, "--settle", 0, "--frames-out", faces)
+    last = {r["path"]: r for r in rows(report)}
+    assert [r["status"] for r in last.values()] == ["ok", "ok", "no_face"]
+    (d / "v0.mp4").unlink()
+    (d / "v2.mp4").unlink()
+    out = scan(tiny_model, d, "--out", report, "--settle", 0, "--frames-out", faces,
+               "--keep-missing")
+    assert "2 missing" in out.stderr
+    got = {r["path"]: r for r in rows(report)}
+    v0, v1, v2 = (str(d / f"v{i}.mp4") for i in range(3))
+    assert [got[p]["status"] for p in (v0, v1, v2)] == ["missing", "ok", "missing"]
+    for p in (v0, v2):
+        assert [got[p][k] for k in ("verdict", "fake_score", "fake_score_median",
+                                    "fake_score_max", "fake_share", "note")] == [
+            "", "", "", "", "", ""], got[p]
+        assert got[p]["duration_s"] == last[p]["duration_s"] != ""  # the video as last seen
+    old = last[v0]
+    assert got[v0]["error"] == ("no longer found (--keep-missing); the last scan said "
+                                f"{old['verdict']}, fake_score {float(old['fake_score']):.3f}")
+    assert got[v2]["error"] == ("no longer found (--keep-missing); the last scan said no_face: "
+                                + last[v2]["error"])
+    assert {r["path"] for r in rows(faces)} == {v1}  # the frames CSV: current faces only
+
+
 def test_a_second_run_is_refused_while_one_holds_the_lock(tmp_path, clips, tiny_model):
     d, report = folder_of(tmp_path, clips, 1), tmp_path / "r.csv"
     state = tmp_path / "elsewhere.sqlite"

@@ -1,6 +1,9 @@
 """training.data / augment / train on tiny generated datasets (no ../shared needed)."""
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +12,8 @@ from PIL import Image
 from training import augment, data, threshold, train
 
 from helpers import make_dataset
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_odd_sizes_modes_and_corrupt_image(tmp_path, caplog):
@@ -175,8 +180,16 @@ def test_train_one_epoch_save_reload_predict_and_resume(tmp_path):
     p2 = load_model(run / "best.keras").predict(x)
     assert p1.shape == (24,) and np.allclose(p1, p2)
     assert np.all((p1 >= 0) & (p1 <= 1))
-    # Same command with more epochs resumes from last.keras.
-    assert train.main(args[:5] + ["2"] + args[6:]) == 0
+    # Same command with more epochs resumes from last.keras; without --quiet, its output into
+    # a pipe is lines, without Keras's redrawing bar (\r, \b) and colour escapes (issue 28).
+    p = subprocess.run([sys.executable, "-m", "training.train", *args[:5], "2",
+                        *(x for x in args[6:] if x != "--quiet")], cwd=REPO,
+                       capture_output=True, timeout=600)  # bytes: text mode reads \r as \n
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = p.stdout.decode()
+    assert not set("\r\b\x1b") & set(out), out
+    assert [ln for ln in out.splitlines() if ln.startswith("epoch ")][0].startswith(
+        "epoch 2: loss ")
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
     assert len((run / "log.csv").read_text().splitlines()) == 3
 
@@ -187,6 +200,21 @@ def test_train_help_documents_every_option():
         if action.option_strings and action.dest != "help":
             assert action.help, action.dest
     assert "--init" in help_text and "--resize" in help_text
+
+
+@pytest.mark.parametrize("command", ["training.train", "training.evaluate"])
+def test_help_comes_before_tensorflow_and_keeps_its_examples_lines(command):
+    """--help parses before TensorFlow loads; its examples keep their lines and name no
+    developer's folders (issue 28)."""
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", command, "--help"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    imported = {ln.split("|")[-1].strip() for ln in p.stderr.splitlines()
+                if ln.startswith("import time:")}
+    assert "training" in imported and not imported & {"tensorflow", "keras"}
+    examples = [ln for ln in p.stdout.splitlines() if ln.startswith("    python -m ")]
+    assert examples and all(ln.endswith(" \\") for ln in examples), examples
+    assert "/work/" not in p.stdout
 
 
 def test_lr_schedule_decays_to_floor():

@@ -25,7 +25,7 @@ from PIL import Image
 
 from screener.errors import ImageError, ScreenerError
 from screener.images import IMAGE_EXTENSIONS, read_rgb
-from screener.nets import INPUT_SIZE
+from screener.arch import INPUT_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""Evaluate a model file on a folder of labelled face crops.
+r"""Evaluate a model file on a folder of labelled face crops.
 
     python -m training.evaluate --model trained_models/screener-meso.keras \
-        --data /work/data/mesonet-df-aligned/validation --out runs/eval/ours-aligned
+        --data data/mesonet-df-aligned/validation --out runs/eval/ours-aligned
 
 `--data` is a folder with one subfolder per class (`df` = fake = 1 and `real` = 0 by default).
 Any model `screener.scoring.load_model` reads works: our `.keras` files, the published `.h5`

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from screener.nets import INPUT_SIZE
+from screener.arch import INPUT_SIZE
 
 from . import sbi
 from .data import FAKE, REAL, DatasetError, Sample, load_image

@@ -1,6 +1,6 @@
-"""Train Meso-4 / MesoInception-4 on `<data>/<train split>/{df,real}` (df = fake = 1).
+r"""Train Meso-4 / MesoInception-4 on `<data>/<train split>/{df,real}` (df = fake = 1).
 
-    python -m training.train --data /work/data/mesonet-df-aligned --run runs/meso4 \
+    python -m training.train --data data/mesonet-df-aligned --run runs/meso4 \
         --arch meso4 --epochs 20
 
 Model selection uses a holdout carved from the train split (by video when file names carry a
@@ -18,7 +18,7 @@ fake slots (--sbi-share) are pseudo-fakes made from the source's reals. Model se
 mean holdout ROC AUC over the sources' selection groups and a fixed set of pseudo-fakes.
 
     python -m training.train --run runs/mix --arch mesoinception4 --window \
-        --source df=/work/data/mesonet-df-aligned --source dfdc=/work/data/dfdc-aligned \
+        --source df=data/mesonet-df-aligned --source dfdc=data/dfdc-aligned \
         --sbi-share 0.5 --epoch-images 8000 --epochs 12
 
 Learning rate: Adam, lr = max(floor, lr0 * rate ** (step / decay_steps)) with decay_steps =
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from screener import nets
+from screener.arch import ARCHS, FACE_WINDOW
 from screener.errors import ScreenerError
 
 from . import metrics
@@ -91,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=int, default=0,
                    help="use only this many training images (a quick run; 0 = all)")
     g = p.add_argument_group("model")
-    g.add_argument("--arch", choices=nets.ARCHS, default="meso4", help="network (default meso4)")
+    g.add_argument("--arch", choices=ARCHS, default="meso4", help="network (default meso4)")
     g.add_argument("--activation", choices=["paper", "relu", "elu", "leaky_relu"], default="paper",
                    help="paper: ReLU convs and LeakyReLU(0.1) dense; else one activation throughout")
     g.add_argument("--no-batchnorm", action="store_true", help="drop BatchNorm after each block")
@@ -151,15 +151,16 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--run", required=True, type=Path, help="run folder (created; resumed if it exists)")
     g.add_argument("--name", default=None, help="model name in the card (default: the run folder's)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", action="store_true", help="no progress bar (none off a terminal)")
     return p
 
 
 def _fresh(a):
     activation = None if a.activation == "paper" else a.activation
+    from screener import nets  # Keras, and TensorFlow: after the arguments are parsed
     return nets.build(a.arch, activation=activation, batchnorm=not a.no_batchnorm,
                       dropout=a.dropout, name=a.name or a.run.name,
-                      window=nets.FACE_WINDOW if a.window else None, width=a.width,
+                      window=FACE_WINDOW if a.window else None, width=a.width,
                       srm=a.srm, spectrum=a.spectrum)
 
 
@@ -300,7 +301,7 @@ def card(a, state: dict, split_info: dict) -> dict:
                     "width": a.width, "srm": a.srm, "spectrum": a.spectrum,
                     "dropout": a.dropout, "freeze_blocks": a.freeze_blocks,
                     "cache_trunk": a.cache_trunk,
-                    "window": list(nets.FACE_WINDOW) if a.window else None},
+                    "window": list(FACE_WINDOW) if a.window else None},
         "start_point": (f"fine-tuned from {a.init}" + (" (dense layers from scratch)"
                                                        if a.fresh_head else "")
                         if a.init else "trained from scratch (random init)"),
@@ -411,7 +412,8 @@ def train(a) -> dict:
     stopped = a.patience and state["bad_epochs"] >= a.patience  # an early-stopped run stays so
     while state["epoch"] < a.epochs and not stopped:
         epoch = state["epoch"] + 1
-        bar = None if a.quiet else keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "lr"])
+        tty = not a.quiet and sys.stdout.isatty()  # Keras's bar writes \r and colour into files
+        bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "acc", "lr"]) if tty else None
         t0, seen, step = time.time(), 0, state.get("step", 0)
         # train_on_batch reports one batch: the epoch's figures are image-weighted means (the
         # last batch may hold a single image).

@@ -66,13 +66,6 @@ class ScanInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
-def _as_missing(result_json: str) -> VideoResult:
-    r = result_from_json(result_json)
-    r.status = MISSING
-    r.error = "no longer found among the scanned files; last result kept (--keep-missing)"
-    return r
-
-
 class StateSink:
     """Writes an incremental scan: see the module. `model_id` (ModelCard.identity) and
     `options` (the sampling options' repr) say what a stored row was computed with: a row
@@ -137,7 +130,7 @@ class StateSink:
         s.dropped = len(p.dropped)
         results = [self.done[path] if path in self.done else result_from_json(p.reuse[path], path)
                    for path in p.order if path in self.done or path in p.reuse]
-        missing = sorted((_as_missing(m) for m in p.missing), key=lambda r: r.path)
+        missing = sorted((result_from_json(m).gone() for m in p.missing), key=lambda r: r.path)
         results.extend(missing)
         s.missing, s.results = len(missing), results
         run = self._last_run()
