@@ -247,7 +247,7 @@ def test_cached_trunk_fine_tune_keeps_frozen_blocks(tmp_path):
 
 def test_init_from_copies_by_name_pads_srm_inputs_and_feeds_the_fused_head():
     from screener import nets
-    from training.train import HEAD, init_from
+    from training.start import HEAD, init_from
     rng = np.random.default_rng(5)
     src = nets.build("meso4")
     src.set_weights([rng.normal(size=w.shape).astype("float32") for w in src.get_weights()])
@@ -273,7 +273,7 @@ def test_spectrum_standardisation_is_fitted_and_kept(tmp_path):
     import keras
 
     from screener import nets
-    from training.train import fit_spectrum_norm
+    from training.start import fit_spectrum_norm
     rng = np.random.default_rng(2)
     batches = [(rng.integers(0, 256, (16, 256, 256, 3)).astype(np.uint8), None, None)
                for _ in range(4)]

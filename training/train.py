@@ -46,7 +46,9 @@ from . import metrics
 from .augment import add_arguments, from_arguments
 from .data import (HOLDOUT_BY, RESIZE_MODES, BatchStream, class_weights, holdout_split, list_split,
                    resolve_holdout_by)
+from .curves import plot_curves
 from .mix import mixed_source, pooled
+from .start import HEAD, fit_spectrum_norm, init_from
 from .threshold import THRESHOLD_RULES, choose_threshold
 from .trunk import cached_source
 
@@ -164,9 +166,6 @@ def _fresh(a):
                       srm=a.srm, spectrum=a.spectrum)
 
 
-HEAD = ("dense16", "p_fake", "meso_logit")
-
-
 def build_model(a):
     model = _fresh(a)
     if a.init:
@@ -178,50 +177,6 @@ def build_model(a):
                                 "options (a different width?)")
     _freeze(model, a.freeze_blocks)
     return model
-
-
-def init_from(model, src, skip=()) -> list[str]:
-    """Copy weights from `src` into `model` layer by layer, by name (a published model's
-    `p_fake` feeds `meso_logit` when the model has a frequency branch); with --srm the first
-    convolution takes the source's kernel for its RGB inputs and zeros for the residuals.
-    Returns the layers copied. Layers of another shape (a --width) are left as built."""
-    names = {lay.name for lay in src.layers}
-    copied = []
-    for lay in model.layers:
-        from_name = "p_fake" if lay.name == "meso_logit" else lay.name
-        if lay.name in skip or from_name not in names or not lay.weights:
-            continue
-        theirs = src.get_layer(from_name).get_weights()
-        ours = lay.get_weights()
-        if [w.shape for w in theirs] == [w.shape for w in ours]:
-            lay.set_weights(theirs)
-        elif (lay.name == "block1_conv" and len(ours) == 2 and ours[0].ndim == 4
-              and theirs[0].shape[:2] == ours[0].shape[:2] and theirs[0].shape[3] == ours[0].shape[3]
-              and theirs[0].shape[2] < ours[0].shape[2]):
-            k = np.zeros_like(ours[0])
-            k[:, :, :theirs[0].shape[2]] = theirs[0]
-            lay.set_weights([k, theirs[1]])
-        else:
-            continue
-        copied.append(lay.name)
-    return copied
-
-
-def fit_spectrum_norm(model, batches, images: int = 2048) -> None:
-    """Set the frequency branch's standardisation (its Normalization layer) from the features of
-    `images` training images, as they come out of the training stream (augmented)."""
-    import keras
-    feats = keras.Model(model.input, model.get_layer("spectrum_features").output)
-    got, n = [], 0
-    for x, _, _ in batches:
-        got.append(np.asarray(feats.predict_on_batch(x)))
-        n += len(x)
-        if n >= images:
-            break
-    f = np.concatenate(got)
-    norm = model.get_layer("spectrum_norm")
-    norm.set_weights([f.mean(0), f.var(0) + 1e-6, np.array(len(f))])
-    norm.finalize_state()  # the layer computes with what this derives from the weights
 
 
 def lr_at(step: int, a, steps_per_epoch: int) -> float:
@@ -255,30 +210,6 @@ def score_sets(model, sets):
     mean = {k: float(np.mean([r[k] for _, _, r in scored])) for k in ("accuracy", "roc_auc", "eer")}
     mean["by_set"] = {name: r["roc_auc"] for name, _, r in scored}
     return float(np.mean([loss for _, loss, _ in scored])), mean
-
-
-def plot_curves(log_csv: Path, out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = list(csv.DictReader(open(log_csv)))
-    if not rows:
-        return
-    ep = [int(r["epoch"]) for r in rows]
-    fig, (l, r) = plt.subplots(1, 2, figsize=(9, 3.5))
-    l.plot(ep, [float(x["loss"]) for x in rows], label="train")
-    l.plot(ep, [float(x["holdout_loss"]) for x in rows], label="holdout")
-    l.set(xlabel="epoch", ylabel="binary cross-entropy", title="loss")
-    r.plot(ep, [float(x["acc"]) for x in rows], label="train acc")
-    r.plot(ep, [float(x["holdout_acc"]) for x in rows], label="holdout acc")
-    r.plot(ep, [float(x["holdout_auc"]) for x in rows], label="holdout AUC")
-    r.set(xlabel="epoch", title="accuracy / AUC")
-    for ax in (l, r):
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def save_clean(model, a, path: Path) -> None:
