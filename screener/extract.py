@@ -165,7 +165,7 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
             seen.add(vid)
             todo.append(i)
     try:
-        # closing: interrupted, the workers stop at once (WorkerPool.abort)
+        # closing: interrupted, the workers stop at once (ProcessPool.abort)
         with reader, closing(reader.videos([videos[i] for i in todo])) as read:
             if progress:
                 progress(0, len(videos), None)
