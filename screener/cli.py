@@ -16,13 +16,15 @@ import time
 
 import click
 
-from .logs import SUMMARY_LOGGER, LogFile, printable, setup_logging
+from .logs import (SUMMARY_LOGGER, LogFile, keep_traceback, printable, result_line,
+                   setup_logging)
 from .options import MIN_FACE_PX, MIN_SCORE, OptionsError
 from .report import plural
 from .run import Interrupts
 
 EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_LOCKED, EXIT_STATE = 5, 6
+EXIT_BUG = 70  # an error nobody expected, a bug (sysexits' EX_SOFTWARE): never 1, --fail-on-fake's
 # The reader of --out - went away (`screener scan DIR --out - | head`): stop quietly, with the
 # status a shell gives a command killed by SIGPIPE.
 EXIT_PIPE = 141
@@ -35,7 +37,28 @@ log = logging.getLogger("screener")
 STARTED = "screener.started"
 
 
-@click.group()
+class _Commands(click.Group):
+    """screener's commands: an error nobody expected (a bug) ends one with exit 70 and one
+    line that says where its traceback went, never a bare traceback and exit 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            sys.exit(_unexpected(e))
+
+
+def _unexpected(e: Exception) -> int:
+    where = keep_traceback(e)
+    _error(f"unexpected error (a bug in screener; exit {EXIT_BUG}): {type(e).__name__}: {e}; "
+           + (f"its traceback is {where}" if where
+              else "rerun with -vv (or --log-file FILE) to see its traceback"))
+    return EXIT_BUG
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="screener")
 @click.pass_context
 def main(ctx):
@@ -133,6 +156,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
                 4 an output could not be written (a full disk: no space left on device)
                 5 another scan holds the state lock
                 6 the state file is unusable or read-only (--rescan, or another --state)
+               70 an unexpected error, a bug (--log-file or -vv shows its traceback)
               130 interrupted (the rows written so far are kept)
               141 --out - and the reader of the report went away
     """
@@ -211,7 +235,7 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
                                                dynamic_ncols=True) as bar:
             def on_result(r):
                 if show_rows:
-                    tqdm.write(_row_line(r), file=sys.stdout)
+                    tqdm.write(result_line(r), file=sys.stdout)
                 bar.update()
                 interrupts.check()
             scorer = load_model(options.model, options.threshold, runtime=options.runtime)
@@ -275,16 +299,14 @@ def _reader_gone() -> int:
 
 def _exit_code(e: Exception) -> int:
     """What the library raised, as an exit code (README "Exit codes")."""
-    from .discover import InputError
-    from .errors import (EngineUnavailable, ModelError, OutputConflict, ScreenerError,
-                         StateError, StateLocked, StoreError)
+    from .errors import ModelError, ScreenerError, StateError, StateLocked
+    # Every other ScreenerError (bad input, an output that is an input, the engine or the
+    # object store unavailable) is a usage error.
     for kind, code in ((ModelError, EXIT_MODEL), (StateLocked, EXIT_LOCKED),
-                       (StateError, EXIT_STATE), (InputError, EXIT_USAGE),
-                       (OutputConflict, EXIT_USAGE), (EngineUnavailable, EXIT_USAGE),
-                       (StoreError, EXIT_USAGE), (ScreenerError, EXIT_USAGE)):
+                       (StateError, EXIT_STATE), (ScreenerError, EXIT_USAGE)):
         if isinstance(e, kind):
             return code
-    raise e
+    raise e  # not ours: a bug (_unexpected)
 
 
 def _cannot_write(e: OSError, path) -> int:
@@ -345,14 +367,6 @@ def report(html, state, from_report, model, details, quiet):
     sys.exit(EXIT_OK)
 
 
-def _row_line(r) -> str:
-    """One line per video on a terminal: verdict (or status), score, path, reason."""
-    label = r.verdict or r.status.upper().replace("_", " ")
-    score = f"{r.fake_score:.3f}" if r.fake_score is not None else "  -  "
-    reason = f"  ({printable(r.error or r.note)})" if r.error or r.note else ""
-    return f"{label:8} {score}  {printable(r.path)}{reason}"
-
-
 @main.command()
 @click.argument("paths", nargs=-1)
 @click.option("--out", "-o", "out_dir", required=True, metavar="DIR",
@@ -401,12 +415,13 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
                 2 usage: bad option or labels file, DIR not empty and not a dataset, an
                   output that is an input, DIR made with other settings
                 4 a file could not be written (a full disk: no space left on device)
+               70 an unexpected error, a bug (-vv shows its traceback)
               130 interrupted (complete videos are kept; a rerun resumes)
     """
     from tqdm import tqdm
 
-    from .errors import InputError, StoreError
-    from .extract import ExtractError, extract as run_extract
+    from .errors import ScreenerError
+    from .extract import extract as run_extract
     from .options import EngineOptions, SampleOptions
     limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
     try:
@@ -433,9 +448,9 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
             s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, sample=sample,
                             engine=engine, fmt=fmt, quality=quality,
                             contact_sheet=contact_sheet, progress=progress)
-    except (InputError, ExtractError, StoreError) as e:
+    except ScreenerError as e:  # bad input or labels, DIR not a dataset, an unreadable store
         _error(str(e))
-        sys.exit(EXIT_USAGE)
+        sys.exit(_exit_code(e))
     except OSError as e:
         sys.exit(_cannot_write(e, out_dir))
     except KeyboardInterrupt:
@@ -445,12 +460,8 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
         if bar is not None:
             bar.close()
     if not quiet:
-        labels = ", ".join(f"{k}: {v}" for k, v in s.crops_per_label.items()) or "none"
-        click.echo(f"screener: {plural(s.videos, 'video')}: {plural(s.crops, 'crop')} from "
-                   f"{plural(s.extracted, 'video')} ({labels}), {s.skipped} already done, "
-                   f"{s.no_face} without a face, {plural(len(s.errors), 'error')} in "
-                   f"{time.monotonic() - started:.1f} s; "
-                   f"dataset: {printable(out_dir)}", err=True)
+        click.echo(printable(f"screener: {s.summary_line(time.monotonic() - started)}"),
+                   err=True)
         if s.contact_sheet:
             click.echo(f"screener: contact sheet: {printable(s.contact_sheet)}", err=True)
     sys.exit(EXIT_OK)

@@ -25,6 +25,7 @@ from .errors import OutputConflict
 from .files import atomic_write
 from .options import EngineOptions, OptionsError, SampleOptions, ScanOptions, from_keywords
 from .outputs import check_outputs
+from .report import plural
 from .sources import resolved
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ class ExtractSummary:
     crops_per_label: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)   # (path, reason): reported, not written
     contact_sheet: str | None = None
+
+    def summary_line(self, elapsed_s: float) -> str:
+        labels = ", ".join(f"{k}: {v}" for k, v in self.crops_per_label.items()) or "none"
+        return (f"{plural(self.videos, 'video')}: {plural(self.crops, 'crop')} from "
+                f"{plural(self.extracted, 'video')} ({labels}), {self.skipped} already done, "
+                f"{self.no_face} without a face, {plural(len(self.errors), 'error')} in "
+                f"{elapsed_s:.1f} s; dataset: {self.out_dir}")
 
 
 @dataclass

@@ -302,3 +302,41 @@ def test_counts_say_1_video_and_1_error(face_video, tiny_model, tmp_path):
     assert r.exit_code == 0, r.output
     assert "screener: 1 video: 1 crop from 1 video (unlabeled: 1), 0 already done, " \
            "0 without a face, 0 errors in " in r.stderr
+
+
+# A bug put into a real `screener scan` process: what a user sees when screener itself fails.
+INJECTED_BUG = """import sys
+import screener.run
+def bug(*args, **kw):
+    raise ZeroDivisionError("injected bug")
+screener.run.run_scan = bug
+from screener.cli import main
+main(sys.argv[1:], prog_name="screener")
+"""
+
+
+@pytest.mark.parametrize("how", ["plain", "log-file", "-vv"])
+def test_an_unexpected_error_is_exit_70_one_line_and_says_where_its_traceback_went(
+        face_video, tiny_model, tmp_path, how):
+    """Exit 1 means --fail-on-fake: a bug has its own code (70), one line on the terminal, and
+    its traceback in the --log-file or, with -vv, on the terminal."""
+    log = tmp_path / "scan.log"
+    extra = {"plain": [], "log-file": ["--log-file", str(log)], "-vv": ["-vv"]}[how]
+    r = subprocess.run([sys.executable, "-c", INJECTED_BUG, "scan", str(face_video), "--model",
+                        str(tiny_model), "--out", str(tmp_path / "r.csv"), "--fail-on-fake",
+                        *extra], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 70, r.stderr[-3000:]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("screener: error:")]
+    assert len(errors) == 1, r.stderr
+    assert "unexpected error (a bug in screener; exit 70): ZeroDivisionError: injected bug" \
+        in errors[0]
+    if how == "plain":
+        assert "Traceback" not in r.stderr and "rerun with -vv" in errors[0]
+        assert r.stderr.strip().splitlines()[-1] == errors[0]
+    elif how == "log-file":
+        assert "Traceback" not in r.stderr and f"its traceback is in {log}" in errors[0]
+        text = log.read_text()
+        assert "Traceback (most recent call last)" in text and "in bug" in text
+    else:
+        assert "Traceback (most recent call last)" in r.stderr
+        assert "its traceback is above" in errors[0]
