@@ -353,13 +353,16 @@ def report(html, state, from_report, model, details, quiet):
     except OutputConflict as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)
-    from .errors import StateError
+    from .errors import ScreenerError
     from .html_report import rebuild
     try:
         figures = rebuild(html, state=state, report=from_report, model=model, details=details)
-    except (StateError, ValueError) as e:
+    except ScreenerError as e:  # a state that is not a whole screener state: 6
         _error(str(e))
-        sys.exit(EXIT_OUTPUT)
+        sys.exit(_exit_code(e))
+    except ValueError as e:  # a report that is not one of ours
+        _error(str(e))
+        sys.exit(EXIT_USAGE)
     except OSError as e:
         sys.exit(_cannot_write(e, html))
     if not quiet:

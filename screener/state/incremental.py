@@ -24,7 +24,8 @@ from ..report import FramesWriter, ReportWriter
 from ..sources import forget_listings, unchanged
 from ..verdict import MISSING, Summary, VideoResult
 from .plan import Plan, plan_files
-from .store import LAST_RUN, ScanState, default_state_path, result_from_json
+from .schema import LAST_RUN, at_path
+from .store import ScanState, default_state_path
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,9 @@ class ScanInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
-def _as_missing(result_json: str) -> VideoResult:
-    r = result_from_json(result_json)
-    r.status = MISSING
-    r.error = "no longer found among the scanned files; last result kept (--keep-missing)"
-    return r
+def _as_missing(r: VideoResult) -> VideoResult:
+    return replace(r, status=MISSING, error="no longer found among the scanned files; last "
+                                            "result kept (--keep-missing)")
 
 
 class StateSink:
@@ -90,6 +89,7 @@ class StateSink:
         self.state: ScanState | None = None
         self.plan_: Plan | None = None
         self.done: dict[str, VideoResult] = {}
+        self.damaged: list[bytes] = []  # keys of unreadable stored rows not scanned now
         self.run = RunSummary(report=ReportSummary())
 
     def plan(self, videos: list[str]) -> list[str]:
@@ -103,6 +103,9 @@ class StateSink:
             keep_missing=self.opts.keep_missing, fresh=self.state.created,
             read_timeout_s=self.read_timeout_s)
         forget_listings()  # planned: what the listing said is not used again
+        # Damaged rows (ScanState.stored): replaced when their file is scanned, else forgotten.
+        scanned = {f.key for f in p.files.values()}
+        self.damaged = [k for k in self.state.damaged if k not in scanned]
         self.state.keep_plan(p)
         self.run.reused = len(p.reuse) - len([d for d in p.deferred if d in p.reuse])
         self.run.deferred = len(p.deferred)
@@ -133,9 +136,9 @@ class StateSink:
         says what the run did."""
         p, s = self.plan_, self.run
         s.interrupted, s.elapsed_s = interrupted, round(elapsed_s, 2)
-        self.state.forget(p.dropped)
+        self.state.forget([*p.dropped, *self.damaged])
         s.dropped = len(p.dropped)
-        results = [self.done[path] if path in self.done else result_from_json(p.reuse[path], path)
+        results = [self.done[path] if path in self.done else at_path(p.reuse[path], path)
                    for path in p.order if path in self.done or path in p.reuse]
         missing = sorted((_as_missing(m) for m in p.missing), key=lambda r: r.path)
         results.extend(missing)
@@ -178,6 +181,8 @@ class StateSink:
         try:
             before = json.loads(self.state.get_meta(LAST_RUN) or "{}")
         except ValueError:
+            before = {}
+        if not isinstance(before, dict):  # damaged: made again
             before = {}
         unchanged = (s.scanned == 0 and not s.unrecorded and not s.interrupted
                      and before.get("rows") == rows and before.get("meta") == run["meta"]
