@@ -272,6 +272,30 @@ def test_foreign_or_newer_database_is_refused(tmp_path):
         st.ScanState(db)
 
 
+@pytest.mark.parametrize("how", ["symlink", "hard link"])
+def test_a_lock_file_that_is_a_link_is_refused_and_what_it_names_is_untouched(tmp_path, how):
+    """Another user (or a mistake) makes the lock a link to a file of ours: it is never
+    opened through the link (before: the file was truncated)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    db = tmp_path / "r.csv.state.sqlite"
+    (os.symlink if how == "symlink" else os.link)(notes, st.lock_path(db))
+    with pytest.raises(StateError, match="symbolic link" if how == "symlink" else "hard link"):
+        st.ScanState(db)
+    assert notes.read_text() == "my notes\n" and not db.exists()
+
+
+@pytest.mark.parametrize("side", ["", "-wal", "-shm"])
+def test_a_state_or_side_file_that_is_a_symlink_is_refused(tmp_path, side):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    db = tmp_path / "r.csv.state.sqlite"
+    os.symlink(notes, f"{db}{side}")
+    with pytest.raises(StateError, match="symbolic link"):
+        st.ScanState(db)
+    assert notes.read_text() == "my notes\n"
+
+
 def test_state_uses_wal_and_one_row_per_file(tmp_path):
     paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
     run(tmp_path, paths)
