@@ -81,13 +81,15 @@ def scan_incremental(paths, options: ScanOptions | None = None, *, scorer=None,
     after the report was rewritten.
     """
     from .outputs import check_outputs
+    from .files import is_stream
     from .run import scan_inputs, scan_outputs, scan_reports
     from .state import ScanInterrupted, default_state_path
     keywords.setdefault("out", None)  # no report unless named ("-": standard output)
     options, report, state = from_keywords(options=options, with_report=True, with_state=True,
                                            **keywords)
-    if state.path is None and not report.to_file:
-        raise ValueError("scan_incremental needs a state file or a report file")
+    if state.path is None and not (report.to_file and not is_stream(report.out)):
+        raise ValueError("scan_incremental needs a state file or a report file (a report "
+                         "that is a stream, such as /dev/null, keeps no state beside it)")
     videos = _videos(paths, discover, state.allow_empty)
     held = getattr(scorer.card, "path", "") if scorer is not None else None
     check_outputs(scan_outputs(report, state.path or default_state_path(report.out)),

@@ -162,7 +162,8 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     """
     if state and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
-    stateful = not no_state and (state or str(out) != "-")  # README "Running from cron"
+    from .files import is_stream  # a report that is a stream (/dev/null, a pipe) keeps no state
+    stateful = not no_state and (state or (str(out) != "-" and not is_stream(out)))
     if allow_empty and not stateful:
         raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
     from .options import from_keywords

@@ -26,7 +26,7 @@ from .files import atomic_write
 from .options import EngineOptions, OptionsError, SampleOptions, ScanOptions, from_keywords
 from .outputs import check_outputs
 from .report import plural
-from .sources import resolved
+from .sources import is_remote, resolved
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,10 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
         videos = list(mapping)
     else:
         raise ExtractError("nothing to extract: give PATHs or a labels file listing videos")
+    if contact_sheet is not None and _inside(contact_sheet, out_dir):
+        raise ExtractError(f"--contact-sheet {contact_sheet} is inside the dataset {out_dir}: "
+                           "training would read it, or it would replace a crop; write it "
+                           "outside the dataset")
     try:  # before anything is read or written
         check_outputs([*dataset_files(out_dir), ("--contact-sheet", contact_sheet)],
                       [*(("the input", p) for p in [*paths, *videos]),
@@ -212,6 +216,13 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
         make_contact_sheet(out_dir, contact_sheet)
         summary.contact_sheet = os.fspath(contact_sheet)
     return summary
+
+
+def _inside(path, folder) -> bool:
+    """Whether `path` is in `folder` (or below it), links resolved."""
+    if is_remote(path) or is_remote(folder):
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
 def _options(sample, engine, detector, keywords) -> ScanOptions:

@@ -96,10 +96,10 @@ def _naming(e: OSError, path, tmp=None) -> OSError:
     return e
 
 
-def _is_stream(path: Path) -> bool:
+def is_stream(path) -> bool:
     """An existing output that is not a regular file (a device, a pipe): written as it is."""
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
     except OSError:
         return False
 
@@ -195,7 +195,7 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8",
     folder = path.parent if str(path.parent) else Path(".")
     f = fd = tmp = None
     try:
-        if _is_stream(path):
+        if is_stream(path):
             f = open(path, mode, **kw)
         else:
             fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(path.name)}.", suffix=".tmp",

@@ -88,9 +88,27 @@ def read_card(model_path: Path) -> dict:
     if not card_path.is_file():
         return {}
     try:
-        return json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text())
     except (OSError, ValueError) as e:
         raise ModelError(f"model card {card_path} is unreadable: {e}") from e
+    _check_card(card, card_path)
+    return card
+
+
+def _check_card(card, card_path: Path) -> None:
+    """A card is user input: its fields must be what the scan takes them for. A threshold
+    outside 0-1 (or NaN) would make every verdict FAKE, or every one REAL."""
+    if not isinstance(card, dict):
+        raise ModelError(f"model card {card_path} is not a JSON object")
+    wrong = [f"{key} {card[key]!r} is not {what}" for key, kind, what in (
+        ("name", str, "a text"), ("arch", str, "a text"), ("metrics", dict, "an object"),
+        ("limits", list, "a list")) if key in card and not isinstance(card[key], kind)]
+    if "threshold" in card:
+        t = card["threshold"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+            wrong.append(f"threshold {t!r} is not a number from 0 to 1")
+    if wrong:
+        raise ModelError(f"model card {card_path}: {'; '.join(wrong)}")
 
 
 class Scorer:

@@ -261,6 +261,21 @@ def test_links_in_a_dataset_are_never_followed(tmp_path, clips, detector, name):
     assert (elsewhere / "notes.txt").read_text() == "my notes\n"
 
 
+@pytest.mark.parametrize("where", ["a crop", "a label folder", "the dataset"])
+def test_the_contact_sheet_is_refused_inside_the_dataset(tmp_path, clips, detector, where):
+    """A sheet named inside DIR would replace a crop or be read by training as one."""
+    ds = tmp_path / "ds"
+    extract([clips / "clip0.mp4"], ds, label="real", frames=2, detector=detector)
+    crop = sorted((ds / "real").iterdir())[0]
+    sheet = {"a crop": crop, "a label folder": ds / "real" / "sheet.png",
+             "the dataset": ds / "sheet.png"}[where]
+    before = snapshot(ds)
+    with pytest.raises(ExtractError, match="inside the dataset"):
+        extract([clips / "clip1.mp4"], ds, label="real", frames=2, detector=detector,
+                contact_sheet=sheet)
+    assert snapshot(ds) == before
+
+
 def test_a_file_and_a_link_to_it_are_read_once(tmp_path, clips, detector):
     copy(clips / "clip0.mp4", tmp_path / "in" / "a.mp4")
     (tmp_path / "in" / "b.mp4").symlink_to(tmp_path / "in" / "a.mp4")

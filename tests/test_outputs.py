@@ -157,6 +157,44 @@ def test_screener_report_never_writes_over_what_it_reads(face_video, tiny_model,
     assert digest(out) == before
 
 
+@pytest.mark.parametrize("source", ["state", "report"])
+def test_screener_report_never_writes_over_a_scanned_video_or_the_model(face_video, tiny_model,
+                                                                        tmp_path, source):
+    """The page of `screener report` is refused over a video of the scan, the scan's model file
+    or its card (before: the video became an HTML page, exit 0)."""
+    video = copy(face_video, tmp_path / "in" / "v.mp4")
+    model = copy(tiny_model, tmp_path / "model" / "m.keras")
+    copy(tiny_model.with_suffix(".json"), model.with_suffix(".json"))
+    out = tmp_path / "r.json"
+    assert run("scan", video.parent, "--model", model, "--frames", 1, "--out", out).exit_code == 0
+    where = ["--state", f"{out}.state.sqlite"] if source == "state" else ["--from", out]
+    if source == "report":
+        os.unlink(f"{out}.state.sqlite")  # rows only, from the report itself
+    for target in (video, model, model.with_suffix(".json")):
+        before = digest(target)
+        r = run("report", *where, "--html", target)
+        assert r.exit_code == 2 and "refusing to overwrite it" in r.stderr, r.stderr
+        assert digest(target) == before
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/stdout"])
+def test_a_report_that_is_a_device_keeps_no_state(face_video, tiny_model, device):
+    """`--out /dev/null` (or /dev/stdout) without --no-state: the report streams there and no
+    state or lock is made beside it (before: /dev/null.state.sqlite and its lock)."""
+    made = [Path(f"{device}.state.sqlite{s}") for s in ("", ".lock", "-wal", "-shm")]
+    assert not any(p.exists() for p in made)
+    try:
+        p = cli("scan", face_video, "--model", tiny_model, "--frames", 1, "--out", device)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert not any(p.exists() for p in made)
+        if device == "/dev/stdout":
+            assert p.stdout.startswith("path,status,")
+    finally:
+        for m in made:
+            if m.exists():
+                m.unlink()
+
+
 # --- write failures: one line, the documented exit code, no half report ------------------------
 
 @pytest.mark.parametrize("args", [
