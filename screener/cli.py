@@ -220,9 +220,10 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
     try:
         # No video is a usage error, unless the caller says an empty drop folder is normal
         # (cron, --allow-empty): then the report empties.
-        videos = find_videos(paths, allow_empty=st is not None and st.allow_empty)
-        check_outputs(scan_outputs(report, state_path, state_named, log_file),  # before
-                      scan_inputs(videos, options.model))          # anything is read or written
+        outputs = scan_outputs(report, state_path, state_named, log_file)
+        videos = find_videos(paths, allow_empty=st is not None and st.allow_empty,
+                             outputs=[path for _, path in outputs])
+        check_outputs(outputs, scan_inputs(videos, options.model))  # before anything is read
         try:
             if handler is not None:
                 handler.open_now()

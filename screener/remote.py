@@ -284,7 +284,7 @@ def expand(url: str, keep: Callable[[str], bool]) -> list[str]:
                 if info.get("type") == "directory":
                     out.extend(_below(name, _retry(lambda: fs.find(name, detail=True)), proto,
                                       keep))
-                elif not os.path.basename(name).startswith("."):
+                elif not os.path.basename(name).startswith(".") and keep(name):
                     out.append(_remember(_url(proto, name), info))
             if not out:
                 _check_bucket(fs, url)
