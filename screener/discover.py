@@ -11,6 +11,7 @@ so a link back to a parent (a loop) cannot make the walk run forever.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
@@ -71,8 +72,12 @@ def _expand(arg: str, outputs: set[str]) -> list[str]:
         return remote.expand(arg, is_video_name)
     if os.path.isdir(arg):
         return [p for p in walk_folder(arg) if os.path.realpath(p) not in outputs]
-    if os.path.lexists(arg):  # a file, a broken link or a link loop: the scan reports why
+    try:  # a file, a broken link, a link loop, or one in a folder we may not search: it is
+        os.lstat(arg)  # a row whose error says why, like any file that cannot be read
         return [arg]
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.ELOOP):
+            return [arg]
     if GLOB_CHARS & set(arg):
         out: list[str] = []
         matches = sorted(glob.glob(arg, recursive=True), key=_sort_key)

@@ -202,9 +202,12 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8",
                                        dir=folder)
             f = os.fdopen(fd, mode, **kw)
             os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600; as a normal file
-    except OSError as e:
+    except OSError as e:  # what failed is `path`, whatever temporary name it was made under
         _discard(f if f is not None else fd, tmp)
-        raise _naming(e, path, tmp)
+        e.filename = os.fspath(path)
+        if e.errno == errno.ENOENT and not os.path.isdir(folder):
+            e.strerror = "its folder does not exist"
+        raise
     try:
         yield _Named(f, path)  # the caller's errors pass as they are (its writes name `path`)
     except BaseException:

@@ -65,6 +65,18 @@ def worker_pids(pid: int) -> list[int]:
     return sorted(found)
 
 
+def without_root_powers() -> list[str]:
+    """A prefix that runs a command as this user without root's power to read, search or write
+    what its permissions forbid (CAP_DAC_OVERRIDE and the like), so that `chmod` means what it
+    says for it too. Skips the test where root cannot drop it."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        import pytest
+        pytest.skip("root without setpriv cannot drop its power over file permissions")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
 @contextmanager
 def unless_blocked_on(fifo: Path, after_s: float = 120):
     """For code that must never open the named pipe `fifo`: should it wait there to read

@@ -340,3 +340,43 @@ def test_an_unexpected_error_is_exit_70_one_line_and_says_where_its_traceback_we
     else:
         assert "Traceback (most recent call last)" in r.stderr
         assert "its traceback is above" in errors[0]
+
+
+def test_a_report_in_a_missing_folder_names_the_report(face_video, tiny_model, tmp_path):
+    """Not the temporary file beside it (before: cannot write .../.r.csv.x8k2.tmp)."""
+    out = tmp_path / "missing" / "r.csv"
+    for extra in ([], ["--no-state"]):
+        r = run(face_video, "--model", tiny_model, "--out", out, *extra)
+        assert r.exit_code == 4, r.stderr
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"screener: error: cannot write {out}: its folder does not exist")
+
+
+@pytest.mark.parametrize("model,words", [("/dev/zero", "is not a model file: it is a device"),
+                                         ("{tmp}/none.keras", "model file not found")])
+def test_a_model_that_is_not_a_file_says_what_it_is(face_video, tmp_path, model, words):
+    r = run(face_video, "--model", model.format(tmp=tmp_path), "--out", tmp_path / "r.csv")
+    assert r.exit_code == 3 and words in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_a_file_named_in_a_folder_that_cannot_be_searched_is_one_error_row(
+        face_video, tiny_model, tmp_path):
+    """Like any file that cannot be read (before: the scan stopped, "no such file or folder")."""
+    from helpers import without_root_powers
+    locked = tmp_path / "locked"
+    copy(face_video, locked / "v.mp4")
+    other = copy(face_video, tmp_path / "w.mp4")
+    locked.chmod(0o600)  # no search (x) permission: its files cannot be reached
+    out = tmp_path / "r.csv"
+    try:
+        p = subprocess.run([*without_root_powers(), sys.executable, "-m", "screener", "scan",
+                            str(locked / "v.mp4"), str(other), "--model", str(tiny_model),
+                            "--frames", "1", "--out", str(out)],
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+    finally:
+        locked.chmod(0o755)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = read_rows(out)
+    assert [r["status"] for r in rows] == ["error", "ok"]
+    assert "permission denied" in rows[0]["error"].lower(), rows[0]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from click.testing import CliRunner
 
 from screener.cli import main
 
-from helpers import copy
+from helpers import copy, without_root_powers
 
 REPO = Path(__file__).parents[1]
 
@@ -331,23 +330,13 @@ def test_any_legal_report_name_works(face_video, tiny_model, tmp_path, state):
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
-def _without_root_powers() -> list[str]:
-    """A prefix that runs a command as this user without root's power to write read-only
-    files (CAP_DAC_OVERRIDE), so that `chmod a-w` means what it says for it too."""
-    if os.geteuid() != 0:
-        return []
-    if not shutil.which("setpriv"):
-        pytest.skip("root without setpriv cannot drop its power to write read-only files")
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
-
-
 @pytest.mark.slow
 def test_a_state_made_writable_again_works_again(face_video, tiny_model, tmp_path):
     """A run while the state was read-only leaves SQLite's side files read-only too; once the
     state is writable again, the next run works (before: exit 6 until -shm was deleted)."""
     video = copy(face_video, tmp_path / "in" / "a.mp4")
     state, out = tmp_path / "r.csv.state.sqlite", tmp_path / "r.csv"
-    base = [*_without_root_powers(), sys.executable, "-m", "screener", "scan", str(video.parent),
+    base = [*without_root_powers(), sys.executable, "-m", "screener", "scan", str(video.parent),
             "--model", str(tiny_model), "--frames", "1", "--settle", "0", "--out", str(out)]
     assert subprocess.run(base, capture_output=True, cwd=REPO).returncode == 0
     state.chmod(0o444)

@@ -467,3 +467,20 @@ def test_the_temporary_folder_must_be_a_private_folder_of_ours(tmp_path, monkeyp
     with pytest.raises(OSError, match="symbolic link|another user"):
         scratch.folder()
     assert _tree(victim) == before
+
+
+def test_keys_with_dot_parts_below_a_prefix_are_listed_and_read(s3, face_video):
+    """A key such as `in/x/../v.mp4` is a name, not a path: it is listed and read like any
+    other (before: skipped without a word, so an upload could pass unscreened); hidden names
+    stay skipped."""
+    from screener import remote
+    from screener.discover import find_videos
+    bucket = s3.bucket("dots")
+    for key in ("in/x/../up.mp4", "in/./here.mp4", "in/plain.mp4", "in/.hidden.mp4",
+                "in/.cache/x.mp4"):
+        s3.upload(bucket, key, face_video)
+    found = find_videos([f"s3://{bucket}/in/"])
+    assert found == [f"s3://{bucket}/in/./here.mp4", f"s3://{bucket}/in/plain.mp4",
+                     f"s3://{bucket}/in/x/../up.mp4"]
+    with remote.local_copy(found[-1]) as local:
+        assert Path(local).read_bytes() == face_video.read_bytes()

@@ -296,6 +296,35 @@ def test_a_state_or_side_file_that_is_a_symlink_is_refused(tmp_path, side):
     assert notes.read_text() == "my notes\n"
 
 
+class DeletingEngine(FakeEngine):
+    """Deletes `victim` while "reading" it: an error row (opened too late) or a row."""
+
+    def __init__(self, victim: str, read_first: bool):
+        super().__init__()
+        self.victim, self.read_first = victim, read_first
+
+    def run(self, paths):
+        yield from super().run([p for p in paths if p != self.victim])
+        os.unlink(self.victim)
+        yield (VideoResult(path=self.victim, status="ok", verdict="REAL", fake_score=.1)
+               if self.read_first else
+               VideoResult(path=self.victim, status="error", error="no such file"))
+
+
+@pytest.mark.parametrize("read_first", [False, True], ids=["error-row", "read"])
+def test_a_file_deleted_while_scanned_drops_out_with_at_most_one_warning(tmp_path, caplog,
+                                                                        read_first):
+    """Its error row's warning is the one line about it (the engine's); read before it went,
+    one line says so. Never "it will be rescanned": it is gone (before: two warnings)."""
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    _, s = run(tmp_path, paths, DeletingEngine(paths[1], read_first))
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not any("rescanned" in m for m in said), said
+    assert said == ([f"{paths[1]} was deleted while it was scanned; it is left out of the "
+                     "report"] if read_first else [])
+    assert report_paths(tmp_path) == paths[:1] and s.unrecorded == 1
+
+
 def test_state_uses_wal_and_one_row_per_file(tmp_path):
     paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
     run(tmp_path, paths)

@@ -21,8 +21,8 @@ from pathlib import Path
 from ..files import atomic_write, remove_temporaries
 from ..options import ReportOptions, StateOptions
 from ..report import FramesWriter, ReportWriter
-from ..sources import forget_listings, unchanged
-from ..verdict import MISSING, Summary, VideoResult
+from ..sources import forget_listings, stat
+from ..verdict import ERROR, MISSING, Summary, VideoResult
 from .plan import Plan, plan_files
 from .schema import LAST_RUN, at_path
 from .store import ScanState, default_state_path
@@ -119,9 +119,15 @@ class StateSink:
         if pf is None:
             raise RuntimeError(f"engine returned a result for {r.path!r}, which it was not "
                                "asked to scan")
-        if pf.stat is not None and not unchanged(r.path, pf.stat):
-            # Read while it changed: the result may be of half a file.
-            log.warning("%s changed while it was scanned; it will be rescanned", r.path)
+        now = stat(r.path, fresh=True) if pf.stat is not None else None  # an object: a HEAD
+        if pf.stat is not None and now != pf.stat:
+            # Read while it changed: the result may be of half a file. Deleted: it drops out,
+            # as a file gone before the run would; its error row, if any, said so once.
+            if now is not None:
+                log.warning("%s changed while it was scanned; it will be rescanned", r.path)
+            elif r.status != ERROR:
+                log.warning("%s was deleted while it was scanned; it is left out of the report",
+                            r.path)
             self.run.unrecorded += 1
             return
         if pf.stat is not None:
