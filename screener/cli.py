@@ -47,15 +47,11 @@ class _Commands(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as e:
-            sys.exit(_unexpected(e))
-
-
-def _unexpected(e: Exception) -> int:
-    where = keep_traceback(e)
-    _error(f"unexpected error (a bug in screener; exit {EXIT_BUG}): {type(e).__name__}: {e}; "
-           + (f"its traceback is {where}" if where
-              else "rerun with -vv (or --log-file FILE) to see its traceback"))
-    return EXIT_BUG
+            where = keep_traceback(e)
+            _error(f"unexpected error (a bug in screener; exit {EXIT_BUG}): {type(e).__name__}: "
+                   f"{e}; " + (f"its traceback is {where}" if where else
+                               "rerun with -vv (or --log-file FILE) to see its traceback"))
+            sys.exit(EXIT_BUG)
 
 
 @click.group(cls=_Commands)
@@ -252,15 +248,8 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
         return _cannot_write(e, report.out)
     if outcome.html and not quiet:
         _said_html(report.html, outcome.html)
-    where = "" if report.to_stdout else f" in {printable(report.out)}"
-    s = outcome.incremental
     if outcome.interrupted:
-        if s is None:
-            _error(f"interrupted after {outcome.report.videos} of "
-                   f"{plural(outcome.videos, 'video')}; their rows are kept{where}")
-        else:
-            _error(f"interrupted after scanning {plural(s.scanned, 'video')}; every finished "
-                   f"video is recorded" + (where and f" and{where}"))
+        _error(outcome.interrupted_line())
         return EXIT_INTERRUPTED
     _summary(outcome.summary_line(), quiet)
     return EXIT_FAKE if fail_on_fake and outcome.report.fake else EXIT_OK
@@ -302,13 +291,12 @@ def _reader_gone() -> int:
 def _exit_code(e: Exception) -> int:
     """What the library raised, as an exit code (README "Exit codes")."""
     from .errors import ModelError, ScreenerError, StateError, StateLocked
-    # Every other ScreenerError (bad input, an output that is an input, the engine or the
-    # object store unavailable) is a usage error.
+    # Any other ScreenerError (bad input, an output that is an input, ...) is a usage error.
     for kind, code in ((ModelError, EXIT_MODEL), (StateLocked, EXIT_LOCKED),
                        (StateError, EXIT_STATE), (ScreenerError, EXIT_USAGE)):
         if isinstance(e, kind):
             return code
-    raise e  # not ours: a bug (_unexpected)
+    raise e  # not ours: a bug (_Commands)
 
 
 def _cannot_write(e: OSError, path) -> int:
@@ -345,21 +333,16 @@ def report(html, state, from_report, model, details, quiet):
     if state and not os.path.isfile(state):
         _error(f"no scan state at {printable(state)}")
         sys.exit(EXIT_USAGE)
-    from .errors import OutputConflict
+    from .errors import ScreenerError
+    from .html_report import rebuild
     from .outputs import check_outputs
     from .state import default_state_path
     try:
         check_outputs([("--html", html)], [
             ("the state", state), ("the report", from_report), ("the model file", model),
             ("the report's state", from_report and default_state_path(from_report))])
-    except OutputConflict as e:
-        _error(str(e))
-        sys.exit(EXIT_USAGE)
-    from .errors import ScreenerError
-    from .html_report import rebuild
-    try:
         figures = rebuild(html, state=state, report=from_report, model=model, details=details)
-    except ScreenerError as e:  # a state that is not a whole screener state: 6
+    except ScreenerError as e:  # an output that is an input: 2; not a whole state: 6
         _error(str(e))
         sys.exit(_exit_code(e))
     except ValueError as e:  # a report that is not one of ours
