@@ -18,7 +18,6 @@ import pytest
 from helpers import (SCREENER, check_consistent, completed, copy, read_csv, streamed_rows,
                      worker_pids)
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +54,7 @@ def report_rows(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("state", [False, True], ids=["no-state", "state"])
 def test_forty_clips_with_a_short_time_limit_end_with_a_whole_report(forty, tiny_model,
                                                                       tmp_path, state):
@@ -73,6 +73,7 @@ def test_forty_clips_with_a_short_time_limit_end_with_a_whole_report(forty, tiny
         assert r["status"] in ("ok", "no_face") or "0.3 s limit" in r["error"], r
 
 
+@pytest.mark.slow
 def test_stuck_videos_cost_their_rows_and_every_other_row_is_right(forty, tiny_model,
                                                                    tmp_path):
     """Every 5th video never returns (a decoder stuck in native code): those, and only those,
@@ -115,14 +116,16 @@ def _kill_a_worker_when(proc, ready, sig, wait_s=300) -> int:
     raise AssertionError("the scan ended before a worker could be killed")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,state", [(signal.SIGKILL, True), (signal.SIGSEGV, False)],
                          ids=["KILL-state", "SEGV-no-state"])
 def test_a_worker_killed_mid_scan_costs_nothing(forty, tiny_model, tmp_path, sig, state):
     """`kill -KILL` / `kill -SEGV` of a worker in the middle of a scan: its video is read
     again, the scan ends with exit 0 and the whole report, every row scored."""
     out = tmp_path / "r.csv"
+    n = 40 if state else 16  # README's cron case: a drop folder of 40, a state, a report
     src = tmp_path / "in"
-    for i in range(16):
+    for i in range(n):
         copy(forty / f"v{i:02d}.mp4", src / f"v{i:02d}.mp4")
     p = scan(src, "--model", tiny_model, "--workers", 2, "--out", out,
              *([] if state else ["--no-state"]))
@@ -134,11 +137,12 @@ def test_a_worker_killed_mid_scan_costs_nothing(forty, tiny_model, tmp_path, sig
     assert "Traceback" not in err
     assert f"the worker process on it ended (killed by {sig.name}); trying it again" in err
     rows = report_rows(out)
-    assert [Path(r["path"]).name for r in rows] == [f"v{i:02d}.mp4" for i in range(16)]
+    assert [Path(r["path"]).name for r in rows] == [f"v{i:02d}.mp4" for i in range(n)]
     assert all(r["status"] in ("ok", "no_face") for r in rows), [r["error"] for r in rows]
     assert killed not in worker_pids(p.pid)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_twice_on_one_video_makes_it_an_error_row(forty, tiny_model,
                                                                   tmp_path):
     src = tmp_path / "in"
@@ -157,6 +161,7 @@ def test_a_worker_killed_twice_on_one_video_makes_it_an_error_row(forty, tiny_mo
     assert "worker process died" in rows[3]["error"]
 
 
+@pytest.mark.slow
 def test_extract_survives_killed_and_stuck_workers(forty, tmp_path):
     """extract reads with the same pool: a limit that many videos pass and a worker killed
     mid-run cost rows, never the run; a rerun completes what they cost."""
@@ -185,3 +190,51 @@ def test_extract_survives_killed_and_stuck_workers(forty, tmp_path):
     videos = read_csv(ds / "videos.csv")
     assert len(videos) == 16 and all(v["status"] in ("ok", "no_face") for v in videos), videos
     check_consistent(ds)
+
+
+# --- the pool itself, with work that needs no video (engines/pool.py) -------------------------
+
+def _start(fail: bool) -> None:
+    if fail:
+        raise RuntimeError("no detector here")
+
+
+def _do(item: str) -> str:
+    """"exit" ends the worker (as a decoder crash would), "exit-once" only the first time
+    (a flag file), "hang" never returns; anything else comes back upper-cased."""
+    kind, _, flag = item.partition(":")
+    if kind == "exit" or (kind == "exit-once" and not os.path.exists(flag)):
+        if flag:
+            open(flag, "w").close()
+        os._exit(3)
+    if kind == "hang":
+        time.sleep(3600)
+    return item.upper()
+
+
+def _pool(workers=2, fail=False, timeout_s=None):
+    from screener.engines.pool import ProcessPool
+    return ProcessPool(workers, _start, (fail,), _do, crashed=lambda i: f"crashed {i}",
+                       timed_out=lambda i: f"timed out {i}", timeout_s=timeout_s)
+
+
+def test_a_dead_worker_costs_its_item_tried_again_alone_and_the_rest_go_on(tmp_path):
+    once = f"exit-once:{tmp_path / 'flag'}"
+    items = ["a", "exit", "b", once, "c", "d"]
+    with _pool() as pool:
+        assert list(pool.run(items)) == ["A", "crashed exit", "B", once.upper(), "C", "D"]
+        assert (pool.stats["crashed"], pool.stats["retried"]) == (3, 2)
+        assert list(pool.run(["e"])) == ["E"]  # the pool is whole for the next run
+
+
+def test_an_item_past_the_time_limit_is_stopped_and_never_tried_again():
+    with _pool(timeout_s=1) as pool:
+        assert list(pool.run(["a", "hang", "b", "c"])) == ["A", "timed out hang", "B", "C"]
+        assert (pool.stats["timed_out"], pool.stats["retried"]) == (1, 0)
+
+
+def test_workers_that_cannot_start_are_an_error_not_a_hang():
+    from screener.engines.pool import WorkerStartError
+    with _pool(fail=True) as pool:
+        with pytest.raises(WorkerStartError, match="no detector here"):
+            list(pool.run(["a", "b"]))
