@@ -151,16 +151,16 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
         videos = list(mapping)
     else:
         raise ExtractError("nothing to extract: give PATHs or a labels file listing videos")
-    if contact_sheet is not None and _inside(contact_sheet, out_dir):
-        raise ExtractError(f"--contact-sheet {contact_sheet} is inside the dataset {out_dir}: "
-                           "training would read it, or it would replace a crop; write it "
-                           "outside the dataset")
     try:  # before anything is read or written
         check_outputs([*dataset_files(out_dir), ("--contact-sheet", contact_sheet)],
                       [*(("the input", p) for p in [*paths, *videos]),
                        ("the labels file", labels_csv)])
     except OutputConflict as e:
         raise ExtractError(str(e)) from None
+    if contact_sheet is not None and _inside(contact_sheet, out_dir):
+        raise ExtractError(f"--contact-sheet {contact_sheet} is inside the dataset {out_dir}: "
+                           "training would read it, or it would replace a crop; write it "
+                           "outside the dataset")
     from .engines.workers import VideoReader
     reader = VideoReader(options.sample, options.engine, detector)
     settings = {**asdict(options.sample), "format": fmt}
