@@ -448,6 +448,7 @@ def test_the_temporary_folder_must_be_a_private_folder_of_ours(tmp_path, monkeyp
     import tempfile
     from screener import scratch
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(scratch, "_scratch", None)  # this process's own folder, not made yet
     victim = tmp_path / "victim"
     (victim / "42-abcdefgh").mkdir(parents=True)
     (victim / "42-abcdefgh" / "notes.txt").write_text("keep me\n")
