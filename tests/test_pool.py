@@ -58,19 +58,26 @@ def report_rows(out: Path) -> list[dict]:
 @pytest.mark.parametrize("state", [False, True], ids=["no-state", "state"])
 def test_forty_clips_with_a_short_time_limit_end_with_a_whole_report(forty, tiny_model,
                                                                       tmp_path, state):
-    """README's cron line uses --video-timeout: a limit so short that many videos pass it must
-    still give exit 0, a row per video and a whole report (before: BrokenProcessPool, exit 1,
-    no report)."""
+    """README's cron line uses --video-timeout: with a limit so short that videos pass it (and
+    three that never end, as a stuck decoder), a scan still gives exit 0, a row per video and
+    a whole report (before: BrokenProcessPool, exit 1, no report)."""
+    src, stuck = tmp_path / "in", {5, 17, 30}
+    names = [f"v{i:02d}{'-hangme' if i in stuck else ''}.mp4" for i in range(40)]
+    for i, name in enumerate(names):
+        copy(forty / f"v{i:02d}.mp4", src / name)
     out = tmp_path / "r.json"
-    p = scan(forty, "--model", tiny_model, "--video-timeout", 0.3, "--workers", 2, "--out", out,
-             *([] if state else ["--no-state"]))
+    p = scan(src, "--model", tiny_model, "--video-timeout", 0.3, "--workers", 2, "--out", out,
+             *([] if state else ["--no-state"]), env={"SCREENER_TEST_HANG_WORKER_ON": "hangme"})
     err = finish(p)
     assert p.returncode == 0, err[-3000:]
     assert "Traceback" not in err
     rows = report_rows(out)
-    assert [Path(r["path"]).name for r in rows] == [f"v{i:02d}.mp4" for i in range(40)]
-    for r in rows:
-        assert r["status"] in ("ok", "no_face") or "0.3 s limit" in r["error"], r
+    assert [Path(r["path"]).name for r in rows] == names
+    for i, r in enumerate(rows):
+        if i in stuck or r["status"] == "error":
+            assert r["status"] == "error" and "0.3 s limit" in r["error"], r
+        else:
+            assert r["status"] in ("ok", "no_face"), r
 
 
 def _rows_recorded(state: Path) -> int:
