@@ -251,20 +251,16 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
     if outcome.interrupted:
         _error(outcome.interrupted_line())
         return EXIT_INTERRUPTED
-    _summary(outcome.summary_line(), quiet)
+    line = outcome.summary_line()
+    logging.getLogger(SUMMARY_LOGGER).info(line)  # in the --log-file, whatever the terminal
+    if not quiet:
+        click.echo(printable(f"screener: {line}"), err=True)
     return EXIT_FAKE if fail_on_fake and outcome.report.fake else EXIT_OK
 
 
 def _said_html(path, figures: dict) -> None:
     click.echo(f"screener: visual report: {printable(path)} ({figures['bytes'] / 1e6:.1f} MB, "
                f"{plural(figures['details'], 'video')} in detail)", err=True)
-
-
-def _summary(line: str, quiet: bool) -> None:
-    """The run's summary line: on stderr unless quiet, and in the --log-file."""
-    logging.getLogger(SUMMARY_LOGGER).info(line)
-    if not quiet:
-        click.echo(printable(f"screener: {line}"), err=True)
 
 
 def _log_file_failed(code: int) -> int:
@@ -325,9 +321,10 @@ def _error(message: str) -> None:
               help="Videos shown in detail: the N highest scores  [default: every FAKE one "
                    "and the top of the table, 100 to 500]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only.")
-def report(html, state, from_report, model, details, quiet):
+@click.option("--verbose", "-v", count=True, help="-vv: debug lines (and a bug's traceback).")
+def report(html, state, from_report, model, details, quiet, verbose):
     """Rebuild the visual report from a finished or incremental scan, without rescanning."""
-    setup_logging(quiet, 0)
+    setup_logging(quiet, verbose)
     if not state and not from_report:
         raise click.UsageError("give --state FILE or --from REPORT")
     if state and not os.path.isfile(state):

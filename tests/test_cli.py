@@ -380,3 +380,16 @@ def test_a_file_named_in_a_folder_that_cannot_be_searched_is_one_error_row(
     rows = read_rows(out)
     assert [r["status"] for r in rows] == ["error", "ok"]
     assert "permission denied" in rows[0]["error"].lower(), rows[0]
+
+
+def test_an_unexpected_error_in_screener_report_shows_its_traceback_with_vv(tmp_path):
+    bug = INJECTED_BUG.replace("screener.run", "screener.html_report").replace(
+        ".run_scan =", ".rebuild =")
+    state = tmp_path / "s.sqlite"
+    state.write_bytes(b"")
+    for extra, where in (([], "rerun with -vv"), (["-vv"], "its traceback is above")):
+        r = subprocess.run([sys.executable, "-c", bug, "report", "--state", str(state),
+                            "--html", str(tmp_path / "p.html"), *extra],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert r.returncode == 70 and where in r.stderr, r.stderr[-3000:]
+        assert ("Traceback (most recent call last)" in r.stderr) == bool(extra)
