@@ -21,10 +21,11 @@ from .options import ScanOptions, from_keywords
 from .verdict import VideoResult
 
 
-def _videos(paths, discover: bool, allow_empty: bool = False) -> list[str]:
+def _videos(paths, discover: bool, allow_empty: bool = False, outputs=()) -> list[str]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return find_videos(paths, allow_empty) if discover else [os.fspath(p) for p in paths]
+    return (find_videos(paths, allow_empty, outputs) if discover
+            else [os.fspath(p) for p in paths])
 
 
 def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike,
@@ -81,17 +82,19 @@ def scan_incremental(paths, options: ScanOptions | None = None, *, scorer=None,
     after the report was rewritten.
     """
     from .outputs import check_outputs
+    from .files import is_stream
     from .run import scan_inputs, scan_outputs, scan_reports
     from .state import ScanInterrupted, default_state_path
     keywords.setdefault("out", None)  # no report unless named ("-": standard output)
     options, report, state = from_keywords(options=options, with_report=True, with_state=True,
                                            **keywords)
-    if state.path is None and not report.to_file:
-        raise ValueError("scan_incremental needs a state file or a report file")
-    videos = _videos(paths, discover, state.allow_empty)
+    if state.path is None and not (report.to_file and not is_stream(report.out)):
+        raise ValueError("scan_incremental needs a state file or a report file (a report "
+                         "that is a stream, such as /dev/null, keeps no state beside it)")
+    outputs = scan_outputs(report, state.path or default_state_path(report.out))
+    videos = _videos(paths, discover, state.allow_empty, [path for _, path in outputs])
     held = getattr(scorer.card, "path", "") if scorer is not None else None
-    check_outputs(scan_outputs(report, state.path or default_state_path(report.out)),
-                  scan_inputs(videos, held or options.model, with_model=held != ""))
+    check_outputs(outputs, scan_inputs(videos, held or options.model, with_model=held != ""))
     if scorer is None:  # the network loads only if something needs scoring
         from .scoring import load_model
         scorer = load_model(options.model, options.threshold, runtime=options.runtime)

@@ -14,13 +14,15 @@ import time
 
 import click
 
-from .logs import SUMMARY_LOGGER, LogFile, printable, setup_logging
+from .logs import (SUMMARY_LOGGER, LogFile, keep_traceback, printable, result_line,
+                   setup_logging)
 from .options import MIN_FACE_PX, MIN_SCORE, OptionsError
 from .report import plural
 from .run import Interrupts
 
 EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_LOCKED, EXIT_STATE = 5, 6
+EXIT_BUG = 70  # an error nobody expected, a bug (sysexits' EX_SOFTWARE): never 1, --fail-on-fake's
 # The reader of --out - went away (`screener scan DIR --out - | head`): stop quietly, with the
 # status a shell gives a command killed by SIGPIPE.
 EXIT_PIPE = 141
@@ -33,7 +35,24 @@ log = logging.getLogger("screener")
 STARTED = "screener.started"
 
 
-@click.group()
+class _Commands(click.Group):
+    """screener's commands: an error nobody expected (a bug) ends one with exit 70 and one
+    line that says where its traceback went, never a bare traceback and exit 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            where = keep_traceback(e)
+            _error(f"unexpected error (a bug in screener; exit {EXIT_BUG}): {type(e).__name__}: "
+                   f"{e}; " + (f"its traceback is {where}" if where else
+                               "rerun with -vv (or --log-file FILE) to see its traceback"))
+            sys.exit(EXIT_BUG)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="screener")
 @click.pass_context
 def main(ctx):
@@ -132,12 +151,14 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
         4 an output could not be written (a full disk: no space left)
         5 another scan holds the state lock
         6 the state file is unusable or read-only (--rescan, or another --state)
+       70 an unexpected error, a bug (--log-file or -vv shows its traceback)
       130 interrupted (the rows written so far are kept)
       141 --out - and the reader of the report went away
     """
     if state and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
-    stateful = not no_state and (state or str(out) != "-")  # README "Running from cron"
+    from .files import is_stream  # a report that is a stream (/dev/null, a pipe) keeps no state
+    stateful = not no_state and (state or (str(out) != "-" and not is_stream(out)))
     if allow_empty and not stateful:
         raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
     from .options import from_keywords
@@ -194,9 +215,10 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
     try:
         # No video is a usage error, unless the caller says an empty drop folder is normal
         # (cron, --allow-empty): then the report empties.
-        videos = find_videos(paths, allow_empty=st is not None and st.allow_empty)
-        check_outputs(scan_outputs(report, state_path, state_named, log_file),  # before
-                      scan_inputs(videos, options.model))          # anything is read or written
+        outputs = scan_outputs(report, state_path, state_named, log_file)
+        videos = find_videos(paths, allow_empty=st is not None and st.allow_empty,
+                             outputs=[path for _, path in outputs])
+        check_outputs(outputs, scan_inputs(videos, options.model))  # before anything is read
         try:
             if handler is not None:
                 handler.open_now()
@@ -210,7 +232,7 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
                                                dynamic_ncols=True) as bar:
             def on_result(r):
                 if show_rows:
-                    tqdm.write(_row_line(r), file=sys.stdout)
+                    tqdm.write(result_line(r), file=sys.stdout)
                 bar.update()
                 interrupts.check()
             scorer = load_model(options.model, options.threshold, runtime=options.runtime)
@@ -225,30 +247,19 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
         return _cannot_write(e, report.out)
     if outcome.html and not quiet:
         _said_html(report.html, outcome.html)
-    where = "" if report.to_stdout else f" in {printable(report.out)}"
-    s = outcome.incremental
     if outcome.interrupted:
-        if s is None:
-            _error(f"interrupted after {outcome.report.videos} of "
-                   f"{plural(outcome.videos, 'video')}; their rows are kept{where}")
-        else:
-            _error(f"interrupted after scanning {plural(s.scanned, 'video')}; every finished "
-                   f"video is recorded" + (where and f" and{where}"))
+        _error(outcome.interrupted_line())
         return EXIT_INTERRUPTED
-    _summary(outcome.summary_line(time.monotonic() - started), quiet)  # the visual report too
+    line = outcome.summary_line(time.monotonic() - started)  # the visual report too
+    logging.getLogger(SUMMARY_LOGGER).info(line)  # in the --log-file, whatever the terminal
+    if not quiet:
+        click.echo(printable(f"screener: {line}"), err=True)
     return EXIT_FAKE if fail_on_fake and outcome.report.fake else EXIT_OK
 
 
 def _said_html(path, figures: dict) -> None:
     click.echo(f"screener: visual report: {printable(path)} ({figures['bytes'] / 1e6:.1f} MB, "
                f"{plural(figures['details'], 'video')} in detail)", err=True)
-
-
-def _summary(line: str, quiet: bool) -> None:
-    """The run's summary line: on stderr unless quiet, and in the --log-file."""
-    logging.getLogger(SUMMARY_LOGGER).info(line)
-    if not quiet:
-        click.echo(printable(f"screener: {line}"), err=True)
 
 
 def _log_file_failed(code: int) -> int:
@@ -274,16 +285,13 @@ def _reader_gone() -> int:
 
 def _exit_code(e: Exception) -> int:
     """What the library raised, as an exit code (README "Exit codes")."""
-    from .discover import InputError
-    from .errors import (EngineUnavailable, ModelError, OutputConflict, ScreenerError,
-                         StateError, StateLocked, StoreError)
+    from .errors import ModelError, ScreenerError, StateError, StateLocked
+    # Any other ScreenerError (bad input, an output that is an input, ...) is a usage error.
     for kind, code in ((ModelError, EXIT_MODEL), (StateLocked, EXIT_LOCKED),
-                       (StateError, EXIT_STATE), (InputError, EXIT_USAGE),
-                       (OutputConflict, EXIT_USAGE), (EngineUnavailable, EXIT_USAGE),
-                       (StoreError, EXIT_USAGE), (ScreenerError, EXIT_USAGE)):
+                       (StateError, EXIT_STATE), (ScreenerError, EXIT_USAGE)):
         if isinstance(e, kind):
             return code
-    raise e
+    raise e  # not ours: a bug (_Commands)
 
 
 def _cannot_write(e: OSError, path) -> int:
@@ -312,44 +320,35 @@ def _error(message: str) -> None:
               help="Videos shown in detail: the N highest scores  [default: every FAKE one "
                    "and the top of the table, 100 to 500]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only.")
-def report(html, state, from_report, model, details, quiet):
+@click.option("--verbose", "-v", count=True, help="-vv: debug lines (and a bug's traceback).")
+def report(html, state, from_report, model, details, quiet, verbose):
     """Rebuild the visual report from a finished or incremental scan, without rescanning."""
-    setup_logging(quiet, 0)
+    setup_logging(quiet, verbose)
     if not state and not from_report:
         raise click.UsageError("give --state FILE or --from REPORT")
     if state and not os.path.isfile(state):
         _error(f"no scan state at {printable(state)}")
         sys.exit(EXIT_USAGE)
-    from .errors import OutputConflict
+    from .errors import ScreenerError
+    from .html_report import rebuild
     from .outputs import check_outputs
     from .state import default_state_path
     try:
         check_outputs([("--html", html)], [
             ("the state", state), ("the report", from_report), ("the model file", model),
             ("the report's state", from_report and default_state_path(from_report))])
-    except OutputConflict as e:
+        figures = rebuild(html, state=state, report=from_report, model=model, details=details)
+    except ScreenerError as e:  # an output that is an input: 2; not a whole state: 6
+        _error(str(e))
+        sys.exit(_exit_code(e))
+    except ValueError as e:  # a report that is not one of ours
         _error(str(e))
         sys.exit(EXIT_USAGE)
-    from .errors import StateError
-    from .html_report import rebuild
-    try:
-        figures = rebuild(html, state=state, report=from_report, model=model, details=details)
-    except (StateError, ValueError) as e:
-        _error(str(e))
-        sys.exit(EXIT_OUTPUT)
     except OSError as e:
         sys.exit(_cannot_write(e, html))
     if not quiet:
         _said_html(html, figures)
     sys.exit(EXIT_OK)
-
-
-def _row_line(r) -> str:
-    """One line per video on a terminal: verdict (or status), score, path, reason."""
-    label = r.verdict or r.status.upper().replace("_", " ")
-    score = f"{r.fake_score:.3f}" if r.fake_score is not None else "  -  "
-    reason = f"  ({printable(r.error or r.note)})" if r.error or r.note else ""
-    return f"{label:8} {score}  {printable(r.path)}{reason}"
 
 
 @main.command(short_help="Extract aligned face crops into a training set (resumable).")
@@ -401,12 +400,13 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
         2 usage: a bad option or labels file, DIR not empty and not a dataset,
           an output that is an input, DIR made with other settings, s3 as scan's
         4 a file could not be written (a full disk: no space left)
+       70 an unexpected error, a bug (-vv shows its traceback)
       130 interrupted (complete videos are kept; a rerun resumes)
     """
     from tqdm import tqdm
 
-    from .errors import InputError, StoreError
-    from .extract import ExtractError, extract as run_extract
+    from .errors import ScreenerError
+    from .extract import extract as run_extract
     from .options import EngineOptions, SampleOptions
     limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
     try:
@@ -433,9 +433,9 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
             s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, sample=sample,
                             engine=engine, fmt=fmt, quality=quality,
                             contact_sheet=contact_sheet, progress=progress)
-    except (InputError, ExtractError, StoreError) as e:
+    except ScreenerError as e:  # bad input or labels, DIR not a dataset, an unreadable store
         _error(str(e))
-        sys.exit(EXIT_USAGE)
+        sys.exit(_exit_code(e))
     except OSError as e:
         sys.exit(_cannot_write(e, out_dir))
     except KeyboardInterrupt:
@@ -445,12 +445,8 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
         if bar is not None:
             bar.close()
     if not quiet:
-        labels = ", ".join(f"{k}: {v}" for k, v in s.crops_per_label.items()) or "none"
-        click.echo(f"screener: {plural(s.videos, 'video')}: {plural(s.crops, 'crop')} from "
-                   f"{plural(s.extracted, 'video')} ({labels}), {s.skipped} already done, "
-                   f"{s.no_face} without a face, {plural(len(s.errors), 'error')} in "
-                   f"{time.monotonic() - started:.1f} s; "
-                   f"dataset: {printable(out_dir)}", err=True)
+        click.echo(printable(f"screener: {s.summary_line(time.monotonic() - started)}"),
+                   err=True)
         if s.contact_sheet:
             click.echo(f"screener: contact sheet: {printable(s.contact_sheet)}", err=True)
     sys.exit(EXIT_OK)

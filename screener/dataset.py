@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import ScreenerError
-from .files import FileLock, LockHeld, atomic_write, fsync_folder, remove_temporaries
+from .files import FileLock, LockHeld, atomic_write, fsync_folder, open_own, remove_temporaries
 from .pipeline import VideoCrops
 from .report import csv_cells
 from .sources import resolved
@@ -94,7 +94,7 @@ def _append(path: Path, text: str, columns=None) -> None:
     write(), then fsync: a kill leaves all of them or none, and a full disk none of them."""
     new = not path.exists()
     data = ((_render([], columns, header=True) if new and columns else "") + text).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    fd = open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         size = os.fstat(fd).st_size
         try:
@@ -233,7 +233,8 @@ class Dataset:
         dataset: a damaged or edited record can name nothing else."""
         label, _, name = str(rel).partition("/")
         m = CROP_NAME.match(name)
-        if not (SAFE_LABEL.match(label) and m and m.group(1) == vid):
+        if not (SAFE_LABEL.match(label) and m and m.group(1) == vid) \
+                or (self.root / label).is_symlink():
             return None
         return self.root / label / name
 
@@ -246,6 +247,9 @@ class Dataset:
         """Crops (temp name, fsync, rename), then manifest rows, then the video's row."""
         folder = self.root / label
         folder.mkdir(exist_ok=True)
+        if folder.is_symlink():  # crops go only where the dataset is
+            raise ExtractError(f"{folder} is a symbolic link, which screener does not follow; "
+                               "remove it")
         names = [crop_name(vid, c.frame_index, c.face_index if all_faces else None, fmt)
                  for c in video.crops]
         if names:  # recorded before the first crop exists: a kill leaves nothing unnamed

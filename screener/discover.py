@@ -1,14 +1,17 @@
 """Turn the PATH arguments of a scan into the list of video files to screen.
 
 A PATH is a file (kept whatever its name: the user asked for it), a folder (walked recursively,
-keeping files with a video extension) or a glob pattern (`*`, `?`, `[`; `**` recurses); or the
-same in an object store (`s3://bucket/key.mp4`, `s3://bucket/prefix/`: screener.remote lists it).
+keeping files with a video extension) or a glob pattern (`*`, `?`, `[`; `**` recurses; the files
+it matches are kept when they have a video extension, the folders walked); or the same in an
+object store (`s3://bucket/key.mp4`, `s3://bucket/prefix/`: screener.remote lists it). Neither
+a folder nor a pattern ever yields the scan's own outputs (its report, state, log).
 The order is stable: arguments in the order given, each one expanded in sorted order, and a file
 reached twice is listed once. Folder walks follow symbolic links but visit each real folder once,
 so a link back to a parent (a loop) cannot make the walk run forever.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
@@ -63,20 +66,28 @@ def walk_folder(folder: str) -> list[str]:
     return sorted(found, key=_sort_key)
 
 
-def _expand(arg: str) -> list[str]:
+def _expand(arg: str, outputs: set[str]) -> list[str]:
     if is_remote(arg):
         from . import remote
         return remote.expand(arg, is_video_name)
     if os.path.isdir(arg):
-        return walk_folder(arg)
-    if os.path.lexists(arg):  # a file, a broken link or a link loop: the scan reports why
+        return [p for p in walk_folder(arg) if os.path.realpath(p) not in outputs]
+    try:  # a file, a broken link, a link loop, or one in a folder we may not search: it is
+        os.lstat(arg)  # a row whose error says why, like any file that cannot be read
         return [arg]
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM, errno.ELOOP):
+            return [arg]
     if GLOB_CHARS & set(arg):
         out: list[str] = []
-        for match in sorted(glob.glob(arg, recursive=True), key=_sort_key):
-            out.extend(walk_folder(match) if os.path.isdir(match) else [match])
+        matches = sorted(glob.glob(arg, recursive=True), key=_sort_key)
+        for match in matches:
+            # A pattern names videos: never the scan's own report, state or log beside them.
+            out.extend(walk_folder(match) if os.path.isdir(match) else
+                       [match] if is_video_name(match) else [])
+        out = [p for p in out if os.path.realpath(p) not in outputs]
         if not out:
-            raise NoMatch(f"no file matches {arg!r}")
+            raise NoMatch(f"no {'video' if matches else 'file'} matches {arg!r}")
         return out
     raise InputError(f"no such file or folder: {arg!r}")
 
@@ -89,8 +100,9 @@ def _is_folder(arg: str) -> bool:
 
 
 def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
-                allow_empty: bool = False) -> list[str]:
+                allow_empty: bool = False, outputs: Iterable = ()) -> list[str]:
     """Expand PATH arguments into video file paths (as strings, relative where given relative).
+    `outputs` (the scan's own files) are never found in a folder or by a pattern.
 
     Raises InputError naming every argument that does not exist, or when nothing is found;
     with `allow_empty`, folders that exist but hold no video give an empty list (an empty drop
@@ -109,9 +121,11 @@ def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     if not args:
         raise InputError("no PATH given")
     forget_listings()  # a run's snapshot of an object store starts with its listing
+    own = {os.path.realpath(o) for o in map(os.fspath, filter(None, outputs))
+           if o != "-" and not is_remote(o)}
     for arg in args:
         try:
-            expanded = _expand(arg)
+            expanded = _expand(arg, own)
         except NoMatch as e:
             unmatched.append(str(e))
             continue

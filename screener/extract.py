@@ -25,7 +25,8 @@ from .errors import OutputConflict
 from .files import atomic_write
 from .options import EngineOptions, OptionsError, SampleOptions, ScanOptions, from_keywords
 from .outputs import check_outputs
-from .sources import resolved
+from .report import plural
+from .sources import is_remote, resolved
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ class ExtractSummary:
     crops_per_label: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)   # (path, reason): reported, not written
     contact_sheet: str | None = None
+
+    def summary_line(self, elapsed_s: float) -> str:
+        labels = ", ".join(f"{k}: {v}" for k, v in self.crops_per_label.items()) or "none"
+        return (f"{plural(self.videos, 'video')}: {plural(self.crops, 'crop')} from "
+                f"{plural(self.extracted, 'video')} ({labels}), {self.skipped} already done, "
+                f"{self.no_face} without a face, {plural(len(self.errors), 'error')} in "
+                f"{elapsed_s:.1f} s; dataset: {self.out_dir}")
 
 
 @dataclass
@@ -149,6 +157,10 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
                        ("the labels file", labels_csv)])
     except OutputConflict as e:
         raise ExtractError(str(e)) from None
+    if contact_sheet is not None and _inside(contact_sheet, out_dir):
+        raise ExtractError(f"--contact-sheet {contact_sheet} is inside the dataset {out_dir}: "
+                           "training would read it, or it would replace a crop; write it "
+                           "outside the dataset")
     from .engines.workers import VideoReader
     reader = VideoReader(options.sample, options.engine, detector)
     settings = {**asdict(options.sample), "format": fmt}
@@ -165,7 +177,7 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
             seen.add(vid)
             todo.append(i)
     try:
-        # closing: interrupted, the workers stop at once (WorkerPool.abort)
+        # closing: interrupted, the workers stop at once (ProcessPool.abort)
         with reader, closing(reader.videos([videos[i] for i in todo])) as read:
             if progress:
                 progress(0, len(videos), None)
@@ -204,6 +216,13 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
         make_contact_sheet(out_dir, contact_sheet)
         summary.contact_sheet = os.fspath(contact_sheet)
     return summary
+
+
+def _inside(path, folder) -> bool:
+    """Whether `path` is in `folder` (or below it), links resolved."""
+    if is_remote(path) or is_remote(folder):
+        return False
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
 
 
 def _options(sample, engine, detector, keywords) -> ScanOptions:

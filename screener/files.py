@@ -4,7 +4,9 @@
 half of one (a temporary file in the same folder, fsync, rename): every report, frames file,
 page, dataset file and converted model is written with it. `FileLock` is an exclusive `flock`
 on a side file, taken without waiting and released by the kernel when its holder ends, however
-it ends (the incremental scan's state and an extract's dataset hold one).
+it ends (the incremental scan's state and an extract's dataset hold one). Files written in
+place (locks, a dataset's records) are opened with `open_own`, which never follows a symbolic
+link; `private_folder` is the same for the temporary folder of copied objects.
 """
 from __future__ import annotations
 
@@ -94,10 +96,10 @@ def _naming(e: OSError, path, tmp=None) -> OSError:
     return e
 
 
-def _is_stream(path: Path) -> bool:
+def is_stream(path) -> bool:
     """An existing output that is not a regular file (a device, a pipe): written as it is."""
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
     except OSError:
         return False
 
@@ -125,6 +127,56 @@ def open_regular(path) -> int:
     return fd
 
 
+def open_own(path, flags: int, mode: int = 0o666) -> int:
+    """os.open for a file of screener's own that it writes in place (a lock, a dataset's
+    records): never through a symbolic link at `path` (O_NOFOLLOW: refused, not followed),
+    never a pipe or a device, never a file with another name (a hard link), so what is
+    written there lands in no file screener did not make. Raises OSError naming `path`."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _not_ours(path, "it is a symbolic link, which screener does not follow")
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise _not_ours(path, "it is not a regular file" if not stat.S_ISREG(st.st_mode) else
+                        "it is a hard link to another file, which screener does not write")
+    return fd
+
+
+def private_folder(path, make: bool = True) -> None:
+    """Make `path` a folder of this user's that only they can write in (mode 0700), or check
+    that it is one, never following a symbolic link: in a shared temporary folder another
+    user can make the name first, as a link to a folder of ours or as a folder of theirs.
+    Raises OSError naming `path` when it is not ours."""
+    if make:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _not_ours(path, "it is a symbolic link or not a folder: screener does not "
+                                  "follow it; remove it or set TMPDIR") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid():
+            raise _not_ours(path, "it belongs to another user; remove it or set TMPDIR")
+        if st.st_mode & 0o077:
+            os.fchmod(fd, 0o700)  # ours, made private as it was meant to be
+    finally:
+        os.close(fd)
+
+
+def _not_ours(path, why: str) -> OSError:
+    return OSError(errno.EPERM, why, os.fspath(path))
+
+
 @contextmanager
 def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8",
                  newline: str | None = "", sync_folder: bool = True, fsync: bool = True):
@@ -143,16 +195,19 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8",
     folder = path.parent if str(path.parent) else Path(".")
     f = fd = tmp = None
     try:
-        if _is_stream(path):
+        if is_stream(path):
             f = open(path, mode, **kw)
         else:
             fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(path.name)}.", suffix=".tmp",
                                        dir=folder)
             f = os.fdopen(fd, mode, **kw)
             os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600; as a normal file
-    except OSError as e:
+    except OSError as e:  # what failed is `path`, whatever temporary name it was made under
         _discard(f if f is not None else fd, tmp)
-        raise _naming(e, path, tmp)
+        e.filename = os.fspath(path)
+        if e.errno == errno.ENOENT and not os.path.isdir(folder):
+            e.strerror = "its folder does not exist"
+        raise
     try:
         yield _Named(f, path)  # the caller's errors pass as they are (its writes name `path`)
     except BaseException:
@@ -224,7 +279,7 @@ class FileLock:
 
     def __init__(self, path):
         self.path = Path(path)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = open_own(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

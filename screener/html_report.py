@@ -241,7 +241,8 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
             details: int | None = None) -> dict:
     """Write the report from a state file (rows, per-frame scores and thumbnails) or, without
     one, from a JSON or CSV report (rows only: no timeline or thumbnails). A report's default
-    state (`<report>.state.sqlite`) is used when it exists. Raises StateError, ValueError."""
+    state (`<report>.state.sqlite`) is used when it exists. Raises StateError, ValueError, and
+    OutputConflict when `html_path` is a video of the scan, its model or its card."""
     from . import state as state_mod
     if state is None and report is not None:
         beside = state_mod.default_state_path(report)
@@ -256,6 +257,7 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
             blobs = saved.media(keys[i] for i in indices)
             return {i: VideoMedia.from_bytes(blobs[keys[i]]) for i in indices if keys[i] in blobs}
         run = saved.last_run
+        _not_an_input(html_path, [os.fsdecode(k) for k in keys], run.get("meta"), model)
         return write_html(html_path, results, meta=run.get("meta") or {}, media=media,
                           model=model, details=details, elapsed_s=run.get("elapsed_s"),
                           finished_at=run.get("finished_at"), complete=run.get("complete", True),
@@ -264,6 +266,7 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
     if report is None:
         raise ValueError("give a state file or a report file")
     results, meta, extra = read_report(report)
+    _not_an_input(html_path, [r.path for r in results], meta, model)
     if "model" not in meta:  # a CSV report: its rows name the model, nothing carries its card
         meta["model"] = parts.card_by_name(results, model)
     # A report holds no per-frame scores or faces: no detail cards, the page says so.
@@ -271,6 +274,19 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
                       elapsed_s=extra.get("elapsed_s"), finished_at=os.path.getmtime(report),
                       complete=extra.get("complete", True),
                       source=f"report {safe_text(os.fspath(report))} (rows only)")
+
+
+def _not_an_input(html_path, videos: list[str], meta, model) -> None:
+    """Raise OutputConflict when the page would replace a video the scan read, its model file
+    or card, or the model given for the heat maps (outputs.check_outputs)."""
+    from .outputs import check_outputs
+    from .scoring import model_inputs
+    card = meta.get("model") if isinstance(meta, dict) else None
+    scan_model = card.get("path") if isinstance(card, dict) else None
+    models = [m for m in (scan_model, model) if isinstance(m, (str, os.PathLike)) and m]
+    check_outputs([("--html", html_path)],
+                  [*(("the scanned video", v) for v in videos),
+                   *(named for m in models for named in model_inputs(m))])
 
 
 def read_report(path) -> tuple[list[VideoResult], dict, dict]:

@@ -62,6 +62,29 @@ def set_terminal_level(level: int) -> None:
     _terminal_level = level
 
 
+def keep_traceback(e: BaseException) -> str:
+    """Put the traceback of an unexpected error where the user asked for it: the --log-file,
+    and the terminal with -vv, each line escaped. Says where it went ("" for nowhere)."""
+    import traceback
+    lines = "".join(traceback.format_exception(e)).rstrip().splitlines()
+    where = []
+    handler = LogFile.current()
+    if handler is not None and handler.write_lines(lines):
+        where.append(f"in {printable(handler.baseFilename)}")
+    if _terminal_level is not None and _terminal_level <= logging.DEBUG:  # -vv
+        sys.stderr.write("".join(printable(line) + "\n" for line in lines))
+        where.append("above")
+    return " and ".join(where)
+
+
+def result_line(r) -> str:
+    """A video's line on a terminal: verdict (or status), score, path, reason."""
+    label = r.verdict or r.status.upper().replace("_", " ")
+    score = f"{r.fake_score:.3f}" if r.fake_score is not None else "  -  "
+    reason = f"  ({printable(r.error or r.note)})" if r.error or r.note else ""
+    return f"{label:8} {score}  {printable(r.path)}{reason}"
+
+
 def worker_level() -> int:
     """The level worker processes log at: the terminal's (set_terminal_level), else the
     level this process logs the package at."""
@@ -134,6 +157,16 @@ class LogFile(logging.FileHandler):
             self.failure = self.failure or failure
         else:  # a bad log call, not a failed write: logging's own report
             super().handleError(record)
+
+    def write_lines(self, lines: list[str]) -> bool:
+        """Append `lines` (a traceback), each as an ERROR line of its own; False when the file
+        is not open yet (outputs not checked: it may be an input) or cannot be written."""
+        if self.waiting is not None or self.failure is not None:
+            return False
+        for line in lines:
+            self.emit(logging.LogRecord(PACKAGE, logging.ERROR, __file__, 0, "%s", (line,), None))
+        self.flush()
+        return self.failure is None
 
     def failed(self) -> str:
         """Why the file could not be written, in one line (the error just raised, or the

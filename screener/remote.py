@@ -238,11 +238,14 @@ def _url(proto: str, name: str) -> str:
 
 
 def _below(prefix: str, infos: dict, proto: str, keep: Callable[[str], bool]) -> list[str]:
-    """The video objects below a prefix, hidden names (any part below it) skipped, sorted."""
+    """The video objects below a prefix, hidden names (any part below it) skipped, sorted.
+    A key part "." or ".." is no hidden name: such an object is listed like any other (a key
+    is a name, never resolved as a path), or a video could pass unscreened."""
     out = []
     for name, info in infos.items():
         rel = name[len(prefix):].lstrip("/") if name.startswith(prefix) else name
-        if info.get("type") != "file" or any(p.startswith(".") for p in rel.split("/")):
+        if info.get("type") != "file" or any(p.startswith(".") and p not in (".", "..")
+                                             for p in rel.split("/")):
             continue
         if keep(name):
             out.append(_remember(_url(proto, name), info))
@@ -284,7 +287,7 @@ def expand(url: str, keep: Callable[[str], bool]) -> list[str]:
                 if info.get("type") == "directory":
                     out.extend(_below(name, _retry(lambda: fs.find(name, detail=True)), proto,
                                       keep))
-                elif not os.path.basename(name).startswith("."):
+                elif not os.path.basename(name).startswith(".") and keep(name):
                     out.append(_remember(_url(proto, name), info))
             if not out:
                 _check_bucket(fs, url)

@@ -52,6 +52,16 @@ class ScanOutcome:
         return line + ("" if self.out in (None, "-") else f"; report: {self.out}")
 
 
+    def interrupted_line(self) -> str:
+        """What an interrupted run kept, and where."""
+        where, s = ("" if self.out in (None, "-") else f" in {self.out}"), self.incremental
+        if s is None:
+            return (f"interrupted after {self.report.videos} of {plural(self.videos, 'video')}; "
+                    f"their rows are kept{where}")
+        return (f"interrupted after scanning {plural(s.scanned, 'video')}; every finished "
+                "video is recorded" + (where and f" and{where}"))
+
+
 class StreamSink:
     """Writes a scan without state. Rows stream into the report and the frames CSV as each
     video finishes, into temporary files beside them that become the outputs when the scan

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +90,27 @@ def read_card(model_path: Path) -> dict:
     if not card_path.is_file():
         return {}
     try:
-        return json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text())
     except (OSError, ValueError) as e:
         raise ModelError(f"model card {card_path} is unreadable: {e}") from e
+    _check_card(card, card_path)
+    return card
+
+
+def _check_card(card, card_path: Path) -> None:
+    """A card is user input: its fields must be what the scan takes them for. A threshold
+    outside 0-1 (or NaN) would make every verdict FAKE, or every one REAL."""
+    if not isinstance(card, dict):
+        raise ModelError(f"model card {card_path} is not a JSON object")
+    wrong = [f"{key} {card[key]!r} is not {what}" for key, kind, what in (
+        ("name", str, "a text"), ("arch", str, "a text"), ("metrics", dict, "an object"),
+        ("limits", list, "a list")) if key in card and not isinstance(card[key], kind)]
+    if "threshold" in card:
+        t = card["threshold"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+            wrong.append(f"threshold {t!r} is not a number from 0 to 1")
+    if wrong:
+        raise ModelError(f"model card {card_path}: {'; '.join(wrong)}")
 
 
 class Scorer:
@@ -211,8 +231,15 @@ def load_model(path: str | Path | None = None, threshold: float | None = None, *
     ModelError at once; a bad .keras file raises it when its network is first needed
     (`Scorer.load_now`, `Scorer.model`, or the first `predict`)."""
     path = Path(path) if path is not None else default_model_path()
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {path}") from None
+    except OSError as e:
+        raise ModelError(f"cannot read model file {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        raise ModelError(f"{path} is not a model file: it is "
+                         f"{'a folder' if stat.S_ISDIR(mode) else 'a device, a pipe or a socket'}")
     card = read_card(path)
     model = None
     if path.suffix.lower() in LEGACY_SUFFIXES:  # its card depends on what is in it: read now
@@ -223,7 +250,10 @@ def load_model(path: str | Path | None = None, threshold: float | None = None, *
         raise ModelError(f"{path}: unknown model file type (expected .keras, .h5 or .hdf5)")
     elif not zipfile.is_zipfile(path):  # a .keras file is a zip archive; checked without Keras
         raise ModelError(f"cannot load model {path}: not a Keras model file (not a zip archive)")
-    return Scorer(_model_card(path, card, threshold), path, model, runtime, cpu_twin)
+    try:
+        return Scorer(_model_card(path, card, threshold), path, model, runtime, cpu_twin)
+    except OSError as e:  # its hash could not be read
+        raise ModelError(f"cannot read model file {path}: {e.strerror or e}") from None
 
 
 def _model_card(path: Path, card: dict, threshold: float | None) -> ModelCard:

@@ -6,12 +6,13 @@ kernel releases that lock however the process ends. `sweep` removes the folders 
 free: what a killed scan left (SIGKILL, the OOM killer, a power cut). It runs when a scan lists
 objects and when a process makes its folder; a folder is made under a hidden name and locked
 before it gets its real one, so a sweep never takes a live process's folder for a dead one.
-A normal exit removes the process's folder (atexit).
+A normal exit removes the process's folder (atexit). Nothing here follows a symbolic link:
+`<TMPDIR>/screener-objects-<uid>` must be a private folder of this user's (another user may
+make the name first, as a link to a folder of ours), else nothing is swept or copied there.
 """
 from __future__ import annotations
 
 import atexit
-import errno
 import logging
 import os
 import shutil
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .files import FileLock, LockHeld
+from .files import FileLock, LockHeld, private_folder
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,7 @@ def folder() -> str:
     if _scratch is not None and _scratch[0] == os.getpid():
         return _scratch[1]
     top = root()
-    top.mkdir(mode=0o700, exist_ok=True)
-    if top.stat().st_uid != os.getuid():
-        raise OSError(errno.EPERM, "not this user's folder", str(top))
+    private_folder(top)  # never a link or another user's folder (see files.private_folder)
     sweep()
     new = tempfile.mkdtemp(prefix=".new-", dir=top)
     lock = FileLock(os.path.join(new, ".lock"))
@@ -67,12 +66,20 @@ def sweep() -> int:
     killed scan left. Returns how many were removed."""
     top = root()
     try:
+        private_folder(top, make=False)
         entries = list(os.scandir(top))
-    except OSError:
+    except FileNotFoundError:
+        return 0
+    except OSError as e:
+        log.warning("not removing temporary copies in %s: %s", top, e.strerror or e)
         return 0
     removed = 0
     for entry in entries:
-        if not entry.is_dir(follow_symlinks=False):
+        try:
+            if not entry.is_dir(follow_symlinks=False) or \
+                    entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+        except OSError:
             continue
         if entry.name.startswith("."):
             try:

@@ -3,10 +3,10 @@
 A path is a string everywhere else in screener; this module is the one place that tells a
 local path from an object URL (`is_remote`) and answers, for either, what the rest asks:
 
-- `stat`: its size and modification time (what an incremental scan compares first);
+- `stat`: its size and modification time (what an incremental scan compares first, and
+  again once the file is scanned: `fresh`, to see whether it changed meanwhile);
 - `fingerprint`: what says its content is the same (a file: its size and the SHA-256 of its
   first and last MiB; an object: its size, ETag and version, from the listing: nothing read);
-- `unchanged`: whether it is still what was planned, once it has been scanned;
 - `readable`: something to open: the file itself, or a temporary local copy of the object,
   made where the video is read (a worker process, a Ray task) and removed after it;
 - `path_key` and `resolved`: its names in a state and in a dataset;
@@ -124,12 +124,6 @@ def _fingerprint(path: str, size: int) -> str:
     except OSError:
         return ""
     return f"{size}:{h.hexdigest()[:32]}"
-
-
-def unchanged(path: str, planned: FileStat) -> bool:
-    """Whether `path`, just scanned, is still what was planned (for an object a HEAD says:
-    nothing is read)."""
-    return stat(path, fresh=True) == planned
 
 
 @contextmanager

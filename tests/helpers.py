@@ -46,6 +46,37 @@ def signal_when(proc, ready, sig=signal.SIGINT, *, settle_s: float = 0.0, poll_s
             proc.wait()
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes (multiprocessing spawned, the resource tracker aside) that the
+    process `pid` has now, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def without_root_powers() -> list[str]:
+    """A prefix that runs a command as this user without root's power to read, search or write
+    what its permissions forbid (CAP_DAC_OVERRIDE and the like), so that `chmod` means what it
+    says for it too. Skips the test where root cannot drop it."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        import pytest
+        pytest.skip("root without setpriv cannot drop its power over file permissions")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+
+
 @contextmanager
 def unless_blocked_on(fifo: Path, after_s: float = 120):
     """For code that must never open the named pipe `fifo`: should it wait there to read

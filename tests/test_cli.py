@@ -328,3 +328,94 @@ def test_counts_say_1_video_and_1_error(face_video, tiny_model, tmp_path):
     assert r.exit_code == 0, r.output
     assert "screener: 1 video: 1 crop from 1 video (unlabeled: 1), 0 already done, " \
            "0 without a face, 0 errors in " in r.stderr
+
+
+# A bug put into a real `screener scan` process: what a user sees when screener itself fails.
+INJECTED_BUG = """import sys
+import screener.run
+def bug(*args, **kw):
+    raise ZeroDivisionError("injected bug")
+screener.run.run_scan = bug
+from screener.cli import main
+main(sys.argv[1:], prog_name="screener")
+"""
+
+
+@pytest.mark.parametrize("how", ["plain", "log-file", "-vv"])
+def test_an_unexpected_error_is_exit_70_one_line_and_says_where_its_traceback_went(
+        face_video, tiny_model, tmp_path, how):
+    """Exit 1 means --fail-on-fake: a bug has its own code (70), one line on the terminal, and
+    its traceback in the --log-file or, with -vv, on the terminal."""
+    log = tmp_path / "scan.log"
+    extra = {"plain": [], "log-file": ["--log-file", str(log)], "-vv": ["-vv"]}[how]
+    r = subprocess.run([sys.executable, "-c", INJECTED_BUG, "scan", str(face_video), "--model",
+                        str(tiny_model), "--out", str(tmp_path / "r.csv"), "--fail-on-fake",
+                        *extra], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 70, r.stderr[-3000:]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("screener: error:")]
+    assert len(errors) == 1, r.stderr
+    assert "unexpected error (a bug in screener; exit 70): ZeroDivisionError: injected bug" \
+        in errors[0]
+    if how == "plain":
+        assert "Traceback" not in r.stderr and "rerun with -vv" in errors[0]
+        assert r.stderr.strip().splitlines()[-1] == errors[0]
+    elif how == "log-file":
+        assert "Traceback" not in r.stderr and f"its traceback is in {log}" in errors[0]
+        text = log.read_text()
+        assert "Traceback (most recent call last)" in text and "in bug" in text
+    else:
+        assert "Traceback (most recent call last)" in r.stderr
+        assert "its traceback is above" in errors[0]
+
+
+def test_a_report_in_a_missing_folder_names_the_report(face_video, tiny_model, tmp_path):
+    """Not the temporary file beside it (before: cannot write .../.r.csv.x8k2.tmp)."""
+    out = tmp_path / "missing" / "r.csv"
+    for extra in ([], ["--no-state"]):
+        r = run(face_video, "--model", tiny_model, "--out", out, *extra)
+        assert r.exit_code == 4, r.stderr
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"screener: error: cannot write {out}: its folder does not exist")
+
+
+@pytest.mark.parametrize("model,words", [("/dev/zero", "is not a model file: it is a device"),
+                                         ("{tmp}/none.keras", "model file not found")])
+def test_a_model_that_is_not_a_file_says_what_it_is(face_video, tmp_path, model, words):
+    r = run(face_video, "--model", model.format(tmp=tmp_path), "--out", tmp_path / "r.csv")
+    assert r.exit_code == 3 and words in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_a_file_named_in_a_folder_that_cannot_be_searched_is_one_error_row(
+        face_video, tiny_model, tmp_path):
+    """Like any file that cannot be read (before: the scan stopped, "no such file or folder")."""
+    from helpers import without_root_powers
+    locked = tmp_path / "locked"
+    copy(face_video, locked / "v.mp4")
+    other = copy(face_video, tmp_path / "w.mp4")
+    locked.chmod(0o600)  # no search (x) permission: its files cannot be reached
+    out = tmp_path / "r.csv"
+    try:
+        p = subprocess.run([*without_root_powers(), sys.executable, "-m", "screener", "scan",
+                            str(locked / "v.mp4"), str(other), "--model", str(tiny_model),
+                            "--frames", "1", "--out", str(out)],
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+    finally:
+        locked.chmod(0o755)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = read_rows(out)
+    assert [r["status"] for r in rows] == ["error", "ok"]
+    assert "permission denied" in rows[0]["error"].lower(), rows[0]
+
+
+def test_an_unexpected_error_in_screener_report_shows_its_traceback_with_vv(tmp_path):
+    bug = INJECTED_BUG.replace("screener.run", "screener.html_report").replace(
+        ".run_scan =", ".rebuild =")
+    state = tmp_path / "s.sqlite"
+    state.write_bytes(b"")
+    for extra, where in (([], "rerun with -vv"), (["-vv"], "its traceback is above")):
+        r = subprocess.run([sys.executable, "-c", bug, "report", "--state", str(state),
+                            "--html", str(tmp_path / "p.html"), *extra],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert r.returncode == 70 and where in r.stderr, r.stderr[-3000:]
+        assert ("Traceback (most recent call last)" in r.stderr) == bool(extra)

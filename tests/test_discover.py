@@ -62,6 +62,41 @@ def test_a_glob_that_matches_nothing_is_a_warning_beside_paths_that_found_videos
         find_videos([tree / "sub", tree / "gone", str(tree / "*.nothing")])
 
 
+def test_a_glob_names_videos_and_never_the_scans_own_outputs(tree):
+    """A pattern keeps matching files with a video extension (notes.txt, a report, a state are
+    not inputs of `dir/*`), and never a file the scan writes, even one with a video name."""
+    touch(tree / "r.csv")
+    touch(tree / "r.csv.state.sqlite")
+    assert rel(find_videos([str(tree / "*")]), tree) == [
+        "a.MOV", "b.mp4", "sub/b.avi", "sub/deeper/c.webm", "sub/z.mkv", "sub0/y.mp4"]
+    own = [tree / "b.mp4", tree / "sub" / "z.mkv"]
+    assert rel(find_videos([str(tree / "*")], outputs=own), tree) == [
+        "a.MOV", "sub/b.avi", "sub/deeper/c.webm", "sub0/y.mp4"]
+    assert rel(find_videos([tree / "sub"], outputs=own), tree) == ["sub/b.avi",
+                                                                   "sub/deeper/c.webm"]
+    assert rel(find_videos([tree / "b.mp4"], outputs=own), tree) == ["b.mp4"]  # named: kept
+    with pytest.raises(InputError, match="no video matches"):
+        find_videos([str(tree / "*.txt")])
+
+
+@pytest.mark.slow
+def test_a_cron_job_with_a_glob_keeps_working_after_its_first_run(tmp_path, face_video,
+                                                                  tiny_model):
+    """`screener scan 'gl/*' --out gl/report.csv`, twice: before, the first run had an error
+    row for notes.txt and the second one stopped with exit 2 (--out is an input)."""
+    from helpers import copy, read_csv, screener_cli
+    gl = tmp_path / "gl"
+    copy(face_video, gl / "a.mp4")
+    copy(face_video, gl / "b.mp4")
+    (gl / "notes.txt").write_text("not a video\n")
+    args = ["scan", f"{gl}/*", "--out", gl / "report.csv", "--model", tiny_model, "--frames", 1]
+    for run in (1, 2):
+        r = screener_cli(*args)
+        assert [os.path.basename(x["path"]) for x in read_csv(gl / "report.csv")] == [
+            "a.mp4", "b.mp4"], run
+    assert "reused 2" in r.stderr
+
+
 def test_missing_paths_are_all_named(tree):
     with pytest.raises(InputError) as e:
         find_videos([tree / "b.mp4", tree / "gone.mp4", tree / "nope"])

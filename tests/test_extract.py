@@ -239,6 +239,43 @@ def test_a_bug_on_one_video_does_not_stop_the_run(tmp_path, clips, detector, mon
     check_consistent(tmp_path / "ds")
 
 
+@pytest.mark.parametrize("name", [".extract.lock", "manifest.csv", "videos.csv", "real"])
+def test_links_in_a_dataset_are_never_followed(tmp_path, clips, detector, name):
+    """A dataset file written in place (its lock, its records) or a label folder that is a
+    symbolic link to something of ours is refused, and what it names stays as it was."""
+    ds, elsewhere = tmp_path / "ds", tmp_path / "elsewhere"
+    extract([clips / "clip0.mp4"], ds, label="real", frames=2, detector=detector)
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("my notes\n")
+    target = elsewhere if name == "real" else elsewhere / "notes.txt"
+    if (ds / name).is_dir():
+        for p in (ds / name).iterdir():
+            p.unlink()
+        (ds / name).rmdir()
+    else:
+        (ds / name).unlink()
+    os.symlink(target, ds / name)
+    with pytest.raises((OSError, ExtractError), match="symbolic link"):
+        extract([clips / "clip1.mp4"], ds, label="real", frames=2, detector=detector)
+    assert sorted(os.listdir(elsewhere)) == ["notes.txt"]
+    assert (elsewhere / "notes.txt").read_text() == "my notes\n"
+
+
+@pytest.mark.parametrize("where", ["a crop", "a label folder", "the dataset"])
+def test_the_contact_sheet_is_refused_inside_the_dataset(tmp_path, clips, detector, where):
+    """A sheet named inside DIR would replace a crop or be read by training as one."""
+    ds = tmp_path / "ds"
+    extract([clips / "clip0.mp4"], ds, label="real", frames=2, detector=detector)
+    crop = sorted((ds / "real").iterdir())[0]
+    sheet = {"a crop": crop, "a label folder": ds / "real" / "sheet.png",
+             "the dataset": ds / "sheet.png"}[where]
+    before = snapshot(ds)
+    with pytest.raises(ExtractError, match="inside the dataset"):
+        extract([clips / "clip1.mp4"], ds, label="real", frames=2, detector=detector,
+                contact_sheet=sheet)
+    assert snapshot(ds) == before
+
+
 def test_a_file_and_a_link_to_it_are_read_once(tmp_path, clips, detector):
     copy(clips / "clip0.mp4", tmp_path / "in" / "a.mp4")
     (tmp_path / "in" / "b.mp4").symlink_to(tmp_path / "in" / "a.mp4")

@@ -400,7 +400,7 @@ def test_a_verdict_on_few_faces_says_so(tmp_path, tiny_model):
             "evidence in ") in r.stderr
     text = page.read_text("utf-8")
     assert text.count("low evidence: 2 of 12 frames") == 2   # its table row and its detail card
-    from screener.cli import _row_line
+    from screener.logs import result_line as _row_line
     from screener.state import result_from_json, result_to_json
     from screener.verdict import VideoResult
     shown = VideoResult(str(thin), "ok", "FAKE", fake_score=0.7, faces_scored=2,

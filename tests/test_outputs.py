@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from screener.cli import main
 
-from helpers import copy
+from helpers import copy, without_root_powers
 
 REPO = Path(__file__).parents[1]
 
@@ -156,6 +156,44 @@ def test_screener_report_never_writes_over_what_it_reads(face_video, tiny_model,
     assert digest(out) == before
 
 
+@pytest.mark.parametrize("source", ["state", "report"])
+def test_screener_report_never_writes_over_a_scanned_video_or_the_model(face_video, tiny_model,
+                                                                        tmp_path, source):
+    """The page of `screener report` is refused over a video of the scan, the scan's model file
+    or its card (before: the video became an HTML page, exit 0)."""
+    video = copy(face_video, tmp_path / "in" / "v.mp4")
+    model = copy(tiny_model, tmp_path / "model" / "m.keras")
+    copy(tiny_model.with_suffix(".json"), model.with_suffix(".json"))
+    out = tmp_path / "r.json"
+    assert run("scan", video.parent, "--model", model, "--frames", 1, "--out", out).exit_code == 0
+    where = ["--state", f"{out}.state.sqlite"] if source == "state" else ["--from", out]
+    if source == "report":
+        os.unlink(f"{out}.state.sqlite")  # rows only, from the report itself
+    for target in (video, model, model.with_suffix(".json")):
+        before = digest(target)
+        r = run("report", *where, "--html", target)
+        assert r.exit_code == 2 and "refusing to overwrite it" in r.stderr, r.stderr
+        assert digest(target) == before
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/stdout"])
+def test_a_report_that_is_a_device_keeps_no_state(face_video, tiny_model, device):
+    """`--out /dev/null` (or /dev/stdout) without --no-state: the report streams there and no
+    state or lock is made beside it (before: /dev/null.state.sqlite and its lock)."""
+    made = [Path(f"{device}.state.sqlite{s}") for s in ("", ".lock", "-wal", "-shm")]
+    assert not any(p.exists() for p in made)
+    try:
+        p = cli("scan", face_video, "--model", tiny_model, "--frames", 1, "--out", device)
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert not any(p.exists() for p in made)
+        if device == "/dev/stdout":
+            assert p.stdout.startswith("path,status,")
+    finally:
+        for m in made:
+            if m.exists():
+                m.unlink()
+
+
 # --- write failures: one line, the documented exit code, no half report ------------------------
 
 @pytest.mark.parametrize("args", [
@@ -290,3 +328,25 @@ def test_any_legal_report_name_works(face_video, tiny_model, tmp_path, state):
         r = run(*args)
         assert r.exit_code == 0 and "scanned 0, reused 1" in r.stderr, r.output
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_a_state_made_writable_again_works_again(face_video, tiny_model, tmp_path):
+    """A run while the state was read-only leaves SQLite's side files read-only too; once the
+    state is writable again, the next run works (before: exit 6 until -shm was deleted)."""
+    video = copy(face_video, tmp_path / "in" / "a.mp4")
+    state, out = tmp_path / "r.csv.state.sqlite", tmp_path / "r.csv"
+    base = [*without_root_powers(), sys.executable, "-m", "screener", "scan", str(video.parent),
+            "--model", str(tiny_model), "--frames", "1", "--settle", "0", "--out", str(out)]
+    assert subprocess.run(base, capture_output=True, cwd=REPO).returncode == 0
+    state.chmod(0o444)
+    copy(face_video, tmp_path / "in" / "b.mp4")  # something to record
+    p = subprocess.run(base, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 6, p.stderr[-3000:]
+    assert ours(p.stderr) == [f"screener: error: cannot write the scan state {state}: it is "
+                              f"read-only; make it writable (chmod u+w {state}), or pass "
+                              "--state with another file"]
+    state.chmod(0o644)
+    p = subprocess.run(base, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert len(read_rows(out)) == 2

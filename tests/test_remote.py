@@ -411,3 +411,77 @@ def test_a_versioned_bucket_scans_incrementally(s3, scorer, face_video, tmp_path
     assert (again.scanned, again.reused) == (0, 1) and s3.gets("history") == gets
     s3.upload("history", "v/a.mp4", face_video)
     assert run().scanned == 1
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every entry under `root` (a folder: None, a file: its bytes), links not followed."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.slow
+def test_a_link_in_place_of_the_temporary_folder_is_never_followed(store, s3, tiny_model,
+                                                                   tmp_path):
+    """Another user makes <TMPDIR>/screener-objects-<uid> first, as a link to a folder of
+    ours: the scan neither sweeps nor copies there (before: "removed 2 temporary folder(s)",
+    the folder emptied); its objects are error rows that say why, and the run goes on."""
+    tmpdir, victim = tmp_path / "tmp", tmp_path / "victim"
+    for sub in ("1234-abcd", "project"):
+        (victim / sub).mkdir(parents=True)
+        (victim / sub / "notes.txt").write_text(f"{sub}: keep me\n")
+    tmpdir.mkdir()
+    before = _tree(victim)
+    os.symlink(victim, tmpdir / f"screener-objects-{os.getuid()}")
+    out = tmp_path / "r.csv"
+    r = screener_cli("scan", store.url, "--out", out, "--no-state", "--model", tiny_model,
+                     "--frames", 2, env={**os.environ, "TMPDIR": str(tmpdir)})
+    assert _tree(victim) == before
+    assert "removed" not in r.stderr and "not removing temporary copies" in r.stderr
+    found = rows(out, store.url)
+    assert len(found) == 4 and all(x["status"] == "error" for x in found)
+    assert all("symbolic link" in x["error"] for x in found), found
+
+
+@pytest.mark.parametrize("plant", ["link", "another user's folder", "a file"])
+def test_the_temporary_folder_must_be_a_private_folder_of_ours(tmp_path, monkeypatch, plant):
+    """The sweep leaves a planted name alone and a copy is refused there (scratch.py)."""
+    import tempfile
+    from screener import scratch
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(scratch, "_scratch", None)  # this process's own folder, not made yet
+    victim = tmp_path / "victim"
+    (victim / "42-abcdefgh").mkdir(parents=True)
+    (victim / "42-abcdefgh" / "notes.txt").write_text("keep me\n")
+    top = scratch.root()
+    if plant == "link":
+        os.symlink(victim, top)
+    elif plant == "a file":
+        top.write_text("not a folder\n")
+    else:
+        victim.rename(top)
+        victim = top
+        if os.geteuid() != 0:
+            pytest.skip("only root can give a folder to another user")
+        os.chown(top, 65534, 65534)
+    before = _tree(victim)
+    assert scratch.sweep() == 0
+    with pytest.raises(OSError, match="symbolic link|another user"):
+        scratch.folder()
+    assert _tree(victim) == before
+
+
+def test_keys_with_dot_parts_below_a_prefix_are_listed_and_read(s3, face_video):
+    """A key such as `in/x/../v.mp4` is a name, not a path: it is listed and read like any
+    other (before: skipped without a word, so an upload could pass unscreened); hidden names
+    stay skipped."""
+    from screener import remote
+    from screener.discover import find_videos
+    bucket = s3.bucket("dots")
+    for key in ("in/x/../up.mp4", "in/./here.mp4", "in/plain.mp4", "in/.hidden.mp4",
+                "in/.cache/x.mp4"):
+        s3.upload(bucket, key, face_video)
+    found = find_videos([f"s3://{bucket}/in/"])
+    assert found == [f"s3://{bucket}/in/./here.mp4", f"s3://{bucket}/in/plain.mp4",
+                     f"s3://{bucket}/in/x/../up.mp4"]
+    with remote.local_copy(found[-1]) as local:
+        assert Path(local).read_bytes() == face_video.read_bytes()

@@ -83,3 +83,35 @@ def test_student_full_models_on_sample_images():
         p = load_model(path).predict(np.stack(list(imgs.values())))
         for (cls, name), score in zip(imgs, p):
             assert (score > 0.8) if cls == "df" else (score < 0.2), (path.name, name, score)
+
+
+@pytest.mark.parametrize("card,words", [
+    ({"name": "m", "threshold": "abc"}, "threshold 'abc' is not a number from 0 to 1"),
+    ({"name": "m", "threshold": 5}, "threshold 5 is not a number from 0 to 1"),
+    ({"name": "m", "threshold": -1}, "threshold -1 is not a number"),
+    ({"name": "m", "threshold": "NaN"}, "threshold 'NaN' is not a number"),
+    ({"name": "m", "threshold": True}, "threshold True is not a number"),
+    ([0.5], "is not a JSON object"),
+    ({"name": ["m"]}, "name ['m'] is not a text"),
+    ({"name": "m", "limits": "none"}, "limits 'none' is not a list"),
+], ids=["text", "above-1", "negative", "nan", "bool", "a-list", "name-a-list", "limits-text"])
+def test_a_card_whose_threshold_or_fields_are_wrong_is_refused(tiny_model, tmp_path, card,
+                                                               words):
+    """A threshold of -1 made every video FAKE, NaN every one REAL; "abc" or a card that is a
+    list was a traceback. Each is a ModelError naming the card (the CLI's exit 3)."""
+    model = tmp_path / "m.keras"
+    model.write_bytes(tiny_model.read_bytes())
+    model.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        load_model(model)
+
+
+def test_a_bad_card_is_exit_3_with_one_line(tiny_model, face_video, tmp_path):
+    from helpers import screener_cli
+    model = tmp_path / "m.keras"
+    model.write_bytes(tiny_model.read_bytes())
+    model.with_suffix(".json").write_text(json.dumps({"name": "m", "threshold": float("nan")}))
+    r = screener_cli("scan", face_video, "--model", model, "--out", tmp_path / "r.csv",
+                     check=False)
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"model card {model.with_suffix('.json')}: threshold nan is not a number" in r.stderr

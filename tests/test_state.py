@@ -272,6 +272,59 @@ def test_foreign_or_newer_database_is_refused(tmp_path):
         st.ScanState(db)
 
 
+@pytest.mark.parametrize("how", ["symlink", "hard link"])
+def test_a_lock_file_that_is_a_link_is_refused_and_what_it_names_is_untouched(tmp_path, how):
+    """Another user (or a mistake) makes the lock a link to a file of ours: it is never
+    opened through the link (before: the file was truncated)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    db = tmp_path / "r.csv.state.sqlite"
+    (os.symlink if how == "symlink" else os.link)(notes, st.lock_path(db))
+    with pytest.raises(StateError, match="symbolic link" if how == "symlink" else "hard link"):
+        st.ScanState(db)
+    assert notes.read_text() == "my notes\n" and not db.exists()
+
+
+@pytest.mark.parametrize("side", ["", "-wal", "-shm"])
+def test_a_state_or_side_file_that_is_a_symlink_is_refused(tmp_path, side):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    db = tmp_path / "r.csv.state.sqlite"
+    os.symlink(notes, f"{db}{side}")
+    with pytest.raises(StateError, match="symbolic link"):
+        st.ScanState(db)
+    assert notes.read_text() == "my notes\n"
+
+
+class DeletingEngine(FakeEngine):
+    """Deletes `victim` while "reading" it: an error row (opened too late) or a row."""
+
+    def __init__(self, victim: str, read_first: bool):
+        super().__init__()
+        self.victim, self.read_first = victim, read_first
+
+    def run(self, paths):
+        yield from super().run([p for p in paths if p != self.victim])
+        os.unlink(self.victim)
+        yield (VideoResult(path=self.victim, status="ok", verdict="REAL", fake_score=.1)
+               if self.read_first else
+               VideoResult(path=self.victim, status="error", error="no such file"))
+
+
+@pytest.mark.parametrize("read_first", [False, True], ids=["error-row", "read"])
+def test_a_file_deleted_while_scanned_drops_out_with_at_most_one_warning(tmp_path, caplog,
+                                                                        read_first):
+    """Its error row's warning is the one line about it (the engine's); read before it went,
+    one line says so. Never "it will be rescanned": it is gone (before: two warnings)."""
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    _, s = run(tmp_path, paths, DeletingEngine(paths[1], read_first))
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not any("rescanned" in m for m in said), said
+    assert said == ([f"{paths[1]} was deleted while it was scanned; it is left out of the "
+                     "report"] if read_first else [])
+    assert report_paths(tmp_path) == paths[:1] and s.unrecorded == 1
+
+
 def test_state_uses_wal_and_one_row_per_file(tmp_path):
     paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
     run(tmp_path, paths)
@@ -434,3 +487,93 @@ def test_a_file_is_read_once_while_planning(tmp_path, monkeypatch):
     monkeypatch.setattr(planning, "_fingerprint", lambda p, n: reads.append(p) or real(p, n))
     engine, s = run(tmp_path, paths, model_id="other@0.5")
     assert engine.calls == paths and reads == paths
+
+
+# --- a state whose SQLite is sound but whose content is damaged -------------------------------
+
+def _damage(db, sql: str, *args) -> None:
+    with sqlite3.connect(db) as c:
+        c.execute(sql, args)
+
+
+@pytest.mark.parametrize("result", ["not json", '{"row": {}}', '{"faces": []}', "[1, 2]",
+                                    '{"row": {"path": "a", "status": "ok", "fake_score": "abc"}}',
+                                    '{"row": {"path": "a", "status": "odd"}}'],
+                         ids=["not-json", "no-fields", "no-row", "a-list", "a-text-score",
+                              "a-strange-status"])
+def test_a_damaged_row_costs_a_rescan_of_its_file_not_the_run(tmp_path, result):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4", "c.mp4"])
+    run(tmp_path, paths)
+    before = (tmp_path / "r.csv").read_bytes()
+    _damage(tmp_path / "s.sqlite", "UPDATE files SET result = ? WHERE key = ?", result,
+            os.fsencode(paths[1]))
+    e, s = run(tmp_path, paths)
+    assert e.calls == [paths[1]] and (s.scanned, s.reused) == (1, 2)
+    assert (tmp_path / "r.csv").read_bytes() == before
+    e, s = run(tmp_path, paths)  # the row was replaced
+    assert e.calls == [] and s.reused == 3
+
+
+def test_a_damaged_row_of_a_file_gone_is_forgotten(tmp_path):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    run(tmp_path, paths)
+    _damage(tmp_path / "s.sqlite", "UPDATE files SET result = 'x' WHERE key = ?",
+            os.fsencode(paths[1]))
+    e, s = run(tmp_path, paths[:1], keep_missing=True)
+    assert e.calls == [] and s.missing == 0 and report_paths(tmp_path) == paths[:1]
+    with sqlite3.connect(tmp_path / "s.sqlite") as c:
+        assert c.execute("SELECT count(*) FROM files").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("sql,words", [
+    ("UPDATE meta SET value = 'x' WHERE key = 'schema_version'", "schema version 'x' is not a"),
+    ("DELETE FROM meta WHERE key = 'schema_version'", "schema 0 is too old"),
+    ("DROP TABLE pending", "table pending is missing"),
+    ("DROP TABLE files", "table files is missing"),
+    ("ALTER TABLE files DROP COLUMN fingerprint", "table files lacks fingerprint"),
+], ids=["version-not-a-number", "no-version", "no-pending", "no-files", "no-column"])
+def test_a_state_of_another_shape_is_unusable_before_anything_is_read_and_rescan_recovers(
+        tmp_path, sql, words):
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    run(tmp_path, paths)
+    before = (tmp_path / "r.csv").read_bytes()
+    _damage(tmp_path / "s.sqlite", sql)
+    engine = FakeEngine()
+    with pytest.raises(StateError, match=words) as info:
+        run(tmp_path, paths, engine)
+    assert "--rescan" in str(info.value) and engine.calls == []
+    assert (tmp_path / "r.csv").read_bytes() == before
+    e, s = run(tmp_path, paths, rescan=True)
+    assert e.calls == paths and (tmp_path / "s.sqlite.unusable").is_file()
+    assert (tmp_path / "r.csv").read_bytes() == before
+
+
+def test_screener_report_on_a_damaged_state_is_exit_6_and_leaves_out_damaged_rows(tmp_path):
+    from helpers import screener_cli
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    run(tmp_path, paths)
+    db = tmp_path / "s.sqlite"
+    _damage(db, "UPDATE files SET result = 'x' WHERE key = ?", os.fsencode(paths[0]))
+    saved = st.read_saved(db)
+    assert [r.path for _, r in saved.results] == paths[1:]
+    _damage(db, "DROP TABLE pending")
+    r = screener_cli("report", "--html", tmp_path / "p.html", "--state", db, check=False)
+    assert r.returncode == 6 and "table pending is missing" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "p.html").exists()
+
+
+@pytest.mark.parametrize("rescan", [False, True])
+def test_another_applications_database_is_refused_untouched(tmp_path, rescan):
+    """Refused before anything is written: no lock file beside it, no WAL mode, not renamed
+    by --rescan; its bytes stay what they were."""
+    db = tmp_path / "foreign.db"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE customers (name TEXT)")
+        c.execute("INSERT INTO customers VALUES ('ada')")
+    c.close()
+    before = db.read_bytes()
+    with pytest.raises(StateError, match="not a screener scan state") as info:
+        st.ScanState(db, reset_unusable=rescan)
+    assert "--rescan" not in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["foreign.db"]
+    assert db.read_bytes() == before

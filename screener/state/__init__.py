@@ -5,6 +5,7 @@ package makes that cheap and safe, whatever engine computes the results (the dri
 state and the report; engines only compute):
 
 - `store`: the database and its lock (`ScanState`), and where a state lives;
+- `schema`: what a state holds (tables, rows) and how a file is recognised as one;
 - `plan`: per file, scan, reuse or defer, and which stored files drop out (no side effects);
 - `incremental`: the sink a scan writes to (`StateSink`): records each finished video, then
   rewrites the report with the report writers;
@@ -13,8 +14,8 @@ state and the report; engines only compute):
 from .incremental import ReportSummary, RunSummary, ScanInterrupted, StateSink
 from .plan import FileStat, Plan, fingerprint, path_key, plan_files
 from .saved import HeatCache, SavedScan, read_saved
-from .store import (LAST_RUN, ScanState, default_state_path, failure, lock_path,
-                    result_from_json, result_to_json, state_outputs)
+from .schema import LAST_RUN, result_from_json, result_to_json
+from .store import ScanState, default_state_path, failure, lock_path, state_outputs
 
 __all__ = ["ReportSummary", "RunSummary", "ScanInterrupted", "StateSink", "FileStat", "Plan",
            "fingerprint", "path_key", "plan_files", "HeatCache", "SavedScan", "read_saved",

@@ -21,10 +21,11 @@ from pathlib import Path
 from ..files import atomic_write, remove_temporaries
 from ..options import ReportOptions, StateOptions
 from ..report import FramesWriter, ReportWriter
-from ..sources import forget_listings, unchanged
-from ..verdict import MISSING, Summary, VideoResult
+from ..sources import forget_listings, stat
+from ..verdict import ERROR, MISSING, Summary, VideoResult
 from .plan import Plan, plan_files
-from .store import LAST_RUN, ScanState, default_state_path, result_from_json
+from .schema import LAST_RUN, at_path
+from .store import ScanState, default_state_path
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class StateSink:
         self.state: ScanState | None = None
         self.plan_: Plan | None = None
         self.done: dict[str, VideoResult] = {}
+        self.damaged: list[bytes] = []  # keys of unreadable stored rows not scanned now
         self.run = RunSummary(report=ReportSummary())
 
     def plan(self, videos: list[str]) -> list[str]:
@@ -96,6 +98,9 @@ class StateSink:
             keep_missing=self.opts.keep_missing, fresh=self.state.created,
             read_timeout_s=self.read_timeout_s)
         forget_listings()  # planned: what the listing said is not used again
+        # Damaged rows (ScanState.stored): replaced when their file is scanned, else forgotten.
+        scanned = {f.key for f in p.files.values()}
+        self.damaged = [k for k in self.state.damaged if k not in scanned]
         self.state.keep_plan(p)
         self.run.reused = len(p.reuse) - len([d for d in p.deferred if d in p.reuse])
         self.run.deferred = len(p.deferred)
@@ -109,9 +114,15 @@ class StateSink:
         if pf is None:
             raise RuntimeError(f"engine returned a result for {r.path!r}, which it was not "
                                "asked to scan")
-        if pf.stat is not None and not unchanged(r.path, pf.stat):
-            # Read while it changed: the result may be of half a file.
-            log.warning("%s changed while it was scanned; it will be rescanned", r.path)
+        now = stat(r.path, fresh=True) if pf.stat is not None else None  # an object: a HEAD
+        if pf.stat is not None and now != pf.stat:
+            # Read while it changed: the result may be of half a file. Deleted: it drops out,
+            # as a file gone before the run would; its error row, if any, said so once.
+            if now is not None:
+                log.warning("%s changed while it was scanned; it will be rescanned", r.path)
+            elif r.status != ERROR:
+                log.warning("%s was deleted while it was scanned; it is left out of the report",
+                            r.path)
             self.run.unrecorded += 1
             return
         if pf.stat is not None:
@@ -126,11 +137,11 @@ class StateSink:
         says what the run did."""
         p, s = self.plan_, self.run
         s.interrupted, s.elapsed_s = interrupted, round(elapsed_s, 2)
-        self.state.forget(p.dropped)
+        self.state.forget([*p.dropped, *self.damaged])
         s.dropped = len(p.dropped)
-        results = [self.done[path] if path in self.done else result_from_json(p.reuse[path], path)
+        results = [self.done[path] if path in self.done else at_path(p.reuse[path], path)
                    for path in p.order if path in self.done or path in p.reuse]
-        missing = sorted((result_from_json(m).gone() for m in p.missing), key=lambda r: r.path)
+        missing = sorted((m.gone() for m in p.missing), key=lambda r: r.path)
         results.extend(missing)
         s.missing, s.results = len(missing), results
         run = self._last_run()
@@ -171,6 +182,8 @@ class StateSink:
         try:
             before = json.loads(self.state.get_meta(LAST_RUN) or "{}")
         except ValueError:
+            before = {}
+        if not isinstance(before, dict):  # damaged: made again
             before = {}
         unchanged = (s.scanned == 0 and not s.unrecorded and not s.interrupted
                      and before.get("rows") == rows and before.get("meta") == run["meta"]

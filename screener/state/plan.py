@@ -16,14 +16,13 @@ last MiB, and a screening tool must not be fooled that way.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..sources import FileStat, fingerprint, path_key, stat
-from ..verdict import ERROR
+from ..verdict import ERROR, VideoResult
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class Stored:
     fingerprint: str
     model_id: str
     options: str
-    result: str
+    result: VideoResult
 
 
 @dataclass
@@ -50,9 +49,9 @@ class PlannedFile:
 @dataclass
 class Plan:
     scan: list[str] = field(default_factory=list)           # paths to run through the engine
-    reuse: dict[str, str] = field(default_factory=dict)     # path -> stored result JSON
+    reuse: dict[str, VideoResult] = field(default_factory=dict)  # path -> stored result
     deferred: list[str] = field(default_factory=list)       # still being written
-    missing: list[str] = field(default_factory=list)        # stored results kept as missing
+    missing: list[VideoResult] = field(default_factory=list)  # stored results kept as missing
     dropped: list[bytes] = field(default_factory=list)      # stored keys to forget
     order: list[str] = field(default_factory=list)          # report order of current files
     files: dict[str, PlannedFile] = field(default_factory=dict)
@@ -94,7 +93,8 @@ def plan_files(paths: Sequence[str], stored: dict[bytes, Stored],
                 out.reuse[path] = old.result
                 continue
             fp = fingerprint(path, st.size, read_timeout_s)
-            if same_model and fp and fp == old.fingerprint and not _is_error(old.result):
+            # A stored error (say, permission denied) is retried whenever the metadata changes.
+            if same_model and fp and fp == old.fingerprint and old.result.status != ERROR:
                 out.restat.append((key, st))
                 out.reuse[path] = old.result
                 continue
@@ -134,11 +134,3 @@ def _settled(key, st: FileStat, pending, now: float, settle_s: float, new_pendin
             return True
     new_pending.append((key, st, first_seen))
     return False
-
-
-def _is_error(result_json: str) -> bool:
-    # A stored error (say, permission denied) is retried whenever the file's metadata changes.
-    try:
-        return json.loads(result_json)["row"]["status"] == ERROR
-    except (ValueError, KeyError, TypeError):
-        return True

@@ -17,7 +17,8 @@ from typing import Iterable
 
 from ..errors import StateError
 from ..verdict import VideoResult
-from .store import _HEAT_SCHEMA, APP, LAST_RUN, _unusable, result_from_json
+from .schema import (HEAT_SCHEMA, LAST_RUN, check_schema, read_only_uri, result_from_json,
+                     tables_and_meta, unusable)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class HeatCache:
             log.info("heat maps not kept in %s: %s", self.path, e)
             return
         try:
-            conn.execute(_HEAT_SCHEMA)
+            conn.execute(HEAT_SCHEMA)
             have = {k for (k,) in conn.execute("SELECT key FROM heat")}
             if have == set(items):
                 return
@@ -98,7 +99,7 @@ def _select(conn, table: str, keys: Iterable) -> list[tuple]:
 def _read_only(path: Path):
     # No flock: reading while a scan writes is safe with WAL, and must not fail as "locked".
     try:
-        conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=5)
+        conn = sqlite3.connect(read_only_uri(path), uri=True, timeout=5)
     except sqlite3.Error as e:
         raise StateError(f"cannot open the state {path}: {e}") from e
     try:
@@ -108,22 +109,31 @@ def _read_only(path: Path):
 
 
 def read_saved(state_path: str | os.PathLike) -> SavedScan:
-    """The results saved in a state file, without taking its lock. Raises StateError."""
+    """The results saved in a state file, without taking its lock. Raises StateError for a
+    file that is not a whole screener state; rows that cannot be read are left out, with a
+    warning."""
     path = Path(state_path)
     if not path.is_file():
         raise StateError(f"no scan state at {path}")
     try:
         with _read_only(path) as conn:
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-            if meta.get("app") != APP:
-                raise StateError(f"{path} is not a screener scan state")
+            tables, meta = tables_and_meta(conn)
+            check_schema(path, conn, tables, meta)
             rows = conn.execute("SELECT key, result FROM files").fetchall()
     except sqlite3.DatabaseError as e:
-        raise StateError(_unusable(path, f"it is not a readable SQLite database ({e})")) from e
-    results = sorted(((bytes(k), result_from_json(text)) for k, text in rows),
-                     key=lambda kr: kr[0])
+        raise StateError(unusable(path, f"it is not a readable SQLite database ({e})")) from e
+    results, damaged = [], 0
+    for key, text in rows:
+        try:
+            results.append((bytes(key), result_from_json(text)))
+        except (TypeError, ValueError):
+            damaged += 1
+    if damaged:
+        log.warning("state %s: %d stored row(s) could not be read (damaged) and are left out; "
+                    "the next scan reads their files again", path, damaged)
+    results.sort(key=lambda kr: kr[0])
     try:
         last_run = json.loads(meta.get(LAST_RUN, "{}"))
     except ValueError:
         last_run = {}
-    return SavedScan(path, results, last_run)
+    return SavedScan(path, results, last_run if isinstance(last_run, dict) else {})

@@ -14,57 +14,22 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import os
 import sqlite3
+import stat
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Iterable
 
 from ..errors import StateError, StateLocked
 from ..files import FileLock, LockHeld, fit_name
-from ..verdict import OK, FaceScore, VideoResult, low_evidence
+from ..verdict import VideoResult
 from .plan import FileStat, Plan, Stored
+from .schema import (APP, MEDIA_SCHEMA, SCHEMA, SCHEMA_VERSION, NotAState, tables_and_meta,
+                     unusable, check_schema, read_only_uri, result_from_json, result_to_json)
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-APP = "screener-scan-state"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    key         BLOB PRIMARY KEY,  -- absolute path as bytes (names need not be UTF-8)
-    size        INTEGER NOT NULL,
-    mtime_ns    INTEGER NOT NULL,
-    ctime_ns    INTEGER NOT NULL,
-    ino         INTEGER NOT NULL,
-    fingerprint TEXT NOT NULL,     -- size + SHA-256 of the first and last MiB
-    model_id    TEXT NOT NULL,     -- ModelCard.identity: model file hash and threshold
-    options     TEXT NOT NULL,     -- the sampling options the result was computed with
-    result      TEXT NOT NULL,     -- the VideoResult (row and faces) as JSON
-    scanned_at  REAL NOT NULL      -- Unix time, kept here and never in the report
-);
--- Files seen still changing: when each was first seen with its current size and times, so a
--- file whose clock is off (mtime in the future) still settles after settle_s of no change.
-CREATE TABLE IF NOT EXISTS pending (
-    key        BLOB PRIMARY KEY,
-    size       INTEGER NOT NULL,
-    mtime_ns   INTEGER NOT NULL,
-    ctime_ns   INTEGER NOT NULL,
-    first_seen REAL NOT NULL
-);
-"""
-
-
-# The report's thumbnails per file (media.VideoMedia bytes): apart from `files`, so planning a
-# rerun never reads them.
-_MEDIA_SCHEMA = "CREATE TABLE IF NOT EXISTS media (key BLOB PRIMARY KEY, data BLOB NOT NULL)"
-_HEAT_SCHEMA = "CREATE TABLE IF NOT EXISTS heat (key TEXT PRIMARY KEY, data TEXT NOT NULL)"
-LAST_RUN = "last_run"  # meta key: the last run's report header, finish time and duration
-
 
 # A state's name leaves room for what is added to it (`.unusable2-wal`) within NAME_MAX.
 STATE_NAME_MAX = 240
@@ -96,29 +61,6 @@ def state_outputs(state_path: str | os.PathLike, what: str = "--state") -> list[
             ("the state's shared-memory file", Path(f"{p}-shm"))]
 
 
-def result_to_json(r: VideoResult) -> str:
-    # ensure_ascii keeps non-UTF-8 file names (surrogate escapes) storable and exact.
-    return json.dumps({"row": r.row(), "faces": [vars(f) for f in r.faces],
-                       "frame_times_s": r.frame_times_s}, sort_keys=True)
-
-
-def result_from_json(text: str, path: str | None = None) -> VideoResult:
-    """A stored result; `path` (the path as given on this run) replaces the stored one."""
-    d = json.loads(text)
-    row = d["row"]
-    known = {f.name for f in fields(VideoResult)}
-    r = VideoResult(**{k: v for k, v in row.items() if k in known and k != "faces"})
-    r.faces = [FaceScore(**f) for f in d.get("faces", [])]
-    r.frame_times_s = d.get("frame_times_s", [])
-    if "note" not in row and r.status == OK:  # stored before the note column existed
-        r.note = low_evidence(r.faces_scored, r.frames_with_face, r.frames_sampled)
-    if path is not None and path != r.path:
-        r.path = path
-        for f in r.faces:
-            f.path = path
-    return r
-
-
 # --- the database and its lock ----------------------------------------------------------------
 
 class ScanState:
@@ -134,12 +76,15 @@ class ScanState:
         self._lock: FileLock | None = None
         self.conn: sqlite3.Connection | None = None
         self.created = False  # True when this run started a new state
+        self.damaged: list[bytes] = []  # keys of stored rows that could not be read
+        _refuse_links(self.path)
+        _refuse_foreign(self.path)  # before the lock file is made or anything is written
         self._take_lock()
         try:
             try:
                 self._open()
-            except StateError:
-                if not reset_unusable:
+            except StateError as e:
+                if not reset_unusable or isinstance(e, NotAState):
                     raise
                 try:
                     aside = self._move_aside()
@@ -170,12 +115,14 @@ class ScanState:
                 raise _disk_full(lp) from e
             if e.filename is None:  # made, but flock itself failed
                 raise StateError(f"cannot lock {lp}: {e.strerror or e}") from e
-            raise StateError(f"cannot create the lock file {lp}: {e.strerror or e}; "
+            raise StateError(f"cannot use the lock file {lp}: {e.strerror or e}; "
                              "pass --state PATH in a folder you can write") from e
 
     def _open(self) -> None:
         if self.path.is_dir():
             raise StateError(f"state path {self.path} is a folder; pass --state FILE")
+        _refuse_links(self.path)  # again, under the lock
+        self._side_files_writable()
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
         except sqlite3.Error as e:
@@ -183,7 +130,7 @@ class ScanState:
                              "pass --state PATH in a folder you can write") from e
         try:
             self._check(conn)
-            conn.execute(_MEDIA_SCHEMA)  # added after schema 1 shipped; older states get it here
+            conn.execute(MEDIA_SCHEMA)  # added after schema 1 shipped; older states get it here
             # A state this run cannot write (read-only file or mount) fails here, before any
             # video is read, not at the first finished video.
             conn.execute("BEGIN IMMEDIATE")
@@ -197,33 +144,47 @@ class ScanState:
         self.conn = conn
 
     def _check(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not just a kill
+        """Recognise the file as a screener state, whole, before anything is written to it."""
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
         if ok != "ok":
-            raise StateError(_unusable(self.path, f"SQLite reports damage ({ok})"))
-        tables = {r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table'")}
+            raise StateError(unusable(self.path, f"SQLite reports damage ({ok})"))
+        tables, meta = tables_and_meta(conn)
+        if tables:
+            check_schema(self.path, conn, tables, meta)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not just a kill
         if not tables:  # a new (or empty) file: create it all in one transaction
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.executemany("INSERT INTO meta VALUES (?, ?)",
                              [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
             conn.execute("COMMIT")
             self.created = True
+
+    def _side_files_writable(self) -> None:
+        """SQLite makes its side files (-wal, -shm) with the state's permissions: a run while the
+        state was read-only leaves them read-only, and once the state is writable again every
+        run would fail on them ("attempt to write a readonly database"). Under the lock no scan
+        uses them, so they get the state's permissions back."""
+        try:
+            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+        except OSError:
             return
-        meta = dict(conn.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
-        if meta.get("app") != APP:
-            raise StateError(_unusable(self.path, "it is an SQLite database but not a screener "
-                                                  f"scan state (tables: {', '.join(sorted(tables))})"))
-        version = int(meta.get("schema_version", "0"))
-        if version > SCHEMA_VERSION:
-            raise StateError(_unusable(self.path, f"it was written by a newer screener (schema "
-                                                  f"{version}, this one reads {SCHEMA_VERSION})"))
-        if version < SCHEMA_VERSION:  # no older schema has shipped yet; migrations go here
-            raise StateError(_unusable(self.path, f"its schema {version} is too old"))
+        if not os.access(self.path, os.W_OK):
+            return  # read-only: opening it says so
+        for side in (Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm")):
+            if not side.exists() or os.access(side, os.W_OK):
+                continue
+            try:
+                os.chmod(side, mode)
+                log.info("made %s writable again, as the state is", side)
+            except OSError as e:
+                raise StateError(f"SQLite's side file {side} is read-only while the scan state "
+                                 f"{self.path} is writable, and cannot be made writable "
+                                 f"({e.strerror}): make it writable (chmod u+w {side}), or "
+                                 "delete it while no scan runs") from e
 
     def _move_aside(self) -> Path:
         aside = Path(f"{self.path}.unusable")
@@ -250,11 +211,21 @@ class ScanState:
     # --- rows ---
 
     def stored(self) -> dict[bytes, Stored]:
-        out = {}
+        """Every stored row. One that cannot be read (damaged) is left out, and its key kept
+        in `damaged`: its file is scanned again, and its row replaced or forgotten."""
+        out, self.damaged = {}, []
         for key, size, mt, ct, ino, fp, mid, opts, res in self.conn.execute(
                 "SELECT key, size, mtime_ns, ctime_ns, ino, fingerprint, model_id, options, "
                 "result FROM files"):
-            out[bytes(key)] = Stored(FileStat(size, mt, ct, ino), fp, mid, opts, res)
+            try:
+                out[bytes(key)] = Stored(FileStat(size, mt, ct, ino), fp, mid, opts,
+                                         result_from_json(res))
+            except (TypeError, ValueError):
+                if isinstance(key, bytes):
+                    self.damaged.append(key)
+        if self.damaged:
+            log.warning("state %s: %d stored row(s) could not be read (damaged); their files "
+                        "are scanned again", self.path, len(self.damaged))
         return out
 
     def record(self, key: bytes, stat: FileStat, fp: str, model_id: str, options: str,
@@ -288,8 +259,9 @@ class ScanState:
                 self.conn.executemany("DELETE FROM media WHERE key = ?", [(k,) for k in keys])
 
     def pending(self) -> dict[bytes, tuple[FileStat, float]]:
-        return {bytes(k): (FileStat(s, m, c, 0), t) for k, s, m, c, t in self.conn.execute(
-            "SELECT key, size, mtime_ns, ctime_ns, first_seen FROM pending")}
+        return {k: (FileStat(s, m, c, 0), t) for k, s, m, c, t in self.conn.execute(
+            "SELECT key, size, mtime_ns, ctime_ns, first_seen FROM pending")
+            if isinstance(k, bytes) and isinstance(t, (int, float))}  # a damaged row: unseen
 
     def keep_plan(self, plan: Plan) -> None:
         """What a plan asks the state to remember: files whose metadata alone changed (the fast
@@ -336,6 +308,34 @@ class ScanState:
         return self._Tx(self.conn, self.path)
 
 
+def _refuse_links(path: Path) -> None:
+    """A state, or an SQLite side file of it, that is a symbolic link is refused: SQLite would
+    follow it and write to whatever it names."""
+    for p in (path, *(Path(f"{path}{s}") for s in ("-wal", "-shm", "-journal"))):
+        if p.is_symlink():
+            raise StateError(f"cannot use the scan state {path}: {p} is a symbolic link, which "
+                             "screener does not follow; pass --state with the file itself")
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Refuse another application's database before anything is written (no lock file, no
+    WAL mode): read as immutable, SQLite touches nothing, side files included. A file that
+    does not read so (new, damaged, its schema still in its WAL) is left to the checks made
+    under the lock."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        conn = sqlite3.connect(read_only_uri(path) + "&immutable=1", uri=True)
+        try:
+            tables, meta = tables_and_meta(conn)
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error):
+        return
+    if tables and meta.get("app") != APP:
+        check_schema(path, None, tables, meta)
+
+
 def _disk_full(path) -> OSError:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
 
@@ -361,12 +361,9 @@ def failure(path: Path, e: Exception) -> Exception:
     if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _no_room(path)):
         return _disk_full(path)
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return StateError(_unusable(path, f"it is not a readable SQLite database ({e})"))
+        return StateError(unusable(path, f"it is not a readable SQLite database ({e})"))
+    if code == sqlite3.SQLITE_READONLY and not os.access(path, os.W_OK):
+        return StateError(f"cannot write the scan state {path}: it is read-only; make it "
+                          f"writable (chmod u+w {path}), or pass --state with another file")
     return StateError(f"cannot write the scan state {path}: {e}; pass --state with a file "
                       "in a folder you can write")
-
-
-def _unusable(path: Path, why: str) -> str:
-    return (f"the scan state {path} cannot be used: {why}. Rerun with --rescan to set it aside "
-            f"(renamed to {path}.unusable) and rescan every file, or pass --state with another "
-            "file")
