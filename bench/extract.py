@@ -36,8 +36,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from helpers import one_face  # the tests' face placement
+    from clips import one_face  # bench/clips.py
     from screener import synth
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,8 +28,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=20)
     ap.add_argument("--frames", type=int, default=8)
     args = ap.parse_args()
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from helpers import build_tiny_model, one_face  # the tests' tiny model and face placement
+    from clips import constant_model as build_tiny_model, one_face  # bench/clips.py
     from screener import synth
 
     with tempfile.TemporaryDirectory() as tmp:

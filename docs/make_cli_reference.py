@@ -1,4 +1,4 @@
-"""Write docs/cli.md, the command-line reference, from the click definitions in screener/cli.py.
+"""Write docs/cli.md, the command-line reference, from the click definitions in screener/cli/.
 
     python docs/make_cli_reference.py          # rewrite docs/cli.md
     python docs/make_cli_reference.py --check  # exit 1 when docs/cli.md is stale
@@ -21,7 +21,7 @@ def render() -> str:
     root = click.Context(main, info_name="screener", terminal_width=WIDTH,
                          max_content_width=WIDTH)
     parts = ["# screener command-line reference\n",
-             "Generated from the click definitions in `screener/cli.py` by "
+             "Generated from the click definitions in `screener/cli/` by "
              "`python docs/make_cli_reference.py`; `tests/test_docs.py` fails when this file is "
              "stale. Do not edit it by hand. README.md is the guide.\n",
              "```text", main.get_help(root), "```\n"]

@@ -16,16 +16,9 @@ import os
 from contextlib import closing
 from typing import Iterable, Iterator
 
-from .discover import find_videos
+from .discover import listed
 from .options import ScanOptions, from_keywords
 from .verdict import VideoResult
-
-
-def _videos(paths, discover: bool, allow_empty: bool = False, outputs=()) -> list[str]:
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    return (find_videos(paths, allow_empty, outputs) if discover
-            else [os.fspath(p) for p in paths])
 
 
 def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike,
@@ -47,7 +40,7 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike,
     """
     from .engines import make_engine
     options = from_keywords(options=options, **keywords)
-    videos = _videos(paths, discover)
+    videos = listed(paths, discover)
     if scorer is None:
         from .scoring import load_model
         scorer = load_model(options.model, options.threshold, runtime=options.runtime)
@@ -81,25 +74,17 @@ def scan_incremental(paths, options: ScanOptions | None = None, *, scorer=None,
     is full); ScanInterrupted (a KeyboardInterrupt carrying the RunSummary) when interrupted,
     after the report was rewritten.
     """
-    from .outputs import check_outputs
-    from .files import is_stream
-    from .run import scan_inputs, scan_outputs, scan_reports
-    from .state import ScanInterrupted, default_state_path
+    from .run import scan as run
+    from .state import ScanInterrupted
     keywords.setdefault("out", None)  # no report unless named ("-": standard output)
     options, report, state = from_keywords(options=options, with_report=True, with_state=True,
                                            **keywords)
-    if state.path is None and not (report.to_file and not is_stream(report.out)):
+    state = state.where(report)
+    if state is None:
         raise ValueError("scan_incremental needs a state file or a report file (a report "
                          "that is a stream, such as /dev/null, keeps no state beside it)")
-    outputs = scan_outputs(report, state.path or default_state_path(report.out))
-    videos = _videos(paths, discover, state.allow_empty, [path for _, path in outputs])
-    held = getattr(scorer.card, "path", "") if scorer is not None else None
-    check_outputs(outputs, scan_inputs(videos, held or options.model, with_model=held != ""))
-    if scorer is None:  # the network loads only if something needs scoring
-        from .scoring import load_model
-        scorer = load_model(options.model, options.threshold, runtime=options.runtime)
-    outcome = scan_reports(videos, scorer, options, report, state, meta=meta,
-                           on_plan=on_plan, on_result=on_result, started=started)
+    outcome = run(paths, options, report, state, scorer=scorer, discover=discover, meta=meta,
+                  on_plan=on_plan, on_result=on_result, started=started)
     if outcome.interrupted:
         raise ScanInterrupted(outcome.incremental)
     return outcome.incremental

@@ -128,7 +128,7 @@ def dataset_files(out_dir) -> list[tuple[str, str | Path]]:
     outputs.check_outputs). The folder as given: a URL made a Path would lose its "//" and
     pass for a local folder named "s3:"."""
     root = Path(out_dir)
-    return [("--out", os.fspath(out_dir))] + [
+    return [("the dataset folder", os.fspath(out_dir))] + [
         (f"the dataset's {name}", root / name)
         for name in ("manifest.csv", "videos.csv", SETTINGS, LOCK, JOURNAL)]
 
@@ -141,11 +141,11 @@ def _check_folder(root: Path) -> None:
     except FileNotFoundError:
         return
     except NotADirectoryError:
-        raise ExtractError(f"--out {root} is a file, not a folder") from None
+        raise ExtractError(f"the dataset folder {root} is a file, not a folder") from None
     if entries and not set(MARKS) & set(entries):
         shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5
                                           else "")
-        raise ExtractError(f"--out {root} is not empty and is not an extract dataset (no "
+        raise ExtractError(f"the dataset folder {root} is not empty and is not an extract dataset (no "
                            f"{SETTINGS}); it holds {shown}. Use a new or empty folder")
 
 
@@ -183,7 +183,7 @@ class Dataset:
                 diff = ", ".join(f"{k}: {old.get(k)!r} there, {v!r} now"
                                  for k, v in settings.items() if old.get(k) != v)
                 raise ExtractError(f"{self.root} was extracted with other settings ({diff}); "
-                                   "use the same options or another --out")
+                                   "use the same options or another dataset folder")
         else:
             with atomic_write(path) as f:
                 json.dump(settings, f, indent=1)

@@ -148,3 +148,12 @@ def find_videos(paths: Iterable[str | os.PathLike] | str | os.PathLike,
         log.warning("%s; scanning the other PATHs", message)
     return out
 
+
+
+def listed(paths, discover: bool = True, allow_empty: bool = False, outputs=()) -> list[str]:
+    """The videos of a scan: `find_videos(paths)`, or with `discover=False` the paths themselves
+    (the exact list of files, as find_videos returned it)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return (find_videos(paths, allow_empty, outputs) if discover
+            else [os.fspath(p) for p in paths])

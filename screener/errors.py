@@ -1,4 +1,11 @@
-"""One error type per kind of failure. The library raises these; only the CLI prints them."""
+"""One error type per kind of failure. The library raises these; only the CLI prints them.
+
+Messages are in neutral words: they name a file by its role ("the report", "the state") and an
+option by its field, never by a command-line flag. The CLI maps each type to one exit code and,
+where an error lists the files it is about (`OutputConflict.named`), words them as its flags.
+"""
+import os
+import re
 
 
 class ScreenerError(Exception):
@@ -7,6 +14,10 @@ class ScreenerError(Exception):
 
 class InputError(ScreenerError):
     """The PATH arguments name nothing to scan: a missing path, or no video found."""
+
+
+class BadReport(InputError, ValueError):
+    """A file given as a report is not one screener wrote (or cannot be read as one)."""
 
 
 class NoMatch(InputError):
@@ -39,7 +50,19 @@ class EngineUnavailable(ScreenerError):
 
 class OutputConflict(ScreenerError):
     """An output would overwrite an input or another output (a usage error, found before
-    anything is read or written)."""
+    anything is read or written). `template` says it with {0}, {1} where the files in `named`
+    ((role, path) pairs) stand; `worded(words)` says each role as `words` names it (the CLI:
+    its flags), str() in the roles' own words."""
+
+    def __init__(self, template: str, *named: tuple[str, object]):
+        self.template, self.named = template, named
+        super().__init__(self.worded())
+
+    def worded(self, words: dict[str, str] | None = None) -> str:
+        def one(m):
+            role, path = self.named[int(m.group(1))]
+            return f"{(words or {}).get(role, role)} {os.fspath(path)}"
+        return re.sub(r"\{(\d)\}", one, self.template)
 
 
 class StoreError(ScreenerError):

@@ -14,14 +14,13 @@ import logging
 import os
 from collections import defaultdict
 from contextlib import closing
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 from .dataset import (FORMATS, SAFE_LABEL, Dataset, ExtractError, _read_csv, dataset_files,
                       video_id)
 from .discover import find_videos
-from .errors import OutputConflict
 from .files import atomic_write
 from .options import EngineOptions, OptionsError, SampleOptions, ScanOptions, from_keywords
 from .outputs import check_outputs
@@ -151,19 +150,16 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
         videos = list(mapping)
     else:
         raise ExtractError("nothing to extract: give PATHs or a labels file listing videos")
-    try:  # before anything is read or written
-        check_outputs([*dataset_files(out_dir), ("--contact-sheet", contact_sheet)],
-                      [*(("the input", p) for p in [*paths, *videos]),
-                       ("the labels file", labels_csv)])
-    except OutputConflict as e:
-        raise ExtractError(str(e)) from None
+    check_outputs([*dataset_files(out_dir), ("the contact sheet", contact_sheet)],
+                  [*(("the input", p) for p in [*paths, *videos]),
+                   ("the labels file", labels_csv)])  # before anything is read or written
     if contact_sheet is not None and _inside(contact_sheet, out_dir):
-        raise ExtractError(f"--contact-sheet {contact_sheet} is inside the dataset {out_dir}: "
+        raise ExtractError(f"the contact sheet {contact_sheet} is inside the dataset {out_dir}: "
                            "training would read it, or it would replace a crop; write it "
                            "outside the dataset")
     from .engines.workers import VideoReader
     reader = VideoReader(options.sample, options.engine, detector)
-    settings = {**asdict(options.sample), "format": fmt}
+    settings = {**options.sample.key(), "format": fmt}
     if fmt == "jpg":
         settings["quality"] = quality
 

@@ -12,7 +12,7 @@ Overlapping detections are merged by IoU.
 
 Alignment: a least-squares similarity transform (rotation, uniform scale, translation) from the
 eyes, nose tip and mouth centre to `TEMPLATE`, which reproduces the MesoNet dataset's framing
-(measured with `bench/framing.py` on 400 crops per class of mesonet-df/train: eyes 0.31 of the
+(measured once on 400 crops per class of mesonet-df/train, a script not kept: eyes 0.31 of the
 width apart at 0.35 of the height; the real class is framed tighter than the fake one, and the
 template sits between them so both classes end up framed alike).
 """

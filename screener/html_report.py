@@ -25,7 +25,6 @@ import base64
 import datetime as dt
 import hashlib
 import heapq
-import json
 import logging
 import os
 from importlib import resources
@@ -265,6 +264,7 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
                           heat_cache=state_mod.HeatCache(state), model_sha=model_sha)
     if report is None:
         raise ValueError("give a state file or a report file")
+    from .report import read_report
     results, meta, extra = read_report(report)
     _not_an_input(html_path, [r.path for r in results], meta, model)
     if "model" not in meta:  # a CSV report: its rows name the model, nothing carries its card
@@ -284,45 +284,9 @@ def _not_an_input(html_path, videos: list[str], meta, model) -> None:
     card = meta.get("model") if isinstance(meta, dict) else None
     scan_model = card.get("path") if isinstance(card, dict) else None
     models = [m for m in (scan_model, model) if isinstance(m, (str, os.PathLike)) and m]
-    check_outputs([("--html", html_path)],
+    check_outputs([("the visual report", html_path)],
                   [*(("the scanned video", v) for v in videos),
                    *(named for m in models for named in model_inputs(m))])
 
 
-def read_report(path) -> tuple[list[VideoResult], dict, dict]:
-    """Rows of a JSON or CSV report as VideoResults (no faces), its header and its tail."""
-    from dataclasses import fields
-    known = {f.name: f.type for f in fields(VideoResult)}
-    text = Path(path).read_text("utf-8")
-    if text.lstrip().startswith("{"):
-        try:
-            d = json.loads(text)
-        except ValueError:  # a killed streaming run: its rows are one per line
-            d = {"videos": [json.loads(line.strip().rstrip(","))
-                            for line in text.splitlines() if line.strip().startswith('{"path"')],
-                 "complete": False}
-        rows = d.get("videos", [])
-        meta = {k: d[k] for k in ("screener", "model", "options") if k in d}
-        extra = {k: d[k] for k in ("elapsed_s", "complete") if k in d}
-    else:
-        import csv
-        import io
-        rows = list(csv.DictReader(io.StringIO(text)))
-        meta, extra = {}, {}
-    results = []
-    for row in rows:
-        kw = {}
-        for k, v in row.items():
-            if k not in known or k in ("faces", "frame_times_s", "media"):
-                continue
-            if isinstance(v, str) and known[k] != "str":  # a number, or no value
-                v = None if v == "" else float(v) if "." in v or "e" in v else int(v)
-            elif isinstance(v, str) and v.startswith("'") and v[1:2] in "=+-@\t\r\n":
-                v = v[1:]  # undo the CSV formula guard
-            kw[k] = v
-        results.append(VideoResult(**kw))
-    return results, meta, extra
-
-
-__all__ = ["Collector", "write_html", "render", "rebuild", "read_report",
-           "DEFAULT_DETAILS"]
+__all__ = ["Collector", "write_html", "render", "rebuild", "DEFAULT_DETAILS"]

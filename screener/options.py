@@ -13,6 +13,7 @@ whole, or keywords named as their fields (`screener.scan(paths, frames=16, min_f
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 
 from .errors import ScreenerError
@@ -23,6 +24,7 @@ from .report import FORMATS
 MIN_FACE_PX = 64
 MIN_SCORE = 0.6      # the lowest detector confidence kept (screener.faces uses both)
 RUNTIMES = ("auto", "keras", "lite")  # what runs the network (screener.scoring.Scorer)
+ENGINES = ("local", "ray")            # what computes the results (screener.engines.ENGINES)
 
 
 class OptionsError(ScreenerError, ValueError):
@@ -53,6 +55,17 @@ class SampleOptions:
         _need(0 <= self.min_score <= 1, "min_score must be between 0 and 1")
         _need(self.research_every >= 0, "research_every must be 0 or more")
 
+    # The fields a scan's user sets, which the report's header shows (the others are fixed by
+    # the scan and only extract's flags change min_score).
+    SHOWN = ("frames", "every_s", "all_faces", "min_face")
+
+    def key(self, names: tuple[str, ...] | None = None) -> dict:
+        """These options as plain values, the one way they are written down: what a stored
+        state row was computed with (`state`), the report's header (`names=SHOWN`) and an
+        extract's settings. Every field unless `names` picks some."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if names is None or f.name in names}
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -64,6 +77,8 @@ class EngineOptions:
     batch_size: int = 256            # face crops per model call
 
     def __post_init__(self):
+        _need(self.name in ENGINES, f"unknown engine {self.name!r}; choose from "
+                                    f"{', '.join(ENGINES)}")
         _need(self.address is None or self.name == "ray", "--address needs --engine ray")
         _need(self.workers is None or self.workers >= 0, "workers must be 0 or more")
         _need(self.video_timeout_s is None or self.video_timeout_s > 0,
@@ -123,6 +138,19 @@ class StateOptions:
 
     def __post_init__(self):
         _need(self.settle_s >= 0, "settle_s must be 0 or more")
+
+    def where(self, report: ReportOptions) -> "StateOptions | None":
+        """These options with the state file named, the one place its path is worked out:
+        `path` when given, else `<report>.state.sqlite` beside a report file; None when there
+        is neither (no report file, or one that is a stream such as /dev/null, which keeps no
+        state beside it)."""
+        if self.path is not None:
+            return self
+        from .files import is_stream
+        if not report.to_file or is_stream(report.out):
+            return None
+        from .state.store import default_state_path
+        return dataclasses.replace(self, path=os.fspath(default_state_path(report.out)))
 
 
 # Keywords whose name differs from their field's.

@@ -21,7 +21,7 @@ from typing import Iterable
 from .errors import OutputConflict
 from .sources import is_remote
 
-Named = tuple[str, "str | os.PathLike | None"]   # (what it is, e.g. "--out", its path)
+Named = tuple[str, "str | os.PathLike | None"]   # (its role, e.g. "the report", its path)
 
 
 def _identity(path: str):
@@ -49,15 +49,15 @@ def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named]) -> None:
             continue
         path = os.fspath(path)
         if is_remote(path):
-            raise OutputConflict(f"{what} {path}: outputs are local files (videos can be read "
-                                 "from object storage, but nothing is written there)")
+            raise OutputConflict("{0}: outputs are local files (videos can be read from "
+                                 "object storage, but nothing is written there)", (what, path))
         key = _identity(path)
         if key is None:
             continue
         if key in seen:
             other, other_path = seen[key]
-            raise OutputConflict(f"{what} {path} and {other} {other_path} are the same file: "
-                                 "each output needs its own")
+            raise OutputConflict("{0} and {1} are the same file: each output needs its own",
+                                 (what, path), (other, other_path))
         seen[key] = (what, path)
     existing = {key[1:]: named for key, named in seen.items() if key[0] == "file"}
     if not existing:
@@ -72,5 +72,5 @@ def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named]) -> None:
         hit = existing.get((st.st_dev, st.st_ino))
         if hit is not None:
             out, out_path = hit
-            raise OutputConflict(f"{out} {out_path} is the same file as {what} "
-                                 f"{os.fspath(path)}: refusing to overwrite it")
+            raise OutputConflict("{0} is the same file as {1}: refusing to overwrite it",
+                                 (out, out_path), (what, path))

@@ -16,7 +16,7 @@ from . import faces as faces_mod
 from .errors import VideoError
 from .options import SampleOptions
 from .sources import readable
-from .video import VideoInfo, open_video
+from .video import NO_FRAME, VideoInfo, open_video
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
     except Exception as e:  # a decoder or detector bug on one file must not stop the batch
         result.error = internal_error(path, e).error
     if result.error is None and result.frames_sampled == 0:
-        result.error = "no frame could be decoded"
+        result.error = NO_FRAME
     return result
 
 

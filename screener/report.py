@@ -17,6 +17,7 @@ import math
 import os
 from typing import IO, Iterable
 
+from .errors import BadReport
 from .verdict import COLUMNS, FACE_COLUMNS, FaceScore, Summary, VideoResult
 
 FORMATS = ("csv", "json")
@@ -42,6 +43,13 @@ def escape_cell(value):
     """Neutralise a CSV cell a spreadsheet would read as a formula."""
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
+    return value
+
+
+def unescape_cell(value: str) -> str:
+    """A CSV cell as it was before `escape_cell`."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_START):
+        return value[1:]
     return value
 
 
@@ -76,7 +84,8 @@ class CsvRows:
 
 
 class ReportWriter:
-    """Streams a scan report in `fmt` ("csv" or "json") to `stream` as results arrive.
+    """Streams a scan report in `fmt` ("csv" or "json", options.ReportOptions checked it) to
+    `stream` as results arrive.
 
     CSV: a header, then one row per video. JSON: an object {"screener", "model", "videos": [...],
     "summary", "complete"}; each video is one line, and `close` writes the summary and the
@@ -85,8 +94,6 @@ class ReportWriter:
 
     def __init__(self, stream: IO[str], fmt: str = "csv", meta: dict | None = None,
                  summary: Summary | None = None):
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown report format {fmt!r}; choose from {', '.join(FORMATS)}")
         self.stream, self.fmt, self.count = stream, fmt, 0
         self.summary = summary if summary is not None else Summary()
         if fmt == "csv":
@@ -140,8 +147,7 @@ def report_header(card, sample) -> dict:
             "model": {"name": card.name, "arch": card.arch, "threshold": card.threshold,
                       "sha256": card.sha256, "path": card.path, "metrics": card.metrics,
                       "limits": card.limits},
-            "options": {"frames": sample.frames, "every_s": sample.every_s,
-                        "all_faces": sample.all_faces, "min_face": sample.min_face}}
+            "options": sample.key(sample.SHOWN)}
 
 
 def _json_safe(obj):
@@ -158,5 +164,49 @@ def _json_safe(obj):
     return str(obj)
 
 
-__all__ = ["FORMATS", "ReportWriter", "FramesWriter", "report_header", "escape_cell",
+def read_report(path) -> tuple[list[VideoResult], dict, dict]:
+    """Rows of a JSON or CSV report as VideoResults (no faces), its header and its tail
+    (what `ReportWriter` wrote, read back). Raises BadReport for a file that is not one."""
+    try:
+        return _read_report(path)
+    except (ValueError, TypeError) as e:
+        raise BadReport(f"{path} is not a screener report: {e}") from None
+
+
+def _read_report(path) -> tuple[list[VideoResult], dict, dict]:
+    from dataclasses import fields
+    known = {f.name: f.type for f in fields(VideoResult)}
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if text.lstrip().startswith("{"):
+        try:
+            d = json.loads(text)
+        except ValueError:  # a killed streaming run: its rows are one per line
+            d = {"videos": [json.loads(line.strip().rstrip(","))
+                            for line in text.splitlines() if line.strip().startswith('{"path"')],
+                 "complete": False}
+        rows = d.get("videos", [])
+        meta = {k: d[k] for k in ("screener", "model", "options") if k in d}
+        extra = {k: d[k] for k in ("elapsed_s", "complete") if k in d}
+    else:
+        import csv
+        import io
+        rows = list(csv.DictReader(io.StringIO(text)))
+        meta, extra = {}, {}
+    results = []
+    for row in rows:
+        kw = {}
+        for k, v in row.items():
+            if k not in known or k in ("faces", "frame_times_s", "media"):
+                continue
+            if isinstance(v, str) and known[k] != "str":  # a number, or no value
+                v = None if v == "" else float(v) if "." in v or "e" in v else int(v)
+            elif isinstance(v, str):
+                v = unescape_cell(v)
+            kw[k] = v
+        results.append(VideoResult(**kw))
+    return results, meta, extra
+
+
+__all__ = ["read_report", "unescape_cell", "FORMATS", "ReportWriter", "FramesWriter", "report_header", "escape_cell",
            "safe_text", "clean_row", "csv_cells", "plural", "FaceScore"]

@@ -1,16 +1,17 @@
 """One scan run, whatever writes it: videos -> an engine -> one loop -> a sink.
 
-`run_scan` is the loop every scan that writes reports goes through (the CLI's and
-`screener.scan_incremental`): the sink says which videos to scan, the engine computes their
-results, the sink writes each one as it arrives and the reports at the end, also when the run
-is interrupted. Two sinks: `StreamSink` (no state: rows stream into the report as videos
-finish) and `state.StateSink` (the incremental scan). `scan_reports` adds the engine and the
-visual report around it; the outcome (`ScanOutcome`) carries what the summary line and the
-exit code are made from.
+`scan` is the one way a scan that writes reports is set up, for the CLI and
+`screener.scan_incremental` alike: find the videos, check the outputs against them and one
+another, load the model, run, write the visual report. `run_scan` is its loop: the sink says
+which videos to scan, the engine computes their results, the sink writes each one as it
+arrives and the reports at the end, also when the run is interrupted (a KeyboardInterrupt: the
+CLI turns signals into one). Two sinks: `StreamSink` (no state: rows stream into the report as
+videos finish) and `state.StateSink` (the incremental scan). The outcome (`ScanOutcome`)
+carries what the summary line and the exit code are made from.
 """
 from __future__ import annotations
 
-import signal
+import json
 import sys
 import time
 from contextlib import ExitStack, closing
@@ -114,30 +115,6 @@ class StreamSink:
         self._files.__exit__(*(exc or (None, None, None)))  # an error discards them
 
 
-class Interrupts:
-    """Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt, and are remembered: one that
-    library code swallows (TensorFlow and mediapipe run Python callbacks where a bare except
-    can catch it) is raised again at the next `check()`, after the next finished video."""
-
-    def __enter__(self):
-        self.seen = False
-        self._previous = {s: signal.signal(s, self._on_signal)
-                          for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _on_signal(self, signum, frame):
-        self.seen = True
-        raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.seen:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
 def run_scan(videos: Iterable[str], engine, sink, *,
              on_plan: Callable[[int], None] | None = None,
              on_result: Callable[[VideoResult], None] | None = None,
@@ -180,24 +157,51 @@ def run_scan(videos: Iterable[str], engine, sink, *,
 
 def make_sink(report: ReportOptions, state: StateOptions | None, scorer, options: ScanOptions,
               meta: dict | None = None):
-    """The sink for these options: the incremental one when there is a state."""
+    """The sink for these options: the incremental one when there is a state (its path
+    worked out: `StateOptions.where`)."""
     meta = report_header(scorer.card, options.sample) if meta is None else meta
     if state is None:
         return StreamSink(report, meta)
     from .state import StateSink
     return StateSink(report, state, model_id=scorer.card.identity,
-                     options=repr(options.sample), meta=meta,
+                     options=json.dumps(options.sample.key(), sort_keys=True), meta=meta,
                      read_timeout_s=options.engine.video_timeout_s)
+
+
+def scan(paths, options: ScanOptions, report: ReportOptions, state: StateOptions | None = None,
+         *, scorer=None, discover: bool = True, log_file=None, meta: dict | None = None,
+         on_found: Callable[[list[str]], None] | None = None, on_plan=None, on_result=None,
+         started: float | None = None) -> ScanOutcome:
+    """A whole scan into reports, the one way it is set up: find the videos in `paths`
+    (`discover=False`: they are the files), check the outputs (`report`'s, the state's,
+    `log_file`) against them, the model and one another before anything is read, then
+    `on_found(videos)`, load the model (unless `scorer` is one already loaded), run, and write
+    the visual report. `state`: the incremental scan's, its path worked out
+    (`StateOptions.where`); None: no state, rows stream.
+    Raises InputError (nothing to scan), OutputConflict, ModelError, StateLocked, StateError,
+    and OSError when an output cannot be written (naming it; ENOSPC: the disk is full)."""
+    from .discover import listed
+    from .outputs import check_outputs
+    outputs = scan_outputs(report, state, log_file)
+    videos = listed(paths, discover, state is not None and state.allow_empty,
+                    [path for _, path in outputs])
+    held = scorer.card.path if scorer is not None else options.model
+    check_outputs(outputs, scan_inputs(videos, held, with_model=held != ""))
+    if on_found:
+        on_found(videos)
+    if scorer is None:  # the network itself loads only if something needs scoring
+        from .scoring import load_model
+        scorer = load_model(options.model, options.threshold, runtime=options.runtime)
+    return scan_reports(videos, scorer, options, report, state, meta=meta, on_plan=on_plan,
+                        on_result=on_result, started=started)
 
 
 def scan_reports(videos: list[str], scorer, options: ScanOptions, report: ReportOptions,
                  state: StateOptions | None = None, *, meta: dict | None = None, engine=None,
                  on_plan=None, on_result=None, started: float | None = None) -> ScanOutcome:
-    """Scan `videos` (files, as discovered) into the reports `report` names, keeping `state`
-    (None: no state), then write the visual report when asked: the scan behind `screener
-    scan`. `engine`: one already made (default: `options.engine`'s, closed at the end).
-    Raises StateLocked, StateError, ModelError, and OSError when an output cannot be written
-    (naming it; ENOSPC: the disk is full)."""
+    """Scan `videos` (files, as discovered, outputs checked) into the reports `report` names,
+    keeping `state` (None: no state), then write the visual report when asked. `engine`: one
+    already made (default: `options.engine`'s, closed at the end)."""
     sink = make_sink(report, state, scorer, options, meta)
     with closing(engine or make_engine(options.engine, scorer, options.sample)) as e:
         outcome = run_scan(videos, e, sink, on_plan=on_plan, on_result=on_result,
@@ -214,16 +218,13 @@ def scan_reports(videos: list[str], scorer, options: ScanOptions, report: Report
     return outcome
 
 
-def scan_outputs(report: ReportOptions, state_path=None, state_named: bool = True,
-                 log_file=None) -> list:
-    """Every file a scan writes, named as the command line names it (outputs.check_outputs):
-    the report, frames CSV, page, log file, and the state with its side files."""
+def scan_outputs(report: ReportOptions, state: StateOptions | None = None, log_file=None) -> list:
+    """Every file a scan writes, named by its role (outputs.check_outputs): the report,
+    frames CSV, visual report, log file, and the state with its side files."""
     from .state import state_outputs
-    named = [("--out", report.out), ("--frames-out", report.frames_out),
-             ("--html", report.html), ("--log-file", log_file)]
-    if state_path is not None:
-        named += state_outputs(state_path, "--state" if state_named else "the state file")
-    return named
+    named = [("the report", report.out), ("the frames CSV", report.frames_out),
+             ("the visual report", report.html), ("the log file", log_file)]
+    return named + (state_outputs(state.path) if state is not None else [])
 
 
 def scan_inputs(videos: list[str], model=None, with_model: bool = True) -> list:

@@ -125,9 +125,7 @@ class Scorer:
 
     def __init__(self, card: "ModelCard", path: Path | None = None, model=None,
                  runtime: str = "auto", cpu_twin: bool = True):
-        if runtime not in RUNTIMES:
-            raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-        self.card = card
+        self.card = card  # runtime: one of RUNTIMES (options.ScanOptions checked it)
         self._path = path
         self._model = model
         self.runtime_choice = runtime

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from . import media
 
 OK, NO_FACE, ERROR = "ok", "no_face", "error"
 MISSING = "missing"  # an incremental scan's kept row of a file that is gone (--keep-missing)
@@ -126,16 +125,14 @@ def error_result(path: str, reason: str, *, info=None, model: str = "",
 
 def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
     """Build a video's result from its crops (a pipeline.VideoCrops) and their P(fake) scores,
-    one score per crop in the same order."""
+    one score per crop in the same order. A video without a sampled frame is an error
+    (pipeline.crops_from_video says so); the thumbnails are the caller's (media.keep)."""
     p = np.asarray(p_fake, dtype=np.float64).reshape(-1)
     if video.error:
         return error_result(video.path, video.error, info=video.info, model=model,
                             threshold=threshold, frames_sampled=video.frames_sampled)
     if len(p) != len(video.crops):
         raise ValueError(f"{len(p)} scores for {len(video.crops)} crops of {video.path}")
-    if video.frames_sampled == 0:
-        return error_result(video.path, "no frame could be decoded", info=video.info,
-                            model=model, threshold=threshold)
     base = dict(path=str(video.path), frames_sampled=video.frames_sampled,
                 frames_with_face=video.frames_with_face, model=model, threshold=threshold,
                 frame_times_s=[float(t) for t in getattr(video, "frame_times_s", [])],
@@ -161,7 +158,6 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
     return VideoResult(status=OK, verdict=FAKE if s.mean >= threshold else REAL,
                        fake_score=s.mean, fake_score_median=s.median, fake_score_max=s.max,
                        fake_share=s.share_at_or_above, faces_scored=len(p), faces=faces,
-                       media=media.keep(video.crops, p, lossless_key=s.mean >= threshold),
                        note=note, **base)
 
 

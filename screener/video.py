@@ -47,6 +47,8 @@ _KINDS = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
+NO_FRAME = "no frame could be decoded"  # a video's error when none was (pipeline, here)
+
 def _not_regular(mode: int) -> VideoError:
     kind = next((name for test, name in _KINDS if test(mode)), "a special file")
     return VideoError(f"not a regular file ({kind})")
@@ -202,14 +204,10 @@ def targets(frame_count: int, fps: float, frames: int = 32, every_s: float | Non
     """Indices of the frames to sample: `frames` spread evenly, or one every `every_s` seconds."""
     if frame_count <= 0:
         return []
-    if every_s is not None:
-        if every_s <= 0:
-            raise ValueError("every_s must be positive")
+    if every_s is not None:  # both checked by options.SampleOptions
         step = every_s * (fps or 25.0)
         idx = np.arange(0, frame_count, step)
     else:
-        if frames <= 0:
-            raise ValueError("frames must be positive")
         idx = np.linspace(0, frame_count - 1, min(frames, frame_count))
     return sorted({int(round(i)) for i in idx if round(i) < frame_count})
 
@@ -292,7 +290,7 @@ def _iter_frames(path: Path, cap, info: VideoInfo, want: list[int],
     finally:
         cap.release()
     if got == 0 and want:
-        raise VideoError(_diagnose(path) if index == 0 else "no frame could be decoded")
+        raise VideoError(_diagnose(path) if index == 0 else NO_FRAME)
     if got < len(want):
         log.warning("%s: ended after %d of %d frames the container announced; sampled %d of %d",
                     info.path, index, info.frame_count, got, len(want))

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 # Small clips keep the suite fast: 320x240, a dozen frames, one face of ~90 px.
-W, H = 320, 240
+from bench.clips import W, H, one_face  # noqa: E402,F401 - the clips' size and face
 CONST_P_FAKE = 0.7
 
 
@@ -120,15 +120,8 @@ def streamed_rows(out: Path) -> int:
 def build_tiny_model(folder: Path, p_fake: float = CONST_P_FAKE, name: str = "tiny-test") -> Path:
     """A real Meso-4 .keras file whose output is always `p_fake` (last layer: zero weights and
     the bias logit(p_fake)), so verdicts in tests are known in advance. Card beside it."""
-    from screener import nets
-    model = nets.build("meso4")
-    last = model.get_layer("p_fake")
-    kernel, bias = last.get_weights()
-    last.set_weights([np.zeros_like(kernel), np.full_like(bias, np.log(p_fake / (1 - p_fake)))])
-    path = folder / "tiny.keras"
-    model.save(path)
-    path.with_suffix(".json").write_text(json.dumps({"name": name, "threshold": 0.5}))
-    return path
+    from bench.clips import constant_model
+    return constant_model(folder, p_fake, name, file_name="tiny.keras")
 
 
 def write_legacy_h5(model, path, layer_class_names=None, flip_to_real=True):
@@ -175,14 +168,6 @@ class StubScorer:
         assert crops.dtype == np.uint8 and crops.shape[1:] == (256, 256, 3)
         self.calls.append(len(crops))
         return crops.reshape(len(crops), -1).mean(1).astype(np.float32) / 255.0
-
-
-def one_face(name="collins", x=None, y=None, face_px=90):
-    from screener.synth import Placement
-    side = round(face_px * 2.2)
-    x = (W - side) // 2 if x is None else x
-    y = (H - side) // 2 if y is None else y
-    return Placement(name, x, y, face_px)
 
 
 def audio_only_mp4(path: Path) -> Path:

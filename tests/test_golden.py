@@ -20,7 +20,9 @@ when it was saved) are replaced by placeholders before comparing.
 The goldens were captured with the code before the refactor of issue 20 and must not change
 unless the report format changes on purpose. Then regenerate them with
 `SCREENER_GOLDEN_UPDATE=1 python -m pytest tests/test_golden.py`, read `git diff tests/golden/`
-line by line, and commit the files with the change that explains them.
+line by line, and commit the files with the change that explains them. In update mode a test
+writes its goldens and is skipped: it compares nothing, so it never passes (output compared with
+the goldens it just wrote would prove nothing).
 """
 from __future__ import annotations
 
@@ -108,16 +110,21 @@ def timeless(text: str) -> str:
     return re.sub(r'"sha256": "[0-9a-f]{64}"', '"sha256": "(the model file\'s)"', text)
 
 
-def check(name: str, text: str) -> None:
-    text = timeless(text)
-    path = GOLDEN / name
-    if UPDATE and name not in _updated:
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_bytes(text.encode("utf-8"))
-        _updated.add(name)
-    assert path.is_file(), f"no golden {path}: SCREENER_GOLDEN_UPDATE=1 makes it"
-    want = path.read_bytes().decode("utf-8")
-    assert text == want, f"{name} differs from its golden (see this module's docstring)"
+def check(*named: tuple[str, str], update: bool = UPDATE, folder: Path = GOLDEN) -> None:
+    """Compare each (golden name, text) with its golden. In update mode write them instead
+    (the first text of a name this session) and skip the test: nothing was compared."""
+    if update:
+        for name, text in named:
+            if name not in _updated:
+                folder.mkdir(exist_ok=True)
+                (folder / name).write_bytes(timeless(text).encode("utf-8"))
+                _updated.add(name)
+        pytest.skip("SCREENER_GOLDEN_UPDATE: the goldens were written, nothing was compared")
+    for name, text in named:
+        path = folder / name
+        assert path.is_file(), f"no golden {path}: SCREENER_GOLDEN_UPDATE=1 makes it"
+        want = path.read_bytes().decode("utf-8")
+        assert timeless(text) == want, f"{name} differs from its golden (see the docstring)"
 
 
 def read(path: Path) -> str:
@@ -127,21 +134,31 @@ def read(path: Path) -> str:
 def test_streaming_scan_writes_the_golden_json_and_frames(workspace):
     screener(workspace, "--no-state", "--out", "stream.json", "--frames-out",
              "stream_frames.csv", "--every", "0.25", "--all-faces")
-    check("stream.json", read(workspace / "stream.json"))
-    check("stream_frames.csv", read(workspace / "stream_frames.csv"))
+    check(("stream.json", read(workspace / "stream.json")),
+          ("stream_frames.csv", read(workspace / "stream_frames.csv")))
 
 
 def test_incremental_scan_writes_the_golden_csv_and_frames(workspace):
     screener(workspace, "--out", "state.csv", "--frames-out", "state_frames.csv")
-    check("state.csv", read(workspace / "state.csv"))
-    check("state_frames.csv", read(workspace / "state_frames.csv"))
     # Every row again from the state, into JSON, and as CSV on standard output.
     screener(workspace, "--state", "state.csv.state.sqlite", "--out", "reused.json",
              "--frames-out", "reused_frames.csv")
-    check("reused.json", read(workspace / "reused.json"))
-    check("state_frames.csv", read(workspace / "reused_frames.csv"))
-    check("state.csv", screener(workspace, "--state", "state.csv.state.sqlite"))
+    again = screener(workspace, "--state", "state.csv.state.sqlite")
+    check(("state.csv", read(workspace / "state.csv")),
+          ("state_frames.csv", read(workspace / "state_frames.csv")),
+          ("reused.json", read(workspace / "reused.json")),
+          ("state_frames.csv", read(workspace / "reused_frames.csv")), ("state.csv", again))
 
 
 def test_streaming_scan_to_stdout_writes_the_golden_csv(workspace):
-    check("state.csv", screener(workspace, "--no-state"))
+    check(("state.csv", screener(workspace, "--no-state")))
+
+
+def test_update_mode_writes_the_goldens_and_compares_nothing(tmp_path):
+    """With SCREENER_GOLDEN_UPDATE set the test compared its output with itself and passed."""
+    with pytest.raises(pytest.skip.Exception, match="nothing was compared"):
+        check(("x.csv", "a,b\n"), ("x.csv", "other\n"), update=True, folder=tmp_path)
+    assert (tmp_path / "x.csv").read_text() == "a,b\n"  # the first text of the session
+    with pytest.raises(AssertionError, match="differs from its golden"):
+        check(("x.csv", "other\n"), update=False, folder=tmp_path)
+    check(("x.csv", "a,b\n"), update=False, folder=tmp_path)

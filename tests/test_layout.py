@@ -92,4 +92,4 @@ def test_only_the_cli_imports_click_and_the_runtime_never_imports_training():
         used |= {n.module.split(".")[0] for n in names
                  if isinstance(n, ast.ImportFrom) and n.module and not n.level}
         assert "training" not in used, name
-        assert "click" not in used or name == "screener.cli", name
+        assert "click" not in used or name.split(".")[:2] == ["screener", "cli"], name

@@ -577,3 +577,44 @@ def test_another_applications_database_is_refused_untouched(tmp_path, rescan):
     assert "--rescan" not in str(info.value)
     assert sorted(os.listdir(tmp_path)) == ["foreign.db"]
     assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("damage", ["not sqlite", "newer schema", "no table"])
+def test_screener_report_exits_6_on_any_unusable_state_as_scan_does(tmp_path, damage):
+    """One exit code per error type for every command (README "Exit codes"): a state that
+    cannot be used is 6 for `report` too, never 4 (an output not written) or 2."""
+    from helpers import screener_cli
+    paths = make_files(tmp_path / "in", ["a.mp4"])
+    run(tmp_path, paths)
+    db = tmp_path / "s.sqlite"
+    if damage == "not sqlite":
+        db.write_bytes(b"\x00not a database" * 100)
+    elif damage == "newer schema":
+        _damage(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    else:
+        _damage(db, "DROP TABLE files")
+    r = screener_cli("report", "--html", tmp_path / "p.html", "--state", db, check=False)
+    assert r.returncode == 6 and "cannot be used" in r.stderr, r.stderr
+    assert not (tmp_path / "p.html").exists()
+
+
+def test_a_schema_1_state_is_migrated_and_its_rows_reused(tmp_path):
+    """Schema 1 kept the sampling options as their repr; schema 2 keeps SampleOptions.key():
+    a state from before is brought up to date, and its rows still count as unchanged."""
+    from screener.options import SampleOptions
+    from screener.state import schema
+    sample = SampleOptions(frames=8)
+    key = json.dumps(sample.key(), sort_keys=True)
+    paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
+    run(tmp_path, paths, options=key)
+    db = tmp_path / "s.sqlite"
+    _damage(db, "UPDATE files SET options = ?", repr(sample))
+    _damage(db, "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    _damage(db, "DROP TABLE media")
+    engine, s = run(tmp_path, paths, options=key)
+    assert engine.calls == [] and s.reused == 2
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            str(schema.SCHEMA_VERSION),)
+        assert {o for (o,) in c.execute("SELECT options FROM files")} == {key}
+    c.close()

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from training import augment, data, threshold, train
+from training.options import parse
 
 from helpers import make_dataset
 
@@ -218,10 +219,13 @@ def test_help_comes_before_tensorflow_and_keeps_its_examples_lines(command):
 
 
 def test_lr_schedule_decays_to_floor():
-    a = train.parser().parse_args(["--data", "x", "--run", "y", "--epochs", "4"])
+    """Helpers take the frozen options, not argparse's Namespace."""
+    a = parse(train.TrainOptions, train.parser(), ["--data", "x", "--run", "y", "--epochs", "4"])
     assert train.lr_at(0, a, 10) == pytest.approx(1e-3)
     assert train.lr_at(20, a, 10) == pytest.approx(1e-4)  # decay_epochs = epochs/2
     assert train.lr_at(10 ** 6, a, 10) == pytest.approx(1e-6)
+    with pytest.raises(AttributeError):
+        a.epochs = 5  # frozen
 
 
 @pytest.mark.slow

@@ -72,8 +72,10 @@ def test_error_is_never_a_score():
     assert r.error == "truncated mp4"  # one line
     r = aggregate(video(2), [0.5, float("nan")], model="m", threshold=0.5)
     assert r.status == "error" and r.fake_score is None
-    r = aggregate(video(0, frames_sampled=0), [], model="m", threshold=0.5)
-    assert r.status == "error" and "no frame" in r.error
+    # A video without a sampled frame comes from the per-video unit as an error (pipeline).
+    from screener.video import NO_FRAME
+    r = aggregate(video(0, frames_sampled=0, error=NO_FRAME), [], model="m", threshold=0.5)
+    assert r.status == "error" and r.error == "no frame could be decoded"
 
 
 def test_score_count_must_match_crops():

@@ -27,6 +27,7 @@ from screener.scoring import load_model, read_card
 
 from . import metrics
 from .data import HOLDOUT_BY, RESIZE_MODES, BatchStream, holdout_split, list_split, resolve_holdout_by
+from .options import options_class, parse
 from .threshold import THRESHOLD_RULES, choose_threshold
 from .train import predict_batches
 
@@ -119,9 +120,11 @@ def soup(a) -> dict:
     return card
 
 
+SoupOptions = options_class("SoupOptions", parser())  # frozen, a field per flag, and argv
+
+
 def main(argv=None) -> int:
-    a = parser().parse_args(argv)
-    a.argv = list(sys.argv[1:] if argv is None else argv)
+    a = parse(SoupOptions, parser(), list(sys.argv[1:] if argv is None else argv))
     try:
         card = soup(a)
     except (ScreenerError, ValueError) as e:

@@ -48,6 +48,7 @@ from .data import (HOLDOUT_BY, RESIZE_MODES, BatchStream, class_weights, holdout
                    resolve_holdout_by)
 from .curves import plot_curves
 from .mix import mixed_source, pooled
+from .options import options_class, parse
 from .start import HEAD, fit_spectrum_norm, init_from
 from .threshold import THRESHOLD_RULES, choose_threshold
 from .trunk import cached_source
@@ -415,9 +416,11 @@ def pick_threshold(a, held_batches) -> dict:
                             a.threshold_rule)
 
 
+TrainOptions = options_class("TrainOptions", parser())  # frozen, a field per flag, and argv
+
+
 def main(argv=None) -> int:
-    a = parser().parse_args(argv)
-    a.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the model card
+    a = parse(TrainOptions, parser(), list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         state = train(a)

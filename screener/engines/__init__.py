@@ -25,10 +25,8 @@ ENGINES = {
 
 
 def check_engine(name: str) -> None:
-    """Raise EngineUnavailable (saying how to install it) when an engine cannot run here,
-    ValueError for a name no engine has."""
-    if name not in ENGINES:
-        raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+    """Raise EngineUnavailable (saying how to install it) when an engine cannot run here (the
+    name is one of ENGINES: EngineOptions checked it)."""
     needs = ENGINES[name][2]
     if needs is not None:
         try:

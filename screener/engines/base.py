@@ -12,8 +12,11 @@ import signal
 import time
 from typing import Iterator, Sequence
 
+import numpy as np
+
+from .. import media
 from ..options import EngineOptions, SampleOptions
-from ..verdict import ERROR, NO_FACE, VideoResult, aggregate
+from ..verdict import ERROR, FAKE, NO_FACE, OK, VideoResult, aggregate
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,11 @@ class Engine:
     def row(self, video, scores) -> VideoResult:
         """A video's row from its crops (pipeline.VideoCrops) and their scores, in order."""
         card = self.scorer.card
-        return aggregate(video, scores, model=card.name, threshold=card.threshold)
+        r = aggregate(video, scores, model=card.name, threshold=card.threshold)
+        if r.status == OK:  # the thumbnails the visual report shows, while the crops are here
+            r.media = media.keep(video.crops, np.asarray(scores, dtype=np.float64).reshape(-1),
+                                 lossless_key=r.verdict == FAKE)
+        return r
 
 
 def log_result(r: VideoResult) -> None:

@@ -25,7 +25,7 @@ from ..sources import forget_listings, stat
 from ..verdict import ERROR, MISSING, Summary, VideoResult
 from .plan import Plan, plan_files
 from .schema import LAST_RUN, at_path
-from .store import ScanState, default_state_path
+from .store import ScanState
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +68,15 @@ class ScanInterrupted(KeyboardInterrupt):
 
 
 class StateSink:
-    """Writes an incremental scan: see the module. `model_id` (ModelCard.identity) and
-    `options` (the sampling options' repr) say what a stored row was computed with: a row
+    """Writes an incremental scan: see the module. `state.path` is the file (worked out by
+    `StateOptions.where`). `model_id` (ModelCard.identity) and `options` (the sampling options'
+    key, `SampleOptions.key()` as JSON) say what a stored row was computed with: a row
     computed otherwise is scanned again. `meta` is the report's header. `read_timeout_s`
     bounds each read of a file while planning (see plan.fingerprint)."""
 
     def __init__(self, report: ReportOptions, state: StateOptions, *, model_id: str,
                  options: str, meta: dict | None = None, read_timeout_s: float | None = None):
-        if state.path is None and not report.to_file:
-            raise ValueError("an incremental scan needs a state file or a report file")
-        self.path = Path(state.path) if state.path is not None else default_state_path(report.out)
+        self.path = Path(state.path)  # worked out: StateOptions.where
         self.report, self.opts = report, state
         self.model_id, self.options, self.meta = model_id, options, meta
         self.read_timeout_s = read_timeout_s

@@ -17,7 +17,10 @@ from urllib.parse import quote
 from ..errors import StateError
 from ..verdict import ERROR, NO_FACE, NOT_COLUMNS, OK, FaceScore, VideoResult, low_evidence
 
-SCHEMA_VERSION = 1
+# 2: the media and heat tables, a row's `note`, and `options` as SampleOptions.key() JSON (1
+# kept the options' repr). A state of schema 1 is brought to 2 when a scan opens it (`migrate`).
+SCHEMA_VERSION = 2
+OLDEST_SCHEMA = 1   # the oldest a scan migrates and `screener report` reads
 APP = "screener-scan-state"
 
 SCHEMA = """
@@ -135,14 +138,14 @@ def check_schema(path, conn, tables: set[str], meta: dict) -> None:
                         f"not a screener scan state (tables: {', '.join(sorted(tables))}); it "
                         "is left as it is: pass --state with another file")
     try:
-        version = int(meta.get("schema_version", "0"))
+        version = schema_version(meta)
     except (TypeError, ValueError):
         raise StateError(unusable(path, f"its schema version {meta.get('schema_version')!r} "
                                          "is not a number")) from None
     if version > SCHEMA_VERSION:
         raise StateError(unusable(path, f"it was written by a newer screener (schema "
                                          f"{version}, this one reads {SCHEMA_VERSION})"))
-    if version < SCHEMA_VERSION:  # no older schema has shipped yet; migrations go here
+    if version < OLDEST_SCHEMA:
         raise StateError(unusable(path, f"its schema {version} is too old"))
     for table, columns in _COLUMNS.items():
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
@@ -150,6 +153,39 @@ def check_schema(path, conn, tables: set[str], meta: dict) -> None:
         if lacking:
             raise StateError(unusable(path, f"its table {table} is missing" if not have else
                                              f"its table {table} lacks {', '.join(lacking)}"))
+
+
+def schema_version(meta: dict) -> int:
+    return int(meta.get("schema_version", "0"))
+
+
+def migrate(conn, version: int) -> None:
+    """Bring a state of schema `version` (checked: OLDEST_SCHEMA or newer) to SCHEMA_VERSION,
+    in one transaction. 1 -> 2: the media and heat tables, and each row's options from the
+    SampleOptions repr of schema 1 to its key as JSON, so no row is rescanned for it."""
+    if version >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(MEDIA_SCHEMA)
+    conn.execute(HEAT_SCHEMA)
+    for (old,) in conn.execute("SELECT DISTINCT options FROM files").fetchall():
+        conn.execute("UPDATE files SET options = ? WHERE options = ?", (_key_of_repr(old), old))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+    conn.execute("COMMIT")
+
+
+def _key_of_repr(text: str) -> str:
+    """Schema 1's options, `SampleOptions(frames=32, every_s=None, ...)`, as schema 2 keeps them;
+    a text that is not such a repr is kept (its rows are rescanned, as for other options)."""
+    import ast
+    import re
+    m = re.fullmatch(r"SampleOptions\((.*)\)", text)
+    try:
+        values = {k: ast.literal_eval(v) for k, v in
+                  re.findall(r"(\w+)=([^,]+)(?:, |$)", m.group(1))} if m else None
+    except (ValueError, SyntaxError):
+        values = None
+    return json.dumps(values, sort_keys=True) if values else text
 
 
 def read_only_uri(path) -> str:

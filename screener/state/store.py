@@ -26,8 +26,9 @@ from ..errors import StateError, StateLocked
 from ..files import FileLock, LockHeld, fit_name
 from ..verdict import VideoResult
 from .plan import FileStat, Plan, Stored
-from .schema import (APP, MEDIA_SCHEMA, SCHEMA, SCHEMA_VERSION, NotAState, tables_and_meta,
-                     unusable, check_schema, read_only_uri, result_from_json, result_to_json)
+from .schema import (APP, HEAT_SCHEMA, MEDIA_SCHEMA, SCHEMA, SCHEMA_VERSION, NotAState,
+                     check_schema, migrate, read_only_uri, result_from_json, result_to_json,
+                     schema_version, tables_and_meta, unusable)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def lock_path(state_path: str | os.PathLike) -> Path:
     return Path(f"{os.fspath(state_path)}.lock")
 
 
-def state_outputs(state_path: str | os.PathLike, what: str = "--state") -> list[tuple[str, Path]]:
+def state_outputs(state_path: str | os.PathLike, what: str = "the state") -> list[tuple[str, Path]]:
     """The files a state writes, named (outputs.check_outputs): the database (as given: a URL
     stays one, to be refused), its lock, and SQLite's write-ahead log and shared-memory index
     beside it."""
@@ -130,7 +131,6 @@ class ScanState:
                              "pass --state PATH in a folder you can write") from e
         try:
             self._check(conn)
-            conn.execute(MEDIA_SCHEMA)  # added after schema 1 shipped; older states get it here
             # A state this run cannot write (read-only file or mount) fails here, before any
             # video is read, not at the first finished video.
             conn.execute("BEGIN IMMEDIATE")
@@ -151,11 +151,12 @@ class ScanState:
         tables, meta = tables_and_meta(conn)
         if tables:
             check_schema(self.path, conn, tables, meta)
+            migrate(conn, schema_version(meta))
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut, not just a kill
         if not tables:  # a new (or empty) file: create it all in one transaction
             conn.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA.split(";"):
+            for statement in [*SCHEMA.split(";"), MEDIA_SCHEMA, HEAT_SCHEMA]:
                 if statement.strip():
                     conn.execute(statement)
             conn.executemany("INSERT INTO meta VALUES (?, ?)",

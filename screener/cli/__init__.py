@@ -1,9 +1,10 @@
 """The `screener` command: options, progress, messages and exit codes. Nothing else.
 
 It builds the options objects once from its flags (screener.options checks them), calls the
-library (`run.scan_reports`, `extract.extract`, `html_report.rebuild`) and maps what the
-library raises to one line and an exit code (`_exit_code`; the codes are listed in `screener
-scan --help` and README "Exit codes").
+library (`run.scan`, `extract.extract`, `html_report.rebuild`) and maps what the library
+raises to one line and an exit code (`exits.exit_code`; the codes are listed in `screener scan
+--help` and README "Exit codes"). The options `scan` and `extract` share are in `shared`;
+signals become interrupts in `exits.Interrupts`.
 """
 from __future__ import annotations
 
@@ -14,18 +15,14 @@ import time
 
 import click
 
-from .logs import (SUMMARY_LOGGER, LogFile, keep_traceback, printable, result_line,
+from ..logs import (SUMMARY_LOGGER, LogFile, keep_traceback, printable, result_line,
                    setup_logging)
-from .options import MIN_FACE_PX, MIN_SCORE, OptionsError
-from .report import plural
-from .run import Interrupts
-
-EXIT_OK, EXIT_FAKE, EXIT_USAGE, EXIT_MODEL, EXIT_OUTPUT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-EXIT_LOCKED, EXIT_STATE = 5, 6
-EXIT_BUG = 70  # an error nobody expected, a bug (sysexits' EX_SOFTWARE): never 1, --fail-on-fake's
-# The reader of --out - went away (`screener scan DIR --out - | head`): stop quietly, with the
-# status a shell gives a command killed by SIGPIPE.
-EXIT_PIPE = 141
+from ..options import MIN_FACE_PX, MIN_SCORE, OptionsError
+from ..report import plural
+from .exits import (EXIT_BUG, EXIT_FAKE, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT,
+                    EXIT_USAGE, FLAGS, Interrupts, LogFileFailed, error, exit_code, failed,
+                    log_file_failed, reader_gone, worded)
+from .shared import TALK, WORKERS, sampling, video_timeout
 
 log = logging.getLogger("screener")
 
@@ -46,7 +43,7 @@ class _Commands(click.Group):
             raise
         except Exception as e:
             where = keep_traceback(e)
-            _error(f"unexpected error (a bug in screener; exit {EXIT_BUG}): {type(e).__name__}: "
+            error(f"unexpected error (a bug in screener; exit {EXIT_BUG}): {type(e).__name__}: "
                    f"{e}; " + (f"its traceback is {where}" if where else
                                "rerun with -vv (or --log-file FILE) to see its traceback"))
             sys.exit(EXIT_BUG)
@@ -72,14 +69,9 @@ def _started() -> float:
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
               help="Report format (default: from the --out extension, else csv).")
 @click.option("--frames-out", metavar="FILE", help="Also write one CSV row per scored face.")
-@click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Frames to sample per video, spread evenly.")
-@click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
-@click.option("--all-faces", is_flag=True, help="Score every face of a frame, not only the largest.")
-@click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
-              help=f"Smallest face width scored, in frame pixels (default {MIN_FACE_PX}); "
-                   "smaller faces are counted as too small.")
+@sampling("Score every face of a frame, not only the largest.",
+           f"Smallest face width scored, in frame pixels (default {MIN_FACE_PX}); smaller "
+           "faces are counted as too small.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Face crops per model call.")
 @click.option("--model", type=click.Path(dir_okay=False), default=None,
@@ -88,9 +80,7 @@ def _started() -> float:
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="FAKE when fake_score >= this (default: the model card's threshold).")
 @click.option("--fail-on-fake", is_flag=True, help="Exit with status 1 when any video is FAKE.")
-@click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Processes that decode and find faces  [default: one per core; 0: none, "
-                   "all in the main process]")
+@WORKERS
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: worker processes on this machine; ray: a Ray cluster (README "
                    "\"Running on a Ray cluster\"; needs the ray extra).")
@@ -99,13 +89,10 @@ def _started() -> float:
                    "local Ray for this scan).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
               show_default=True, help="Where the model runs (gpu: fail unless TensorFlow sees one).")
-@click.option("--video-timeout", "video_timeout_s", type=click.FloatRange(min=0, min_open=True),
-              default=None, metavar="SECONDS",
-              help="Stop reading a video after SECONDS (a stuck decoder, a hung mount; also "
-                   "while planning an incremental scan); it becomes an error row and the scan "
-                   "goes on. Needs workers (local engine) or Ray. [default: no limit]")
-@click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
-@click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
+@video_timeout("Stop reading a video after SECONDS (a stuck decoder, a hung mount; also while "
+                "planning an incremental scan); it becomes an error row and the scan goes on. "
+                "Needs workers (local engine) or Ray. [default: no limit]")
+@TALK
 @click.option("--state", metavar="FILE", default=None,
               help="Incremental-scan state: rescan only new or changed files "
                    "(default with --out: FILE.state.sqlite next to the report).")
@@ -157,11 +144,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     """
     if state and no_state:
         raise click.UsageError("--state and --no-state exclude each other")
-    from .files import is_stream  # a report that is a stream (/dev/null, a pipe) keeps no state
-    stateful = not no_state and (state or (str(out) != "-" and not is_stream(out)))
-    if allow_empty and not stateful:
-        raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
-    from .options import from_keywords
+    from ..options import from_keywords
     sample = {"min_face": min_face} if min_face is not None else {}
     try:
         options, report, st = from_keywords(
@@ -171,29 +154,22 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
             fmt=fmt, frames_out=frames_out, html=html, details=details, state=state,
             rescan=rescan, settle_s=settle_s, keep_missing=keep_missing, allow_empty=allow_empty)
     except OptionsError as e:
-        raise click.UsageError(str(e)) from None
+        raise click.UsageError(worded(e)) from None
+    st = None if no_state else st.where(report)  # a stream (/dev/null, a pipe) keeps no state
+    if allow_empty and st is None:
+        raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
     setup_logging(quiet, verbose)
     if log_file:
         LogFile.add(log_file)
-    from .errors import ScreenerError
+    from ..errors import ModelError, ScreenerError
     try:
-        from .device import select_device
+        from ..device import select_device
         select_device(device)
     except ScreenerError as e:  # --device gpu without one: the model cannot be loaded there
-        _error(str(e))
-        sys.exit(EXIT_MODEL)
-    try:
-        from .engines import check_engine
-        check_engine(engine)
-        code = _scan(paths, options, report, st if stateful else None, state is not None,
-                     fail_on_fake, quiet, log_file)
-    except KeyboardInterrupt:  # before the first video (finding files, loading the model)
-        _error("interrupted")
-        code = EXIT_INTERRUPTED
-    except ScreenerError as e:  # the engine is not installed, or cannot join its cluster
-        _error(str(e))
-        code = _exit_code(e)
-    sys.exit(_log_file_failed(code))
+        error(worded(e))
+        sys.exit(exit_code(ModelError()))
+    code = _scan(paths, options, report, st, state is not None, fail_on_fake, quiet, log_file)
+    sys.exit(log_file_failed(code))
 
 
 def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, quiet: bool,
@@ -201,32 +177,23 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
     """The scan command's body, with or without a state (`st`); returns the exit code."""
     from tqdm import tqdm
 
-    from .discover import find_videos
-    from .errors import ScreenerError
-    from .outputs import check_outputs
-    from .run import scan_inputs, scan_outputs, scan_reports
-    from .scoring import load_model
-    from .state import default_state_path
+    from ..errors import ScreenerError
+    from ..run import scan
 
     started = _started()
     show_rows = report.to_file and not quiet and sys.stdout.isatty()
-    state_path = (st.path or default_state_path(report.out)) if st else None
     handler = LogFile.current()
-    try:
-        # No video is a usage error, unless the caller says an empty drop folder is normal
-        # (cron, --allow-empty): then the report empties.
-        outputs = scan_outputs(report, state_path, state_named, log_file)
-        videos = find_videos(paths, allow_empty=st is not None and st.allow_empty,
-                             outputs=[path for _, path in outputs])
-        check_outputs(outputs, scan_inputs(videos, options.model))  # before anything is read
+    words = {**FLAGS, "the state": "--state" if state_named else "the state file"}
+
+    def found(videos):
         try:
             if handler is not None:
                 handler.open_now()
         except OSError:
-            _error(handler.failed())
-            return EXIT_OUTPUT
+            raise LogFileFailed(handler.failed()) from None
         if not videos:
             log.warning("no video in %s: the report lists none", ", ".join(map(str, paths)))
+    try:
         with Interrupts() as interrupts, tqdm(total=0, unit="video", file=sys.stderr,
                                                disable=quiet or not sys.stderr.isatty(),
                                                dynamic_ncols=True) as bar:
@@ -235,20 +202,27 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
                     tqdm.write(result_line(r), file=sys.stdout)
                 bar.update()
                 interrupts.check()
-            scorer = load_model(options.model, options.threshold, runtime=options.runtime)
-            outcome = scan_reports(videos, scorer, options, report, st, started=started,
-                                   on_plan=lambda n: bar.reset(total=n), on_result=on_result)
-    except ScreenerError as e:
-        _error(str(e))
-        return _exit_code(e)
+            # No video is a usage error, unless the caller says an empty drop folder is normal
+            # (cron, --allow-empty): then the report empties.
+            outcome = scan(paths, options, report, st, log_file=log_file, on_found=found,
+                           started=started, on_plan=lambda n: bar.reset(total=n),
+                           on_result=on_result)
+    except KeyboardInterrupt:  # before the first video (finding files, loading the model)
+        error("interrupted")
+        return EXIT_INTERRUPTED
     except OSError as e:  # a disk filled up or went away, a pipe's reader left
         if report.to_stdout and isinstance(e, BrokenPipeError):
-            return _reader_gone()
-        return _cannot_write(e, report.out)
+            return reader_gone()
+        return failed(e, report.out, words)
+    except LogFileFailed as e:
+        error(str(e))
+        return EXIT_OUTPUT
+    except ScreenerError as e:
+        return failed(e, words=words)
     if outcome.html and not quiet:
         _said_html(report.html, outcome.html)
     if outcome.interrupted:
-        _error(outcome.interrupted_line())
+        error(outcome.interrupted_line())
         return EXIT_INTERRUPTED
     line = outcome.summary_line(time.monotonic() - started)  # the visual report too
     logging.getLogger(SUMMARY_LOGGER).info(line)  # in the --log-file, whatever the terminal
@@ -260,49 +234,6 @@ def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, qui
 def _said_html(path, figures: dict) -> None:
     click.echo(f"screener: visual report: {printable(path)} ({figures['bytes'] / 1e6:.1f} MB, "
                f"{plural(figures['details'], 'video')} in detail)", err=True)
-
-
-def _log_file_failed(code: int) -> int:
-    """The exit code once the log file's fate is known: a write that failed is an output
-    that could not be written."""
-    handler = LogFile.current()
-    if handler is None or handler.failure is None:
-        return code
-    _error(handler.failed())
-    return EXIT_OUTPUT if code in (EXIT_OK, EXIT_FAKE) else code
-
-
-def _reader_gone() -> int:
-    """stdout's reader has gone: no message (nobody reads it), and none from Python either
-    when it flushes stdout at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return EXIT_PIPE
-
-
-def _exit_code(e: Exception) -> int:
-    """What the library raised, as an exit code (README "Exit codes")."""
-    from .errors import ModelError, ScreenerError, StateError, StateLocked
-    # Any other ScreenerError (bad input, an output that is an input, ...) is a usage error.
-    for kind, code in ((ModelError, EXIT_MODEL), (StateLocked, EXIT_LOCKED),
-                       (StateError, EXIT_STATE), (ScreenerError, EXIT_USAGE)):
-        if isinstance(e, kind):
-            return code
-    raise e  # not ours: a bug (_Commands)
-
-
-def _cannot_write(e: OSError, path) -> int:
-    """An output that could not be written, in one line (a full disk: No space left on
-    device), and its exit code."""
-    _error(f"cannot write {e.filename or path}: {e.strerror or e}")
-    return EXIT_OUTPUT
-
-
-def _error(message: str) -> None:
-    click.echo(f"screener: error: {printable(message)}", err=True)
 
 
 @main.command(short_help="Rebuild the visual report from a scan, without rescanning.")
@@ -327,25 +258,19 @@ def report(html, state, from_report, model, details, quiet, verbose):
     if not state and not from_report:
         raise click.UsageError("give --state FILE or --from REPORT")
     if state and not os.path.isfile(state):
-        _error(f"no scan state at {printable(state)}")
+        error(f"no scan state at {printable(state)}")
         sys.exit(EXIT_USAGE)
-    from .errors import ScreenerError
-    from .html_report import rebuild
-    from .outputs import check_outputs
-    from .state import default_state_path
+    from ..errors import ScreenerError
+    from ..html_report import rebuild
+    from ..outputs import check_outputs
+    from ..state import default_state_path
     try:
-        check_outputs([("--html", html)], [
+        check_outputs([("the visual report", html)], [
             ("the state", state), ("the report", from_report), ("the model file", model),
             ("the report's state", from_report and default_state_path(from_report))])
         figures = rebuild(html, state=state, report=from_report, model=model, details=details)
-    except ScreenerError as e:  # an output that is an input: 2; not a whole state: 6
-        _error(str(e))
-        sys.exit(_exit_code(e))
-    except ValueError as e:  # a report that is not one of ours
-        _error(str(e))
-        sys.exit(EXIT_USAGE)
-    except OSError as e:
-        sys.exit(_cannot_write(e, html))
+    except (ScreenerError, OSError) as e:  # an output that is an input, a report that is not
+        sys.exit(failed(e, html))          # one: 2; not a whole state: 6; not written: 4
     if not quiet:
         _said_html(html, figures)
     sys.exit(EXIT_OK)
@@ -361,13 +286,8 @@ def report(html, state, from_report, model, details, quiet, verbose):
               metavar="CSV", help="A CSV with path and label columns, named on its first line "
                                   "(paths relative to the CSV); with no PATHS, the videos it "
                                   "lists.")
-@click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Frames to sample per video, spread evenly.")
-@click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
-              metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
-@click.option("--all-faces", is_flag=True, help="Every face of a frame, not only the largest.")
-@click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
-              help=f"Smallest face width kept (default: the scan's, {MIN_FACE_PX}).")
+@sampling("Every face of a frame, not only the largest.",
+           f"Smallest face width kept (default: the scan's, {MIN_FACE_PX}).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None,
               help=f"Lowest detector score kept (default: the scan's, {MIN_SCORE:g}).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png",
@@ -376,15 +296,10 @@ def report(html, state, from_report, model, details, quiet, verbose):
               help="JPEG quality (with --format jpg).")
 @click.option("--contact-sheet", metavar="PNG", type=click.Path(dir_okay=False),
               help="Also write a grid of sample crops per label, to check them at a glance.")
-@click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Processes that decode and find faces  [default: one per core; 0: none, "
-                   "all in the main process]")
-@click.option("--video-timeout", "video_timeout_s", type=click.FloatRange(min=0, min_open=True),
-              default=None, metavar="SECONDS",
-              help="Stop reading a video after SECONDS (a stuck decoder); it is skipped as an "
-                   "error and the run goes on. Needs workers.  [default: no limit]")
-@click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
-@click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
+@WORKERS
+@video_timeout("Stop reading a video after SECONDS (a stuck decoder); it is skipped as an "
+                "error and the run goes on. Needs workers.  [default: no limit]")
+@TALK
 def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_face, min_score,
             fmt, quality, contact_sheet, workers, video_timeout_s, quiet, verbose):
     """Extract aligned face crops from videos into a training set (resumable).
@@ -405,15 +320,15 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     """
     from tqdm import tqdm
 
-    from .errors import ScreenerError
-    from .extract import extract as run_extract
-    from .options import EngineOptions, SampleOptions
+    from ..errors import ScreenerError
+    from ..extract import extract as run_extract
+    from ..options import EngineOptions, SampleOptions
     limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
     try:
         sample = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces, **limits)
         engine = EngineOptions(workers=workers, video_timeout_s=video_timeout_s)
     except OptionsError as e:
-        raise click.UsageError(str(e)) from None
+        raise click.UsageError(worded(e)) from None
     setup_logging(quiet, verbose)
     bar = None
 
@@ -433,14 +348,11 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
             s = run_extract(paths, out_dir, label=label, labels_csv=labels_csv, sample=sample,
                             engine=engine, fmt=fmt, quality=quality,
                             contact_sheet=contact_sheet, progress=progress)
-    except ScreenerError as e:  # bad input or labels, DIR not a dataset, an unreadable store
-        _error(str(e))
-        sys.exit(_exit_code(e))
-    except OSError as e:
-        sys.exit(_cannot_write(e, out_dir))
     except KeyboardInterrupt:
-        _error("interrupted; complete videos are kept, a re-run resumes")
+        error("interrupted; complete videos are kept, a re-run resumes")
         sys.exit(EXIT_INTERRUPTED)
+    except (ScreenerError, OSError) as e:  # bad input or labels, DIR not a dataset, a store
+        sys.exit(failed(e, out_dir))       # that cannot be listed: 2; not written: 4
     finally:
         if bar is not None:
             bar.close()
@@ -450,7 +362,3 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
         if s.contact_sheet:
             click.echo(f"screener: contact sheet: {printable(s.contact_sheet)}", err=True)
     sys.exit(EXIT_OK)
-
-
-if __name__ == "__main__":  # python -m screener.cli
-    main()

@@ -1,0 +1,4 @@
+"""python -m screener.cli: the `screener` command."""
+from . import main
+
+main()
