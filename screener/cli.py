@@ -60,6 +60,14 @@ def main(ctx):
     ctx.meta[STARTED] = time.monotonic()
 
 
+def _largest(largest_face: bool, all_faces: bool) -> bool:
+    """--largest-face, or the default: every face, linked into people. --all-faces, which
+    scored every face before people were linked, now asks for the default."""
+    if largest_face and all_faces:
+        raise click.UsageError("--all-faces and --largest-face exclude each other")
+    return largest_face
+
+
 def _started() -> float:
     ctx = click.get_current_context(silent=True)
     return ctx.meta.get(STARTED, time.monotonic()) if ctx is not None else time.monotonic()
@@ -76,7 +84,10 @@ def _started() -> float:
               help="Frames to sample per video, spread evenly.")
 @click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
-@click.option("--all-faces", is_flag=True, help="Score every face of a frame, not only the largest.")
+@click.option("--largest-face", is_flag=True,
+              help="Score only the largest face of each frame, pooled (no people: the "
+                   "default links every face into people and judges each).")
+@click.option("--all-faces", is_flag=True, hidden=True)  # the default since people: accepted
 @click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
               help=f"Smallest face width scored, in frame pixels (default {MIN_FACE_PX}); "
                    "smaller faces are counted as too small.")
@@ -129,7 +140,8 @@ def _started() -> float:
 @click.option("--details", type=click.IntRange(min=0), default=None, metavar="N",
               help="Videos shown in detail in the --html report: the N highest scores  "
                    "[default: every FAKE one and the top of the table, 100 to 500]")
-def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
+def scan(paths, out, fmt, frames_out, frames, every_s, largest_face, all_faces, min_face,
+         batch_size, model,
          threshold, fail_on_fake, workers, engine, address, device, video_timeout_s, quiet,
          verbose, state, no_state, rescan, settle_s, keep_missing, allow_empty, log_file, html,
          details):
@@ -166,7 +178,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     try:
         options, report, st = from_keywords(
             with_report=True, with_state=True, model=model, threshold=threshold, frames=frames,
-            every_s=every_s, all_faces=all_faces, **sample, engine=engine, workers=workers,
+            every_s=every_s, largest_face=_largest(largest_face, all_faces), **sample, engine=engine, workers=workers,
             address=address, video_timeout_s=video_timeout_s, batch_size=batch_size, out=out,
             fmt=fmt, frames_out=frames_out, html=html, details=details, state=state,
             rescan=rescan, settle_s=settle_s, keep_missing=keep_missing, allow_empty=allow_empty)
@@ -365,7 +377,9 @@ def report(html, state, from_report, model, details, quiet, verbose):
               help="Frames to sample per video, spread evenly.")
 @click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="Sample one frame every SECONDS instead of --frames.")
-@click.option("--all-faces", is_flag=True, help="Every face of a frame, not only the largest.")
+@click.option("--largest-face", is_flag=True,
+              help="Only the largest face of each frame (default: every face, named by person).")
+@click.option("--all-faces", is_flag=True, hidden=True)  # the default since people: accepted
 @click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
               help=f"Smallest face width kept (default: the scan's, {MIN_FACE_PX}).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None,
@@ -385,7 +399,8 @@ def report(html, state, from_report, model, details, quiet, verbose):
                    "error and the run goes on. Needs workers.  [default: no limit]")
 @click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress, no summary.")
 @click.option("--verbose", "-v", count=True, help="One line per video (-vv: debug).")
-def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_face, min_score,
+def extract(paths, out_dir, label, labels_csv, frames, every_s, largest_face, all_faces, min_face,
+            min_score,
             fmt, quality, contact_sheet, workers, video_timeout_s, quiet, verbose):
     """Extract aligned face crops from videos into a training set (resumable).
 
@@ -410,7 +425,8 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     from .options import EngineOptions, SampleOptions
     limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
     try:
-        sample = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces, **limits)
+        sample = SampleOptions(frames=frames, every_s=every_s,
+                               largest_face=_largest(largest_face, all_faces), **limits)
         engine = EngineOptions(workers=workers, video_timeout_s=video_timeout_s)
     except OptionsError as e:
         raise click.UsageError(str(e)) from None

@@ -42,11 +42,18 @@ def sampling_text(options: dict) -> str:
     every, frames = options.get("every_s"), options.get("frames")
     parts = [f"one frame every {every:g} s" if every else
              f"{frames} frames per video, spread evenly" if frames else "",
-             "every face of a frame" if options.get("all_faces") else
-             "the largest face of each frame"]
+             faces_text(options)]
     if options.get("min_face"):
         parts.append(f"faces narrower than {options['min_face']} px not scored")
     return "; ".join(p for p in parts if p)
+
+
+def faces_text(options: dict) -> str:
+    if "largest_face" not in options:  # a report made before people were linked
+        return "every face of a frame" if options.get("all_faces") else \
+            "the largest face of each frame"
+    return "the largest face of each frame" if options["largest_face"] else \
+        "every face, linked into people; the most suspicious person decides"
 
 
 def category(r: VideoResult) -> str:

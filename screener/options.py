@@ -38,12 +38,12 @@ def _need(ok: bool, message: str) -> None:
 class SampleOptions:
     frames: int = 32                 # frames spread evenly over the video...
     every_s: float | None = None     # ...or one every this many seconds
-    all_faces: bool = False          # every face per frame, not only the largest
+    largest_face: bool = False       # only the largest face of each frame, pooled (no people)
     min_face: int = MIN_FACE_PX
     min_score: float = MIN_SCORE
-    # Follow the largest face from one sampled frame to the next (one detector run instead of
-    # the whole-frame cascade); the whole frame is searched again every `research_every`
-    # sampled frames, so a larger face that walks in is picked up. 0: search every frame.
+    # Follow the faces of one sampled frame into the next (one close-up detector run per face
+    # instead of the whole-frame cascade); the whole frame is searched again every
+    # `research_every` sampled frames, so a face that walks in is picked up. 0: every frame.
     research_every: int = 8
 
     def __post_init__(self):

@@ -141,7 +141,7 @@ def report_header(card, sample) -> dict:
                       "sha256": card.sha256, "path": card.path, "metrics": card.metrics,
                       "limits": card.limits},
             "options": {"frames": sample.frames, "every_s": sample.every_s,
-                        "all_faces": sample.all_faces, "min_face": sample.min_face}}
+                        "largest_face": sample.largest_face, "min_face": sample.min_face}}
 
 
 def _json_safe(obj):

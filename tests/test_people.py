@@ -52,15 +52,15 @@ def test_faces_are_linked_into_the_right_people_in_every_frame(tmp_path, scene):
     spec = SCENES[scene]
     clip = synth.face_clip(tmp_path / "c.mp4", 640, 360, N, fps=FPS, faces=spec["faces"],
                            cut_at=spec.get("cut_at"))
-    video = crops_from_video(clip, SampleOptions(frames=32, all_faces=True))
-    ids = people.link(video.crops, video.frame_times_s)
+    video = crops_from_video(clip, SampleOptions(frames=32))  # the scan's: linked there
+    ids = [c.person - 1 for c in video.crops]
     want = [truth(c, spec["faces"]) for c in video.crops]
     assert set(want) == set(range(len(spec["faces"])))  # every person was found at all
     mapping = {}
     for w, got in zip(want, ids):
         assert mapping.setdefault(w, got) == got, f"{scene}: person {w} split"
     assert len(set(mapping.values())) == len(mapping), f"{scene}: two people merged"
-    assert sorted(set(ids)) == list(range(len(spec["faces"])))  # numbered from 0, in order seen
+    assert sorted(set(ids)) == list(range(len(spec["faces"])))  # numbered from 1, in order seen
     per_frame = {}
     for c, i in zip(video.crops, ids):
         assert i not in per_frame.setdefault(c.time_s, set())  # never twice in one frame
