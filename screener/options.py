@@ -53,6 +53,16 @@ class SampleOptions:
         _need(0 <= self.min_score <= 1, "min_score must be between 0 and 1")
         _need(self.research_every >= 0, "research_every must be 0 or more")
 
+    def key(self) -> str:
+        """The sampling as a stored result names it: a file scanned with other options is
+        scanned again. Largest-face mode is spelt as it was before faces were linked into
+        people (then the only mode, `all_faces=False`), so a state made then stays valid for it;
+        the default, people, is spelt anew, so such a state is rescanned for it."""
+        mode = ("all_faces", False) if self.largest_face else ("people", True)
+        items = [(f.name, getattr(self, f.name)) for f in fields(self)]
+        items = [mode if name == "largest_face" else (name, v) for name, v in items]
+        return f"SampleOptions({', '.join(f'{k}={v!r}' for k, v in items)})"
+
 
 @dataclass(frozen=True)
 class EngineOptions:

@@ -186,7 +186,7 @@ def make_sink(report: ReportOptions, state: StateOptions | None, scorer, options
         return StreamSink(report, meta)
     from .state import StateSink
     return StateSink(report, state, model_id=scorer.card.identity,
-                     options=repr(options.sample), meta=meta,
+                     options=options.sample.key(), meta=meta,
                      read_timeout_s=options.engine.video_timeout_s)
 
 

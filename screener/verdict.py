@@ -37,7 +37,6 @@ class FaceScore:
     path: str
     frame_index: int
     face_index: int      # 0 is the largest face of its frame (the only one with --largest-face)
-    person: int | None   # 1, 2, ... in order of appearance; None with --largest-face
     time_s: float
     box_x: float
     box_y: float
@@ -45,6 +44,7 @@ class FaceScore:
     box_h: float
     detector_score: float
     p_fake: float
+    person: int | None = None  # 1, 2, ... in order of appearance; None with --largest-face
 
 
 @dataclass
