@@ -20,7 +20,8 @@ tens of percent from one minute to the next, so only figures from the same round
 - stages: time per stage from an instrumented sequential pass;
 - in every round, the scan again with one thing changed: the model under Keras as its CPU
   twin (screener/fast_inception.py) and as saved; every sampled frame searched whole
-  (`research_every=0`: no face followed from one sampled frame to the next); Meso-4 instead
+  (`research_every=0`: no face followed from one sampled frame to the next); the largest
+  face of each frame only (`--largest-face`: no people, the cost of judging everyone); Meso-4 instead
   of the default model (the model's share of the gap); with `--baseline-model`, that model
   instead of the default (a new default against the one it replaces);
 - the model alone, uint8 batches of 32: under LiteRT (as the scan runs it), and under Keras
@@ -239,16 +240,15 @@ def stages(paths, scorer, detector) -> dict:
         frames = list(video.sample_frames(p, frames=32))
         tot["decode_s"] += time.perf_counter() - t
         n_frames += len(frames)
-        crops, prev = [], None
+        crops, prev = [], []
         for n, f in enumerate(frames):
             t = time.perf_counter()
-            found = find_faces(detector, f.rgb, SampleOptions(), n, prev)[:1]
+            found = find_faces(detector, f.rgb, SampleOptions(), n, prev)
             tot["detect_s"] += time.perf_counter() - t
-            prev = found[0] if found and found[0].size_px >= SampleOptions().min_face else None
-            if found:
-                t = time.perf_counter()
-                crops.append(faces.align(f.rgb, found[0].keypoints))
-                tot["align_s"] += time.perf_counter() - t
+            prev = [x for x in found if x.size_px >= SampleOptions().min_face]
+            t = time.perf_counter()
+            crops += [faces.align(f.rgb, x.keypoints) for x in prev]
+            tot["align_s"] += time.perf_counter() - t
         if crops:
             t = time.perf_counter()
             scorer.predict(np.stack(crops))
@@ -379,6 +379,8 @@ def main():
             plain = load_scorer(tmp, runtime="keras", cpu_twin=False)[0]
             variants.append(("keras_as_saved", plain, SampleOptions()))
         variants.append(("without_tracking", scorer, SampleOptions(research_every=0)))
+        # Every person judged (the default) against the largest face of each frame only.
+        variants.append(("largest_face", scorer, SampleOptions(largest_face=True)))
         nets.build("meso4").save(tmp / "meso4.keras")
         variants.append(("meso4", scoring.load_model(tmp / "meso4.keras"), SampleOptions()))
         if args.baseline_model:
@@ -437,6 +439,9 @@ def main():
         res["ratio_a_scan_vs_decode_only"] = med["ratio_a"]
         for name, _, _ in variants:
             res[f"ratio_a_{name}"] = med[f"ratio_a_{name}"]
+        # above 1: judging every person costs that much more scan time than --largest-face
+        res["people_vs_largest_face_time"] = round(float(np.median(
+            [r["scan_s"] / r["scan_largest_face_s"] for r in rounds])), 3)
         res["model_runtime"] = scorer.runtime
         if args.baseline_model:
             res["baseline_model"] = str(args.baseline_model)

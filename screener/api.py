@@ -30,7 +30,7 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike,
         list of files (as `discover.find_videos` returned it).
     options / keywords: a ScanOptions, and keywords that change it: the model file (`model`,
         default the shipped one), `threshold`, `runtime`, sampling (`frames`, `every_s`,
-        `all_faces`, `min_face`, `min_score`, or `sample=SampleOptions(...)`) and the engine
+        `largest_face`, `min_face`, `min_score`, or `sample=SampleOptions(...)`) and the engine
         (`engine="local"|"ray"` or an EngineOptions, `workers`, `address`,
         `video_timeout_s`, `batch_size`); see screener.options.
     scorer: an already loaded model (`scoring.load_model`) instead of `model`.

@@ -40,13 +40,14 @@ FORMATS = ("png", "jpg")
 # A label is a folder name under DIR: no separators, no dots, nothing a shell or path treats
 # specially.
 SAFE_LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-MANIFEST_COLUMNS = ("source_path", "video_id", "label", "frame_index", "face_index", "time_s",
+MANIFEST_COLUMNS = ("source_path", "video_id", "label", "frame_index", "face_index", "person",
+                    "time_s",
                     "box_x", "box_y", "box_w", "box_h", "keypoints", "detector_score",
                     "crop_file")
 VIDEO_COLUMNS = ("source_path", "video_id", "label", "status", "frames_sampled",
                  "frames_with_face", "faces_too_small", "crops", "error")
 COMPLETE = ("ok", "no_face")
-CROP_NAME = re.compile(r"^([A-Za-z0-9-]+-[0-9a-f]{8})_\d+(?:_\d+)?\.(?:png|jpg)$")
+CROP_NAME = re.compile(r"^([A-Za-z0-9-]+-[0-9a-f]{8})_\d+(?:_p?\d+)?\.(?:png|jpg)$")
 
 
 class ExtractError(ScreenerError):
@@ -67,9 +68,11 @@ def video_id(path) -> str:
     return f"{stem or 'video'}-{digest}"
 
 
-def crop_name(vid: str, frame_index: int, face_index: int | None, fmt: str) -> str:
-    face = "" if face_index is None else f"_{face_index}"
-    return f"{vid}_{frame_index:06d}{face}.{fmt}"
+def crop_name(vid: str, frame_index: int, person: int | None, fmt: str) -> str:
+    """`<video id>_<frame>_p<person>.<fmt>`; without people (largest-face mode, one face a
+    frame) `<video id>_<frame>.<fmt>`."""
+    who = "" if person is None else f"_p{person}"
+    return f"{vid}_{frame_index:06d}{who}.{fmt}"
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -242,16 +245,15 @@ class Dataset:
         """Every video of the run is complete: the journal has nothing left to say."""
         self.journal.unlink(missing_ok=True)
 
-    def write_video(self, video: VideoCrops, vid: str, label: str, fmt: str, quality: int,
-                    all_faces: bool) -> list[dict]:
+    def write_video(self, video: VideoCrops, vid: str, label: str, fmt: str,
+                    quality: int) -> list[dict]:
         """Crops (temp name, fsync, rename), then manifest rows, then the video's row."""
         folder = self.root / label
         folder.mkdir(exist_ok=True)
         if folder.is_symlink():  # crops go only where the dataset is
             raise ExtractError(f"{folder} is a symbolic link, which screener does not follow; "
                                "remove it")
-        names = [crop_name(vid, c.frame_index, c.face_index if all_faces else None, fmt)
-                 for c in video.crops]
+        names = [crop_name(vid, c.frame_index, c.person, fmt) for c in video.crops]
         if names:  # recorded before the first crop exists: a kill leaves nothing unnamed
             _append(self.journal, json.dumps({"video_id": vid,
                                               "files": [f"{label}/{n}" for n in names]}) + "\n")
@@ -261,7 +263,8 @@ class Dataset:
             x, y, w, h = c.box
             rows.append(dict(
                 source_path=video.path, video_id=vid, label=label, frame_index=c.frame_index,
-                face_index=c.face_index, time_s=c.time_s, box_x=x, box_y=y, box_w=w, box_h=h,
+                face_index=c.face_index, person=c.person, time_s=c.time_s, box_x=x, box_y=y,
+                box_w=w, box_h=h,
                 keypoints=json.dumps([[round(float(a), 1), round(float(b), 1)]
                                       for a, b in c.keypoints]),
                 detector_score=c.score, crop_file=f"{label}/{name}"))

@@ -119,7 +119,7 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
     paths: files, folders, globs (as for the scan). With `labels_csv` and no paths (`[]`), the
         videos listed in it. `label` (df, real, unlabeled) applies to all; `labels_csv` maps each
         video (unlisted ones are unlabeled).
-    sample / keywords: the sampling, as for `screener.scan` (`frames`, `every_s`, `all_faces`,
+    sample / keywords: the sampling, as for `screener.scan` (`frames`, `every_s`, `largest_face`,
         `min_face`, `min_score`). engine / keywords: `workers`, processes that decode and find
         faces, as in the scan (default: one per core; none when a `detector` is given, which
         then does the work in this process; in a worker, a decoder crash is that video's
@@ -189,7 +189,7 @@ def extract(paths: Iterable, out_dir, *, label: str | None = None, labels_csv=No
                                     "relabel)", path, known, lab)
                 else:
                     video = next(read)
-                    rows = ds.write_video(video, vid, lab, fmt, quality, options.sample.all_faces)
+                    rows = ds.write_video(video, vid, lab, fmt, quality)
                     record = VideoRecord(path, vid, lab, "ok" if rows else
                                          "no_face" if video.ok else "error", len(rows),
                                          video.error)

@@ -42,11 +42,19 @@ def sampling_text(options: dict) -> str:
     every, frames = options.get("every_s"), options.get("frames")
     parts = [f"one frame every {every:g} s" if every else
              f"{frames} frames per video, spread evenly" if frames else "",
-             "every face of a frame" if options.get("all_faces") else
-             "the largest face of each frame"]
+             faces_text(options)]
     if options.get("min_face"):
         parts.append(f"faces narrower than {options['min_face']} px not scored")
     return "; ".join(p for p in parts if p)
+
+
+def faces_text(options: dict) -> str:
+    """The header's face mode in words (SampleOptions.key: `people`, or `all_faces` as written
+    before people were linked, when it was the only mode)."""
+    if options.get("people"):
+        return "every face, linked into people; the most suspicious person decides"
+    return "every face of a frame" if options.get("all_faces") else \
+        "the largest face of each frame"
 
 
 def category(r: VideoResult) -> str:
@@ -153,7 +161,8 @@ def detail(i: int, r: VideoResult, m: VideoMedia | None, heat: dict | None, why_
     card = dict(i=i, name=safe_text(os.path.basename(str(r.path)) or str(r.path)),
                 path=safe_text(str(r.path)), verdict=r.verdict, score=r.fake_score,
                 max=r.fake_score_max, share=r.fake_share, threshold=threshold,
-                note=safe_text(r.note or ""), timeline=timeline(r, threshold), most=[], least=[], heat=None,
+                note=safe_text(r.note or ""), timeline=timeline(r, threshold),
+                people=people_strip(r, m), fake_person=r.fake_person, most=[], least=[], heat=None,
                 row_thumb=None, explained=0, explain_note="")
     if m is None:
         card["explain_note"] = "no thumbnails were kept for this video"
@@ -243,10 +252,14 @@ class _Scale:
         return round(self.y1 - (self.y1 - self.y0) * min(max(p, 0.0), 1.0), 1)
 
 
+PERSON_COLOURS = 6  # person k is drawn in colour class p{k % 6} (report.css)
+
+
 def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 140) -> dict:
     """P(fake) over the sampled frames as SVG drawing data: a line through the largest face of
     each frame, broken where a sampled frame had no face (those frames are ticks on the axis),
-    dots for other faces, and the threshold line."""
+    dots for other faces, and the threshold line. With people: a line per person, broken
+    where they were not seen, the one who decides the verdict drawn thicker."""
     times = sorted(float(t) for t in (r.frame_times_s or []))
     faces = sorted(r.faces, key=lambda f: (f.time_s, f.face_index))
     t_max = max([r.duration_s or 0.0] + times + [f.time_s for f in faces]) or 1.0
@@ -254,14 +267,40 @@ def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 1
     step = float(np.median(np.diff(times))) if len(times) > 1 else t_max / 20
     main = {round(f.time_s, 6): f.p_fake for f in faces if f.face_index == 0}
     others = [(s.x(f.time_s), s.y(f.p_fake)) for f in faces if f.face_index != 0]
-    sampled = times or sorted(main)
-    segments, current, gaps, bands = [], [], [], []
+    sampled = times or sorted({round(f.time_s, 6) for f in faces})
+    seen = {round(f.time_s, 6) for f in faces}
+    gaps, bands = [], []
     for t in sampled:
-        p = main.get(round(t, 6))
-        if p is None:
+        if round(t, 6) not in seen:
             gaps.append(s.x(t))
             x0, x1 = s.x(max(t - step / 2, 0)), s.x(min(t + step / 2, t_max))
             bands.append((x0, round(max(x1 - x0, 1.0), 1)))
+    people = []
+    if r.persons:  # a line per person; nobody is "other"
+        others = []
+        for q in r.persons:
+            mine = {round(f.time_s, 6): f.p_fake for f in faces if f.person == q.id}
+            path, pts = _line(s, sampled, mine)
+            people.append(dict(id=q.id, path=path, dots=pts, decides=q.id == r.fake_person,
+                               cls=f"p{(q.id - 1) % PERSON_COLOURS}"))
+        paths, dots = "", []
+    else:
+        paths, dots = _line(s, sampled, main)
+    ticks = [dict(x=s.x(t), label=f"{t:.0f} s" if t_max >= 10 else f"{t:.1f} s")
+             for t in np.linspace(0, t_max, 5)]
+    return dict(width=width, height=height, path=paths, dots=dots, others=others, gaps=gaps,
+                bands=bands, people=people,
+                thr_y=s.y(threshold), y0=s.y(0), y_half=s.y(0.5), y1=s.y(1), x0=s.x0, x1=s.x1,
+                ticks=ticks, base=height - 24, n_sampled=len(sampled), n_gaps=len(gaps))
+
+
+def _line(s: _Scale, sampled: list[float], p_at: dict) -> tuple[str, list]:
+    """An SVG path through P(fake) at the sampled times found in `p_at`, broken where one is
+    missing, and its points."""
+    segments, current = [], []
+    for t in sampled:
+        p = p_at.get(round(t, 6))
+        if p is None:
             if current:
                 segments.append(current)
             current = []
@@ -269,11 +308,17 @@ def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 1
             current.append((s.x(t), s.y(p)))
     if current:
         segments.append(current)
-    paths = " ".join("M" + " L".join(f"{x},{y}" for x, y in seg) for seg in segments)
-    dots = [pt for seg in segments for pt in seg]
-    ticks = [dict(x=s.x(t), label=f"{t:.0f} s" if t_max >= 10 else f"{t:.1f} s")
-             for t in np.linspace(0, t_max, 5)]
-    return dict(width=width, height=height, path=paths, dots=dots, others=others, gaps=gaps,
-                bands=bands,
-                thr_y=s.y(threshold), y0=s.y(0), y_half=s.y(0.5), y1=s.y(1), x0=s.x0, x1=s.x1,
-                ticks=ticks, base=height - 24, n_sampled=len(sampled), n_gaps=len(gaps))
+    return (" ".join("M" + " L".join(f"{x},{y}" for x, y in seg) for seg in segments),
+            [pt for seg in segments for pt in seg])
+
+
+def people_strip(r: VideoResult, m: VideoMedia | None) -> list[dict]:
+    """Each person of a video of several: their most fake face, score, faces and time span,
+    and whether they decide the verdict or have too little evidence to."""
+    if len(r.persons) < 2:
+        return []
+    faces = {t.person: t for t in (m.people if m is not None else [])}
+    return [dict(id=q.id, src=faces[q.id].data_uri if q.id in faces else None,
+                 score=q.fake_score, faces=q.faces, first_s=q.first_s, last_s=q.last_s,
+                 decides=q.id == r.fake_person, low=q.low_evidence,
+                 cls=f"p{(q.id - 1) % PERSON_COLOURS}") for q in r.persons]

@@ -3,13 +3,15 @@
 While a video's crops are in memory (`verdict.aggregate`), we keep:
 - the k faces scored most fake and the k least fake as small JPEG thumbnails (96 px), with
   their frame time and P(fake);
-- the most fake face whole (256 px): the report explains it with the model (Grad-CAM heat map,
+- in a video of several people, each person's most fake face as a thumbnail (up to
+  MAX_PEOPLE), the report's strip of the people;
+- the most fake face whole (256 px; of the person who decides the verdict, where one does): the report explains it with the model (Grad-CAM heat map,
   feature maps) when it is rendered, so the scan pays nothing for that. For a FAKE video it is
   kept lossless (WebP): MesoNet reacts to compression, so a JPEG's heat map would explain
   another score (docs/performance.md). Other videos keep a JPEG (quality 90), and the page
   shows both scores.
 
-That is at most 2k + 1 small images per video, however long the video: memory and the state
+That is at most 2k + 1 + MAX_PEOPLE small images per video, however long the video: memory and the state
 database do not grow with video length. The incremental scan stores them in the
 state's `media` table (one row per file, written in the same transaction as its result), so
 `screener report --html` rebuilds a report without rescanning.
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 K = 3              # thumbnails kept at each end (most fake, least fake)
+MAX_PEOPLE = 8     # people shown in a video's strip of people
 THUMB_PX = 96
 THUMB_QUALITY = 75
 KEY_QUALITY = 90   # the explained crop: high enough that its score barely moves
@@ -38,6 +41,7 @@ class Thumb:
     time_s: float
     p_fake: float
     jpeg: bytes = field(repr=False)  # JPEG; the key crop of a FAKE video: lossless WebP
+    person: int | None = None
 
     @property
     def data_uri(self) -> str:
@@ -49,12 +53,14 @@ class VideoMedia:
     most_fake: list[Thumb] = field(default_factory=list)    # highest P(fake) first
     least_fake: list[Thumb] = field(default_factory=list)   # lowest P(fake) first
     key_crop: Thumb | None = None                          # the most fake face, 256 px
+    people: list[Thumb] = field(default_factory=list)       # each person's most fake face
 
     def to_bytes(self) -> bytes:
         """MAGIC, header length (4 bytes, little-endian), JSON header, then the JPEGs in the
         header's order: raw bytes, not base64 (a third smaller in the state)."""
         thumbs = self._all()
         header = json.dumps({"most_fake": len(self.most_fake), "key_crop": bool(self.key_crop),
+                             "people": len(self.people),
                              "thumbs": [{k: v for k, v in vars(t).items() if k != "jpeg"}
                                         | {"bytes": len(t.jpeg)} for t in thumbs]}).encode()
         return MAGIC + struct.pack("<I", len(header)) + header + b"".join(t.jpeg for t in thumbs)
@@ -71,12 +77,16 @@ class VideoMedia:
             size = d.pop("bytes")
             thumbs.append(Thumb(**d, jpeg=data[at:at + size]))
             at += size
+        n_people = header.get("people", 0)  # media kept before people were: none
+        people = thumbs[len(thumbs) - n_people:] if n_people else []
+        thumbs = thumbs[:len(thumbs) - n_people]
         key = thumbs.pop() if header["key_crop"] else None
         k = header["most_fake"]
-        return cls(thumbs[:k], thumbs[k:], key)
+        return cls(thumbs[:k], thumbs[k:], key, people)
 
     def _all(self) -> list[Thumb]:
-        return self.most_fake + self.least_fake + ([self.key_crop] if self.key_crop else [])
+        return (self.most_fake + self.least_fake + ([self.key_crop] if self.key_crop else [])
+                + self.people)
 
 
 def encode_jpeg(rgb: np.ndarray, size_px: int | None = None, quality: int = THUMB_QUALITY) -> bytes:
@@ -103,9 +113,11 @@ def encode_lossless(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def keep(crops, p_fake, k: int = K, lossless_key: bool = False) -> VideoMedia | None:
+def keep(crops, p_fake, k: int = K, lossless_key: bool = False,
+         key_person: int | None = None) -> VideoMedia | None:
     """The thumbnails of one video's scored crops (`pipeline.FaceCrop`s, one P(fake) each);
-    `lossless_key`: keep the most fake face exactly (the video is FAKE)."""
+    `lossless_key`: keep the most fake face exactly (the video is FAKE); `key_person`: the
+    person whose most fake face is the key crop (the one who decides the verdict)."""
     p = np.asarray(p_fake, dtype=np.float64).reshape(-1)
     if len(p) == 0 or k <= 0 or any(getattr(c, "crop", None) is None for c in crops):
         return None  # nothing scored, or crops without pixels (tests, stubs)
@@ -119,7 +131,15 @@ def keep(crops, p_fake, k: int = K, lossless_key: bool = False) -> VideoMedia | 
         data = encode_lossless(c.crop) if quality is None else encode_jpeg(c.crop, size_px,
                                                                              quality)
         return Thumb(int(c.frame_index), int(getattr(c, "face_index", 0)), float(c.time_s),
-                     float(p[i]), data)
+                     float(p[i]), data, getattr(c, "person", None))
+    person = [getattr(crops[int(i)], "person", None) for i in order]
+    firsts = {}  # each person's most fake face
+    for i, who in zip(order, person):
+        if who is not None and who not in firsts and len(firsts) < MAX_PEOPLE:
+            firsts[who] = int(i)
+    key = firsts.get(key_person, top[0])
+    people = [thumb(firsts[who], THUMB_PX, THUMB_QUALITY) for who in sorted(firsts)]
     return VideoMedia([thumb(i, THUMB_PX, THUMB_QUALITY) for i in top],
                       [thumb(i, THUMB_PX, THUMB_QUALITY) for i in bottom],
-                      thumb(top[0], None, None if lossless_key else KEY_QUALITY))
+                      thumb(key, None, None if lossless_key else KEY_QUALITY),
+                      people if len(people) > 1 else [])

@@ -40,12 +40,12 @@ def _need(ok: bool, message: str) -> None:
 class SampleOptions:
     frames: int = 32                 # frames spread evenly over the video...
     every_s: float | None = None     # ...or one every this many seconds
-    all_faces: bool = False          # every face per frame, not only the largest
+    largest_face: bool = False       # only the largest face of each frame, pooled (no people)
     min_face: int = MIN_FACE_PX
     min_score: float = MIN_SCORE
-    # Follow the largest face from one sampled frame to the next (one detector run instead of
-    # the whole-frame cascade); the whole frame is searched again every `research_every`
-    # sampled frames, so a larger face that walks in is picked up. 0: search every frame.
+    # Follow the faces of one sampled frame into the next (one close-up detector run per face
+    # instead of the whole-frame cascade); the whole frame is searched again every
+    # `research_every` sampled frames, so a face that walks in is picked up. 0: every frame.
     research_every: int = 8
 
     def __post_init__(self):
@@ -57,14 +57,24 @@ class SampleOptions:
 
     # The fields a scan's user sets, which the report's header shows (the others are fixed by
     # the scan and only extract's flags change min_score).
-    SHOWN = ("frames", "every_s", "all_faces", "min_face")
+    SHOWN = ("frames", "every_s", "largest_face", "min_face")
 
     def key(self, names: tuple[str, ...] | None = None) -> dict:
         """These options as plain values, the one way they are written down: what a stored
         state row was computed with (`state`), the report's header (`names=SHOWN`) and an
-        extract's settings. Every field unless `names` picks some."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if names is None or f.name in names}
+        extract's settings. Every field unless `names` picks some. The mode is written as
+        `all_faces: false` for largest-face mode, as it was when that was the only mode (a
+        state made then stays valid for it), and `people: true` for the default, so a file
+        scanned one way is scanned again the other."""
+        out = {}
+        for f in fields(self):
+            if names is None or f.name in names:
+                value = getattr(self, f.name)
+                if f.name == "largest_face":
+                    out.update({"all_faces": False} if value else {"people": True})
+                else:
+                    out[f.name] = value
+        return out
 
 
 @dataclass(frozen=True)

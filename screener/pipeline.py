@@ -1,9 +1,12 @@
-"""The per-video unit of work: sampled frames -> faces -> aligned 256x256 crops.
+"""The per-video unit of work: sampled frames -> faces -> aligned 256x256 crops -> people.
 
 `crops_from_video` is what every engine runs for one video (in-process, in a process pool, or as
 a Ray task) and what `extract` writes to disk. It never raises for a bad video: the reason goes
-into `VideoCrops.error`, so one bad file never stops a batch. Scoring is not done here: crops
-from many videos are batched together by the engine.
+into `VideoCrops.error`, so one bad file never stops a batch. Every face above the minimum size
+is kept and linked into people across the sampled frames (`people.link`), here, so every engine
+and `extract` see the same people; `SampleOptions.largest_face` keeps only the largest face of a
+frame and links nothing. Scoring is not done here: crops from many videos are batched together
+by the engine.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import faces as faces_mod
+from . import people
 from .errors import VideoError
 from .options import SampleOptions
 from .sources import readable
@@ -30,6 +34,7 @@ class FaceCrop:
     score: float                             # detector confidence
     crop: np.ndarray = field(repr=False)     # (256, 256, 3) uint8
     face_index: int = 0                      # 0 = largest face of its frame
+    person: int | None = None                # 1, 2, ... in order of appearance (None: not linked)
 
 
 @dataclass
@@ -50,17 +55,27 @@ class VideoCrops:
 
 
 def find_faces(detector: faces_mod.FaceDetector, rgb: np.ndarray, options: SampleOptions,
-               n: int = 0, prev: faces_mod.Face | None = None) -> list[faces_mod.Face]:
+               n: int = 0, prev: list[faces_mod.Face] = ()) -> list[faces_mod.Face]:
     """The faces of the `n`-th sampled frame of a video at or above `options.min_score`,
-    largest first: the face `prev` (the one kept from the previous sampled frame) followed,
-    or a search of the whole frame."""
-    again = (prev is not None and not options.all_faces and options.research_every > 0
-             and n % options.research_every != 0)
-    tracked = detector.track(rgb, prev) if again else None
-    if tracked is not None:
-        found = [tracked]
-    else:
-        found = detector.detect(rgb, "all" if options.all_faces else "largest")
+    largest first: the faces `prev` kept from the previous sampled frame, each followed with
+    one close-up run, or a search of the whole frame (every `research_every`-th frame, and
+    whenever a face cannot be followed or two follow the same one)."""
+    again = prev and options.research_every > 0 and n % options.research_every != 0
+    found = None
+    if again:
+        tracked = [detector.track(rgb, p) for p in prev]
+        if all(t is not None for t in tracked) and not any(
+                faces_mod._iou(a.box, b.box) >= 0.3
+                for i, a in enumerate(tracked) for b in tracked[i + 1:]):
+            found = sorted(tracked, key=lambda f: -f.size_px)
+    if found is None:
+        found = detector.detect(rgb, "largest")
+        if not options.largest_face:
+            # The largest face as largest-face mode finds it (a one-person video scores the
+            # same either way), then every other face of the full search.
+            found = found[:1] + [f for f in detector.detect(rgb, "all")
+                                 if all(faces_mod._iou(f.box, g.box) < 0.3 for g in found[:1])]
+            found.sort(key=lambda f: -f.size_px)
     return [f for f in found if f.score >= options.min_score]
 
 
@@ -76,7 +91,7 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
         with readable(path) as local:
             info, frames = open_video(local, options.frames, options.every_s, name=path)
             result.info = info
-            prev = None  # the face followed from the previous sampled frame
+            prev = []  # the faces followed from the previous sampled frame
             for n, frame in enumerate(frames):
                 result.frames_sampled += 1
                 result.frame_times_s.append(frame.time_s)
@@ -87,9 +102,9 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
                          <= faces_mod.MAX_OUTSIDE]
                 result.faces_cut_off += len(big) - len(whole)
                 big = whole
-                if not options.all_faces:
+                if options.largest_face:
                     big = big[:1]
-                    prev = big[0] if big else None
+                prev = big
                 if big:
                     result.frames_with_face += 1
                 for k, face in enumerate(big):
@@ -97,6 +112,10 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
                         frame.index, frame.time_s, tuple(float(v) for v in face.box),
                         face.keypoints, face.score, faces_mod.align(frame.rgb, face.keypoints),
                         k))
+            if not options.largest_face:
+                ids = people.link(result.crops, result.frame_times_s)
+                for crop, person in zip(result.crops, ids):
+                    crop.person = person + 1
     except VideoError as e:
         result.error = str(e)
     except MemoryError:

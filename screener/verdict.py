@@ -1,9 +1,16 @@
 """Per-video aggregation: P(fake) of each scored face -> one VideoResult with a verdict.
 
-fake_score is the mean P(fake) over the video's scored faces; the verdict is FAKE when it is at
-or above the threshold. A video without a score never gets a verdict: status `no_face` (it was
-read, no face was found) or `error` (it could not be read; `error` says why); nor does the row
-an incremental scan keeps of a file that is gone (`missing`, `VideoResult.gone`).
+The faces of a video are linked into people (`pipeline`, `people.link`). Each person is judged
+as a whole video once was: the mean P(fake) of their faces, and "low evidence" when they have
+few faces or appear in few of the sampled frames (a passer-by). The video's fake_score and
+verdict are those of its most suspicious person with enough evidence (`fake_person`); a person
+with low evidence is reported but never decides. When nobody has enough evidence (or faces are
+not linked: largest-face mode), every face counts, pooled, and the note says how thin that is.
+The verdict is FAKE when fake_score is at or above the threshold.
+
+A video without a score never gets a verdict: status `no_face` (it was read, no face was found)
+or `error` (it could not be read; `error` says why); nor does the row an incremental scan keeps
+of a file that is gone (`missing`, `VideoResult.gone`).
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ class FaceScore:
     """One scored face: a row of `--frames-out`. Box and keypoints are in source-frame pixels."""
     path: str
     frame_index: int
-    face_index: int      # 0 is the largest face of its frame (the only one without --all-faces)
+    face_index: int      # 0 is the largest face of its frame (the only one with --largest-face)
     time_s: float
     box_x: float
     box_y: float
@@ -36,6 +43,20 @@ class FaceScore:
     box_h: float
     detector_score: float
     p_fake: float
+    person: int | None = None  # 1, 2, ... in order of appearance; None with --largest-face
+
+
+@dataclass
+class PersonResult:
+    """One person of a video: their faces' scores, judged as a video's used to be."""
+    id: int                      # 1, 2, ... in order of first appearance
+    fake_score: float            # mean P(fake) over their faces
+    fake_score_max: float
+    faces: int
+    frames: int                  # sampled frames with their face
+    first_s: float               # their first and last face's time
+    last_s: float
+    low_evidence: bool           # too few faces or frames to decide (see LOW_EVIDENCE_*)
 
 
 @dataclass
@@ -44,7 +65,7 @@ class VideoResult:
     path: str
     status: str                          # ok | no_face | error | missing
     verdict: str = ""                    # FAKE | REAL, "" unless status is ok
-    fake_score: float | None = None      # mean P(fake) over scored faces
+    fake_score: float | None = None      # mean P(fake) over fake_person's faces (or all)
     fake_score_median: float | None = None
     fake_score_max: float | None = None
     fake_share: float | None = None      # share of faces with P(fake) >= threshold
@@ -60,8 +81,11 @@ class VideoResult:
     threshold: float | None = None
     error: str = ""                      # why there is no verdict (not ok), else ""
     note: str = ""                       # "low evidence: N of M frames" (see LOW_EVIDENCE_*)
-    # Not report columns: the scored faces (--frames-out) and the time of every sampled frame
-    # (a timeline shows the gaps where no face was found).
+    people: int | None = None            # people with enough evidence, judged (ok rows)
+    fake_person: int | None = None       # the one whose faces give fake_score (None: pooled)
+    # Not report columns: each person found (judged or not), the scored faces (--frames-out)
+    # and the time of every sampled frame (a timeline shows the gaps where no face was found).
+    persons: list[PersonResult] = field(default_factory=list, repr=False)
     faces: list[FaceScore] = field(default_factory=list, repr=False)
     frame_times_s: list[float] = field(default_factory=list, repr=False)
     # Thumbnails for the visual report (media.VideoMedia): a few small JPEGs, not compared.
@@ -81,12 +105,13 @@ class VideoResult:
         else:
             last = f"{self.status}: {self.error}" if self.error else self.status
         return replace(self, status=MISSING, verdict="", fake_score=None, fake_score_median=None,
-                       fake_score_max=None, fake_share=None, note="", faces=[],
+                       fake_score_max=None, fake_share=None, note="", people=None,
+                       fake_person=None, persons=[], faces=[],
                        frame_times_s=[], media=None,
                        error=f"no longer found (--keep-missing); the last scan said {last}")
 
 
-NOT_COLUMNS = ("faces", "frame_times_s", "media")
+NOT_COLUMNS = ("persons", "faces", "frame_times_s", "media")
 COLUMNS = tuple(f.name for f in fields(VideoResult) if f.name not in NOT_COLUMNS)
 FACE_COLUMNS = tuple(f.name for f in fields(FaceScore))
 
@@ -148,17 +173,44 @@ def aggregate(video, p_fake, *, model: str, threshold: float) -> VideoResult:
     if not np.all(np.isfinite(p)):  # a failure is never a score
         return error_result(video.path, "the model returned NaN scores", info=video.info,
                             model=model, threshold=threshold, frames_sampled=video.frames_sampled)
-    s = score_stats(p, threshold)
-    note = low_evidence(len(p), video.frames_with_face, video.frames_sampled)
     faces = [FaceScore(path=str(video.path), frame_index=int(c.frame_index),
-                       face_index=int(getattr(c, "face_index", 0)), time_s=float(c.time_s),
+                       face_index=int(getattr(c, "face_index", 0)),
+                       person=getattr(c, "person", None), time_s=float(c.time_s),
                        box_x=float(c.box[0]), box_y=float(c.box[1]), box_w=float(c.box[2]),
                        box_h=float(c.box[3]), detector_score=float(c.score), p_fake=float(pf))
              for c, pf in zip(video.crops, p)]
+    persons = judge_people(faces, video.frames_sampled, threshold)
+    judged = [q for q in persons if not q.low_evidence]
+    decider = max(judged, key=lambda q: q.fake_score, default=None)
+    mine = p if decider is None else np.array([f.p_fake for f in faces
+                                               if f.person == decider.id])
+    s = score_stats(mine, threshold)
+    note = "" if decider else low_evidence(len(p), video.frames_with_face, video.frames_sampled)
     return VideoResult(status=OK, verdict=FAKE if s.mean >= threshold else REAL,
                        fake_score=s.mean, fake_score_median=s.median, fake_score_max=s.max,
-                       fake_share=s.share_at_or_above, faces_scored=len(p), faces=faces,
-                       note=note, **base)
+                       fake_share=s.share_at_or_above, faces_scored=len(p),
+                       people=len(judged) if persons else None,
+                       fake_person=decider.id if decider else None, persons=persons,
+                       faces=faces, note=note, **base)
+
+
+def judge_people(faces: list[FaceScore], frames_sampled: int, threshold: float
+                 ) -> list[PersonResult]:
+    """Each person's result from a video's scored faces (in order of their ids); [] when the
+    faces were not linked into people."""
+    by_person: dict[int, list[FaceScore]] = {}
+    for f in faces:
+        if f.person is not None:
+            by_person.setdefault(int(f.person), []).append(f)
+    out = []
+    for pid in sorted(by_person):
+        mine = by_person[pid]
+        s = score_stats([f.p_fake for f in mine], threshold)
+        frames = len({f.frame_index for f in mine})
+        times = [f.time_s for f in mine]
+        out.append(PersonResult(pid, s.mean, s.max, len(mine), frames, min(times), max(times),
+                                bool(low_evidence(len(mine), frames, frames_sampled))))
+    return out
 
 
 def low_evidence(faces_scored: int, frames_with_face: int, frames_sampled: int) -> str:

@@ -67,7 +67,9 @@ def test_folder_scan_in_a_subprocess(folder, tiny_model, tmp_path):
     assert all(r["error"] for r in rows[4:]) and all(r["fake_score"] == "" for r in rows[4:])
     faces = read_rows(frames_out)
     assert list(faces[0]) == list(FACE_COLUMNS)
-    assert len(faces) == 3 + 3 + 3                     # 3 frames x one face, three ok videos
+    assert len(faces) == 3 + 3 + 6                     # 3 frames x one face, and two faces
+    assert {(f["path"].endswith("two faces.mp4"), f["person"]) for f in faces} == {
+        (False, "1"), (True, "1"), (True, "2")}
 
 
 @pytest.mark.slow
@@ -126,13 +128,15 @@ def test_threshold_and_fail_on_fake(face_video, tiny_model, tmp_path):
 @pytest.mark.slow
 def test_json_to_stdout_and_options(two_face_video, no_face_video, tiny_model):
     r = run(two_face_video, no_face_video, "--model", tiny_model, "--format", "json",
-            "--every", "0.2", "--all-faces", "--batch-size", 4, "-q")
+            "--every", "0.2", "--batch-size", 4, "-q")
     assert r.exit_code == 0
     doc = json.loads(r.stdout)
     assert doc["complete"] is True and doc["model"]["name"] == "tiny-test"
-    assert doc["options"] == {"frames": 32, "every_s": 0.2, "all_faces": True, "min_face": 64}
+    assert doc["options"] == {"frames": 32, "every_s": 0.2, "people": True, "min_face": 64}
     a, b = doc["videos"]
     assert (a["frames_sampled"], a["faces_scored"], a["status"]) == (3, 6, "ok")
+    # Two people in 3 frames: too few faces to judge either, so every face counts, pooled.
+    assert (a["people"], a["fake_person"]) == (0, None) and a["note"]
     assert b["status"] == "no_face" and b["fake_score"] is None
     assert doc["summary"]["videos"] == 2
 

@@ -26,7 +26,7 @@ def rows(results):
 
 @pytest.mark.slow
 def test_same_results_with_0_1_and_2_workers(folder, stub_scorer):
-    opts = SampleOptions(frames=6, all_faces=True)
+    opts = SampleOptions(frames=6)
     runs = {}
     for workers in (0, 1, 2):
         with LocalEngine(stub_scorer, opts, EngineOptions(batch_size=7, workers=workers)) as engine:

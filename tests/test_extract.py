@@ -95,7 +95,7 @@ def test_layout_manifest_escaping_and_bad_videos(tmp_path, clips, no_face_video,
     vid = video_id("in/=HYPERLINK(1)_x.mp4")
     assert vid.startswith("HYPERLINK-1-x-")
     files = sorted(p.name for p in (tmp_path / "ds" / "real").iterdir())
-    assert files == [f"{vid}_000000.png", f"{vid}_000004.png", f"{vid}_000009.png"]
+    assert files == [f"{vid}_000000_p1.png", f"{vid}_000004_p1.png", f"{vid}_000009_p1.png"]
     rows = read_csv(tmp_path / "ds" / "manifest.csv")
     assert [r["crop_file"] for r in rows] == [f"real/{f}" for f in files]
     assert {r["source_path"] for r in rows} == {"in/=HYPERLINK(1)_x.mp4"}

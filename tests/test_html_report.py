@@ -443,8 +443,9 @@ def test_page_texts_are_plain(scanned):
     """The sampling line in words, the duration's unit, the feature maps explained, and the
     card's metrics without empty cells (the shipped card's other-model rows included)."""
     page = scanned["html"].read_text("utf-8")
-    assert ("<td>sampling</td><td>12 frames per video, spread evenly; the largest face of each "
-            "frame; faces narrower than 64 px not scored</td>") in page
+    assert ("<td>sampling</td><td>12 frames per video, spread evenly; every face, linked into "
+            "people; the most suspicious person decides; faces narrower than 64 px not "
+            "scored</td>") in page
     assert "every_s=" not in page and '<td class="num">0.5 s</td>' in page
     maps = page.index("<h3>Feature maps per conv block</h3>")
     assert "each tile is one channel" in page[maps:page.index("<figure>", maps)]
@@ -469,3 +470,23 @@ def test_the_summary_line_says_the_whole_commands_time(face_video, tiny_model, t
     assert r.returncode == 0 and "reused 1" in r.stderr, r.stderr
     said = float(re.search(r" in (\d+\.\d) s;", r.stderr).group(1))
     assert said >= page.stat().st_mtime - out.stat().st_mtime - 0.05  # rounding to 0.1 s
+
+
+@pytest.mark.slow
+def test_each_person_of_a_detailed_video_is_shown(tmp_path, tiny_model):
+    """sample_videos/two_people.mp4: a strip with each person's most fake face and figures,
+    the one who decides marked, and a line per person on the timeline."""
+    clip = Path(__file__).resolve().parents[1] / "sample_videos" / "two_people.mp4"
+    out, html = tmp_path / "r.csv", tmp_path / "r.html"
+    r = CliRunner().invoke(main, ["scan", str(clip), "--model", str(tiny_model), "--workers",
+                                  "0", "--no-state", "--out", str(out), "--html", str(html)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    [row] = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert row["people"] == "2" and row["fake_person"] in ("1", "2")
+    page = html.read_text("utf-8")
+    strip = page[page.index("<h3>People</h3>"):page.index("<h3>Most fake faces</h3>")]
+    assert strip.count("<img ") == 2 and "person 1" in strip and "person 2" in strip
+    assert strip.count("· decides") == 1 and "32 faces" in strip
+    assert f'<b>person {row["fake_person"]}</b> · decides' in strip
+    assert page.count('<g class="person ') == 2 and page.count(" decides\"><title>person") == 1

@@ -30,8 +30,8 @@ def test_keywords_land_on_their_objects():
     assert report == ReportOptions(out="r.JSON", fmt="json")
     assert state == StateOptions(path="s.sqlite", settle_s=5)
     base = ScanOptions(threshold=0.7, sample=SampleOptions(frames=4))
-    assert from_keywords(options=base, all_faces=True) == ScanOptions(
-        threshold=0.7, sample=SampleOptions(frames=4, all_faces=True))
+    assert from_keywords(options=base, largest_face=True) == ScanOptions(
+        threshold=0.7, sample=SampleOptions(frames=4, largest_face=True))
 
 
 def test_a_keyword_no_object_has_is_a_type_error():
@@ -63,10 +63,16 @@ def test_a_ray_engine_may_have_a_time_limit_without_local_workers():
 
 
 def test_the_sampling_options_name_a_stored_row_as_they_always_did():
-    """An incremental state keys its rows by repr(SampleOptions): a new spelling would make
-    every existing state rescan everything."""
-    assert repr(SampleOptions()) == ("SampleOptions(frames=32, every_s=None, all_faces=False, "
-                                     "min_face=64, min_score=0.6, research_every=8)")
+    """An incremental state keys its rows by SampleOptions.key(): largest-face mode keeps the
+    names of the time it was the only mode (a state made then, migrated, stays valid for it);
+    people, the default, has its own, so a state scanned the other way is rescanned."""
+    before = dict(frames=32, every_s=None, all_faces=False, min_face=64, min_score=0.6,
+                  research_every=8)
+    assert SampleOptions(largest_face=True).key() == before
+    assert SampleOptions().key() == {**{k: v for k, v in before.items() if k != "all_faces"},
+                                     "people": True}
+    assert SampleOptions().key(SampleOptions.SHOWN) == dict(frames=32, every_s=None,
+                                                            people=True, min_face=64)
 
 
 def test_extract_takes_the_same_objects_or_keywords(tmp_path, face_video, detector):

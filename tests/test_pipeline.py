@@ -14,7 +14,7 @@ def two_faces(tmp_path_factory):
 
 
 def test_largest_face_per_frame(two_faces):
-    r = crops_from_video(two_faces, SampleOptions(frames=4))
+    r = crops_from_video(two_faces, SampleOptions(frames=4, largest_face=True))
     assert r.error is None and r.frames_sampled == 4 and r.frames_with_face == 4
     assert len(r.crops) == 4
     assert all(c.face_index == 0 and c.box[2] > 100 for c in r.crops)
@@ -22,14 +22,22 @@ def test_largest_face_per_frame(two_faces):
     assert all(c.crop.shape == (256, 256, 3) for c in r.crops)
 
 
-def test_all_faces(two_faces):
-    r = crops_from_video(two_faces, SampleOptions(frames=4, all_faces=True))
+def test_every_face_is_kept_and_linked_into_people(two_faces):
+    r = crops_from_video(two_faces, SampleOptions(frames=4))
     assert len(r.crops) == 8
     assert sorted({c.face_index for c in r.crops}) == [0, 1]
+    assert sorted({c.person for c in r.crops}) == [1, 2]
+    for who in (1, 2):  # each person stays on their side of the frame
+        xs = [c.box[0] for c in r.crops if c.person == who]
+        assert max(xs) - min(xs) < 20
+    largest = crops_from_video(two_faces, SampleOptions(frames=4, largest_face=True))
+    assert len(largest.crops) == 4 and {c.person for c in largest.crops} == {None}
 
 
 def test_faces_below_min_face_are_counted_not_cropped(two_faces):
-    r = crops_from_video(two_faces, SampleOptions(frames=4, all_faces=True, min_face=100))
+    # research_every=0: every frame searched whole (a face kept is followed, one too small
+    # is not, so it would be counted only where the whole frame is searched).
+    r = crops_from_video(two_faces, SampleOptions(frames=4, min_face=100, research_every=0))
     assert len(r.crops) == 4 and r.faces_too_small == 4
 
 
@@ -83,7 +91,8 @@ def face_walks_in(tmp_path_factory):
 def test_followed_face_yields_to_a_larger_one_at_the_next_search(face_walks_in):
     sizes = {}
     for every in (0, 8):
-        r = crops_from_video(face_walks_in, SampleOptions(frames=16, research_every=every))
+        r = crops_from_video(face_walks_in, SampleOptions(frames=16, research_every=every,
+                                                           largest_face=True))
         assert r.frames_with_face == 16
         sizes[every] = [c.box[2] for c in r.crops]
     big = [s > 160 for s in sizes[0]]

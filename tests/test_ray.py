@@ -101,7 +101,7 @@ def test_same_report_as_the_local_engine(cluster, folder, random_model, tmp_path
     for engine in ("local", "ray"):
         outs[engine] = tmp_path / f"{engine}.csv"
         s = scan_incremental([folder], out=outs[engine], model=random_model, frames=4,
-                             all_faces=True, batch_size=8, engine=engine, settle_s=0,
+                             batch_size=8, engine=engine, settle_s=0,
                              frames_out=tmp_path / f"{engine}_faces.csv")
         assert s.scanned == 9
     local, distributed = report_rows(outs["local"]), report_rows(outs["ray"])
@@ -112,8 +112,8 @@ def test_same_report_as_the_local_engine(cluster, folder, random_model, tmp_path
     faces_ray = report_rows(tmp_path / "ray_faces.csv")
     assert len(faces_local) == len(faces_ray) > 0
     for x, y in zip(faces_local, faces_ray):
-        assert (x["path"], x["frame_index"], x["face_index"]) == \
-               (y["path"], y["frame_index"], y["face_index"])
+        assert (x["path"], x["frame_index"], x["face_index"], x["person"]) == \
+               (y["path"], y["frame_index"], y["face_index"], y["person"])
         assert abs(float(x["p_fake"]) - float(y["p_fake"])) <= 1e-4
 
 
@@ -121,7 +121,7 @@ def test_tasks_run_on_both_nodes_and_work_stays_bounded(cluster, folder, scorer)
     from screener.engines.ray import RayEngine
     from screener.options import EngineOptions, SampleOptions
     paths = [str(folder / n) for n in ("a_face.mp4", "c_two.mp4", "d_face.mp4")] * 4
-    with RayEngine(scorer, SampleOptions(frames=4, all_faces=True),
+    with RayEngine(scorer, SampleOptions(frames=4),
                    EngineOptions("ray", batch_size=4), window=2) as engine:
         results = list(engine.run(paths))
     assert [r.path for r in results] == paths

@@ -154,10 +154,17 @@ def test_sampling_options(face_video, scorer):
     assert r.frames_sampled == 3    # frames 0, 5, 10
 
 
-def test_all_faces(two_face_video, scorer):
-    [one] = screener.scan(two_face_video, scorer=scorer, frames=3)
-    [every] = screener.scan(two_face_video, scorer=scorer, frames=3, all_faces=True)
+def test_people_and_largest_face(two_face_video, scorer):
+    [one] = screener.scan(two_face_video, scorer=scorer, frames=3, largest_face=True)
+    [every] = screener.scan(two_face_video, scorer=scorer, frames=3)
     assert one.faces_scored == 3 and every.faces_scored == 6
+    assert one.people is None and one.fake_person is None and one.persons == []
+    assert every.people == 0  # 3 faces each: too few to decide, so every face counts, pooled
+    assert every.fake_person is None and every.note.startswith("low evidence")
+    assert [(q.id, q.faces, q.frames, q.low_evidence) for q in every.persons] == [
+        (1, 3, 3, True), (2, 3, 3, True)]
+    assert every.fake_score == pytest.approx(
+        sum(f.p_fake for f in every.faces) / 6, abs=1e-9)
     assert one.frames_with_face == every.frames_with_face == 3
     assert sorted({f.face_index for f in every.faces}) == [0, 1]
     assert {f.face_index for f in one.faces} == {0}
@@ -174,7 +181,7 @@ def test_batches_across_videos_keep_each_score_on_its_video(
         face_video, no_face_video, two_face_video, make_clip, detector, stub_scorer):
     hopper = make_clip("hopper.mp4", faces=[one_face("hopper")])
     paths = [str(p) for p in (face_video, no_face_video, hopper, two_face_video, face_video)]
-    opts = SampleOptions(frames=3, all_faces=True)
+    opts = SampleOptions(frames=3)
     pooled = list(LocalEngine(stub_scorer, opts, EngineOptions(batch_size=1000), detector).run(paths))
     assert stub_scorer.calls == [3 + 0 + 3 + 6 + 3]   # one model call for all five videos
     alone = [r for p in paths

@@ -600,15 +600,17 @@ def test_screener_report_exits_6_on_any_unusable_state_as_scan_does(tmp_path, da
 
 def test_a_schema_1_state_is_migrated_and_its_rows_reused(tmp_path):
     """Schema 1 kept the sampling options as their repr; schema 2 keeps SampleOptions.key():
-    a state from before is brought up to date, and its rows still count as unchanged."""
+    a state from before is brought up to date, and its rows still count as unchanged for
+    largest-face mode, then the only one (people, the default, rescans them)."""
     from screener.options import SampleOptions
     from screener.state import schema
-    sample = SampleOptions(frames=8)
+    sample = SampleOptions(frames=8, largest_face=True)
     key = json.dumps(sample.key(), sort_keys=True)
     paths = make_files(tmp_path / "in", ["a.mp4", "b.mp4"])
     run(tmp_path, paths, options=key)
     db = tmp_path / "s.sqlite"
-    _damage(db, "UPDATE files SET options = ?", repr(sample))
+    _damage(db, "UPDATE files SET options = ?", "SampleOptions(frames=8, every_s=None, "
+            "all_faces=False, min_face=64, min_score=0.6, research_every=8)")
     _damage(db, "UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     _damage(db, "DROP TABLE media")
     engine, s = run(tmp_path, paths, options=key)
@@ -618,3 +620,6 @@ def test_a_schema_1_state_is_migrated_and_its_rows_reused(tmp_path):
             str(schema.SCHEMA_VERSION),)
         assert {o for (o,) in c.execute("SELECT options FROM files")} == {key}
     c.close()
+    people = json.dumps(SampleOptions(frames=8).key(), sort_keys=True)
+    engine, s = run(tmp_path, paths, options=people)
+    assert len(engine.calls) == 2 and s.reused == 0

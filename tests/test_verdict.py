@@ -87,9 +87,10 @@ def test_columns_are_the_documented_schema():
     assert COLUMNS == (
         "path", "status", "verdict", "fake_score", "fake_score_median", "fake_score_max",
         "fake_share", "faces_scored", "frames_sampled", "frames_with_face", "duration_s", "fps",
-        "width", "height", "codec", "model", "threshold", "error", "note")
+        "width", "height", "codec", "model", "threshold", "error", "note", "people",
+        "fake_person")
     assert FACE_COLUMNS == ("path", "frame_index", "face_index", "time_s", "box_x", "box_y",
-                            "box_w", "box_h", "detector_score", "p_fake")
+                            "box_w", "box_h", "detector_score", "p_fake", "person")
     assert tuple(error_result("x", "bad").row()) == COLUMNS
 
 

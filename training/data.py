@@ -35,7 +35,7 @@ FAKE, REAL = 1, 0
 _VIDEO_NAME = re.compile(r"^(?P<video>.+)_(?P<frame>\d+)$")
 # `screener extract` names: `<stem>-<8 hex>_<frame>[_<face>]` (its ids hold no underscore), so
 # `vid-0a1b2c3d_000012_1` (an --all-faces crop) is video `vid-0a1b2c3d`, not `..._000012`.
-_EXTRACT_NAME = re.compile(r"^(?P<video>[^_]+-[0-9a-f]{8})_(?P<frame>\d+)(?:_\d+)?$")
+_EXTRACT_NAME = re.compile(r"^(?P<video>[^_]+-[0-9a-f]{8})_(?P<frame>\d+)(?:_p?\d+)?$")
 
 
 class DatasetError(ScreenerError):

@@ -22,7 +22,7 @@ from ..report import plural
 from .exits import (EXIT_BUG, EXIT_FAKE, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT,
                     EXIT_USAGE, FLAGS, Interrupts, LogFileFailed, error, exit_code, failed,
                     log_file_failed, reader_gone, worded)
-from .shared import TALK, WORKERS, sampling, video_timeout
+from .shared import TALK, WORKERS, largest, sampling, video_timeout
 
 log = logging.getLogger("screener")
 
@@ -69,7 +69,8 @@ def _started() -> float:
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
               help="Report format (default: from the --out extension, else csv).")
 @click.option("--frames-out", metavar="FILE", help="Also write one CSV row per scored face.")
-@sampling("Score every face of a frame, not only the largest.",
+@sampling("Score only the largest face of each frame, pooled (no people: the default links "
+          "every face into people and judges each).",
            f"Smallest face width scored, in frame pixels (default {MIN_FACE_PX}); smaller "
            "faces are counted as too small.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
@@ -116,8 +117,8 @@ def _started() -> float:
 @click.option("--details", type=click.IntRange(min=0), default=None, metavar="N",
               help="Videos shown in detail in the --html report: the N highest scores  "
                    "[default: every FAKE one and the top of the table, 100 to 500]")
-def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batch_size, model,
-         threshold, fail_on_fake, workers, engine, address, device, video_timeout_s, quiet,
+def scan(paths, out, fmt, frames_out, frames, every_s, largest_face, all_faces, min_face,
+         batch_size, model, threshold, fail_on_fake, workers, engine, address, device, video_timeout_s, quiet,
          verbose, state, no_state, rescan, settle_s, keep_missing, allow_empty, log_file, html,
          details):
     """Screen videos for deepfakes and write one row per video.
@@ -149,8 +150,8 @@ def scan(paths, out, fmt, frames_out, frames, every_s, all_faces, min_face, batc
     try:
         options, report, st = from_keywords(
             with_report=True, with_state=True, model=model, threshold=threshold, frames=frames,
-            every_s=every_s, all_faces=all_faces, **sample, engine=engine, workers=workers,
-            address=address, video_timeout_s=video_timeout_s, batch_size=batch_size, out=out,
+            every_s=every_s, largest_face=largest(largest_face, all_faces), **sample,
+            engine=engine, workers=workers, address=address, video_timeout_s=video_timeout_s, batch_size=batch_size, out=out,
             fmt=fmt, frames_out=frames_out, html=html, details=details, state=state,
             rescan=rescan, settle_s=settle_s, keep_missing=keep_missing, allow_empty=allow_empty)
     except OptionsError as e:
@@ -286,7 +287,7 @@ def report(html, state, from_report, model, details, quiet, verbose):
               metavar="CSV", help="A CSV with path and label columns, named on its first line "
                                   "(paths relative to the CSV); with no PATHS, the videos it "
                                   "lists.")
-@sampling("Every face of a frame, not only the largest.",
+@sampling("Only the largest face of each frame (default: every face, named by person).",
            f"Smallest face width kept (default: the scan's, {MIN_FACE_PX}).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=None,
               help=f"Lowest detector score kept (default: the scan's, {MIN_SCORE:g}).")
@@ -300,7 +301,8 @@ def report(html, state, from_report, model, details, quiet, verbose):
 @video_timeout("Stop reading a video after SECONDS (a stuck decoder); it is skipped as an "
                 "error and the run goes on. Needs workers.  [default: no limit]")
 @TALK
-def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_face, min_score,
+def extract(paths, out_dir, label, labels_csv, frames, every_s, largest_face, all_faces, min_face,
+            min_score,
             fmt, quality, contact_sheet, workers, video_timeout_s, quiet, verbose):
     """Extract aligned face crops from videos into a training set (resumable).
 
@@ -325,7 +327,8 @@ def extract(paths, out_dir, label, labels_csv, frames, every_s, all_faces, min_f
     from ..options import EngineOptions, SampleOptions
     limits = {k: v for k, v in (("min_face", min_face), ("min_score", min_score)) if v is not None}
     try:
-        sample = SampleOptions(frames=frames, every_s=every_s, all_faces=all_faces, **limits)
+        sample = SampleOptions(frames=frames, every_s=every_s,
+                               largest_face=largest(largest_face, all_faces), **limits)
         engine = EngineOptions(workers=workers, video_timeout_s=video_timeout_s)
     except OptionsError as e:
         raise click.UsageError(worded(e)) from None

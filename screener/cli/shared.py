@@ -21,9 +21,19 @@ def sampling(faces_help: str, min_face_help: str):
         click.option("--every", "every_s", type=click.FloatRange(min=0, min_open=True),
                      default=None, metavar="SECONDS",
                      help="Sample one frame every SECONDS instead of --frames."),
-        click.option("--all-faces", is_flag=True, help=faces_help),
+        click.option("--largest-face", is_flag=True, help=faces_help),
+        # Before people, --all-faces scored every face; that is the default now: accepted.
+        click.option("--all-faces", is_flag=True, hidden=True),
         click.option("--min-face", type=click.IntRange(min=1), default=None, metavar="PX",
                      help=min_face_help))
+
+
+def largest(largest_face: bool, all_faces: bool) -> bool:
+    """--largest-face, or the default: every face, linked into people. --all-faces, which
+    scored every face before people were linked, now asks for the default."""
+    if largest_face and all_faces:
+        raise click.UsageError("--all-faces and --largest-face exclude each other")
+    return largest_face
 
 
 WORKERS = click.option("--workers", type=click.IntRange(min=0), default=None, metavar="N",

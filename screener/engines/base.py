@@ -55,7 +55,7 @@ class Engine:
         r = aggregate(video, scores, model=card.name, threshold=card.threshold)
         if r.status == OK:  # the thumbnails the visual report shows, while the crops are here
             r.media = media.keep(video.crops, np.asarray(scores, dtype=np.float64).reshape(-1),
-                                 lossless_key=r.verdict == FAKE)
+                                 lossless_key=r.verdict == FAKE, key_person=r.fake_person)
         return r
 
 

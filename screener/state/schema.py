@@ -15,7 +15,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import StateError
-from ..verdict import ERROR, NO_FACE, NOT_COLUMNS, OK, FaceScore, VideoResult, low_evidence
+from ..verdict import (ERROR, NO_FACE, NOT_COLUMNS, OK, FaceScore, VideoResult, judge_people,
+                       low_evidence)
 
 # 2: the media and heat tables, a row's `note`, and `options` as SampleOptions.key() JSON (1
 # kept the options' repr). A state of schema 1 is brought to 2 when a scan opens it (`migrate`).
@@ -88,6 +89,8 @@ def result_from_json(text: str, path: str | None = None) -> VideoResult:
         r = VideoResult(**_checked(row, VideoResult))
         r.faces = [FaceScore(**_checked(f, FaceScore)) for f in d.get("faces", [])]
         r.frame_times_s = [float(t) for t in d.get("frame_times_s", [])]
+        if r.status == OK:
+            r.persons = judge_people(r.faces, r.frames_sampled, r.threshold or 0.5)
     except (TypeError, KeyError, AttributeError) as e:  # fields missing, not a list, ...
         raise ValueError(f"damaged row: {type(e).__name__}: {e}") from None
     if r.status not in (OK, NO_FACE, ERROR):
