@@ -296,6 +296,31 @@ def test_a_state_or_side_file_that_is_a_symlink_is_refused(tmp_path, side):
     assert notes.read_text() == "my notes\n"
 
 
+@pytest.mark.parametrize("kind", ["null device", "named pipe"])
+@pytest.mark.parametrize("rescan", [False, True], ids=["plain", "rescan"])
+def test_a_state_that_is_a_device_or_a_pipe_is_refused_untouched(tmp_path, kind, rescan):
+    """`--state /dev/null` (or a pipe): refused before a lock or a journal is made beside it,
+    never opened by SQLite, and with --rescan never renamed aside with a regular file put in
+    its place (before: the device became `<state>.unusable` and a database took its name).
+    A device of our own here, as root: the system's /dev/null is not put at risk."""
+    import stat
+    node = tmp_path / "null"
+    if kind == "named pipe":
+        os.mkfifo(node)
+    else:
+        try:
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except OSError:
+            pytest.skip("cannot make a device here")
+    before = os.stat(node)
+    with pytest.raises(StateError, match="not a regular file"):
+        st.ScanState(node, reset_unusable=rescan)
+    after = os.stat(node)
+    assert (after.st_ino, after.st_mode, after.st_ctime_ns) == \
+        (before.st_ino, before.st_mode, before.st_ctime_ns)
+    assert sorted(os.listdir(tmp_path)) == ["null"]
+
+
 class DeletingEngine(FakeEngine):
     """Deletes `victim` while "reading" it: an error row (opened too late) or a row."""
 

@@ -79,6 +79,7 @@ class ScanState:
         self.created = False  # True when this run started a new state
         self.damaged: list[bytes] = []  # keys of stored rows that could not be read
         _refuse_links(self.path)
+        _refuse_special(self.path)  # a device or pipe: never locked beside, opened or moved
         _refuse_foreign(self.path)  # before the lock file is made or anything is written
         self._take_lock()
         try:
@@ -316,6 +317,19 @@ def _refuse_links(path: Path) -> None:
         if p.is_symlink():
             raise StateError(f"cannot use the scan state {path}: {p} is a symbolic link, which "
                              "screener does not follow; pass --state with the file itself")
+
+
+def _refuse_special(path: Path) -> None:
+    """A state that exists and is neither a regular file nor a folder (/dev/null, a pipe) is
+    refused before anything is made beside it: SQLite would open it, --rescan would rename the
+    system's /dev/null aside and put a regular file in its place."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise StateError(f"cannot use the scan state {path}: it is not a regular file; "
+                         "pass --state with a file")
 
 
 def _refuse_foreign(path: Path) -> None:
