@@ -75,6 +75,14 @@ def crop_name(vid: str, frame_index: int, person: int | None, fmt: str) -> str:
     return f"{vid}_{frame_index:06d}{who}.{fmt}"
 
 
+def _read_header(path: Path) -> list[str] | None:
+    """A CSV file's first row, None when there is no file or it is empty."""
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8", newline="") as f:
+        return next(csv.reader(f), None)
+
+
 def _read_csv(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -187,6 +195,12 @@ class Dataset:
                                  for k, v in settings.items() if old.get(k) != v)
                 raise ExtractError(f"{self.root} was extracted with other settings ({diff}); "
                                    "use the same options or another dataset folder")
+            header = _read_header(self.manifest)
+            if header is not None and tuple(header) != MANIFEST_COLUMNS:
+                # Rows of another layout appended under this header would be misread.
+                raise ExtractError(f"{self.root} was extracted by another version of screener "
+                                   "(its manifest.csv has other columns); extract into "
+                                   "another dataset folder")
         else:
             with atomic_write(path) as f:
                 json.dump(settings, f, indent=1)

@@ -157,6 +157,18 @@ def test_other_settings_are_refused(tmp_path, clips, detector):
         extract([clips / "clip0.mp4"], tmp_path / "ds", frames=2, detector=detector)
 
 
+def test_a_dataset_of_another_manifest_layout_is_refused(tmp_path, clips, detector):
+    """A dataset from before people (largest-face settings, no `person` column): appending
+    rows with a person under its header would shift every column after it."""
+    ds = tmp_path / "ds"
+    extract([clips / "clip0.mp4"], ds, frames=1, largest_face=True, detector=detector)
+    manifest = ds / "manifest.csv"
+    lines = manifest.read_text("utf-8").splitlines()
+    manifest.write_text(lines[0].replace(",person", "") + "\n", "utf-8")
+    with pytest.raises(ExtractError, match="manifest.csv has other columns"):
+        extract([clips / "clip1.mp4"], ds, frames=1, largest_face=True, detector=detector)
+
+
 def test_jpg_and_contact_sheet(tmp_path, clips, detector):
     s = extract([clips / "clip0.mp4", clips / "clip1.mp4"], tmp_path / "ds", label="df",
                 frames=2, fmt="jpg", quality=90, contact_sheet=tmp_path / "sheet.png",
