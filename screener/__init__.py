@@ -17,5 +17,6 @@ from .errors import (ImageError, ModelError, OutputConflict, ScreenerError,  # n
 from .options import (EngineOptions, OptionsError, ReportOptions, SampleOptions,  # noqa: F401,E402
                       ScanOptions, StateOptions)
 
+from .verdict import FaceScore, PersonResult, VideoResult  # noqa: F401,E402
 from .api import iter_scan, scan, scan_incremental  # noqa: F401,E402
 from .extract import extract  # noqa: F401,E402

@@ -242,3 +242,16 @@ def test_shared_dev_clips_have_a_face_in_90_percent_of_frames(dev_results, name)
     r = dev_results[name]
     assert r.status == "ok", r.error
     assert r.frames_with_face >= 0.9 * r.frames_sampled, (r.frames_with_face, r.frames_sampled)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEV_CLIPS, reason="../shared/data/videos-dev is not present")
+@pytest.mark.parametrize("name", [n for n in DEV_CLIPS if n.startswith(("dfdc_", "ffpp_"))])
+def test_shared_dev_clips_show_one_person(dev_results, name):
+    """Each of these DFDC and FF++ clips shows one person (checked by eye on a contact sheet
+    per person: bench/people_sheet.py). A stray detection may be a person of its own (a face
+    in the background of dfdc_brtujopkby, in one frame), but never one who is judged."""
+    r = dev_results[name]
+    assert r.people == 1 and r.fake_person == 1, [(q.id, q.faces) for q in r.persons]
+    assert r.persons[0].faces == r.frames_sampled
+
