@@ -258,7 +258,7 @@ PERSON_COLOURS = 6  # person k is drawn in colour class p{k % 6} (report.css)
 def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 140) -> dict:
     """P(fake) over the sampled frames as SVG drawing data: a line through the largest face of
     each frame, broken where a sampled frame had no face (those frames are ticks on the axis),
-    dots for other faces, and the threshold line. With people: a line per person, broken
+    dots for other faces, and the threshold line. With several people: a line per person, broken
     where they were not seen, the one who decides the verdict drawn thicker."""
     times = sorted(float(t) for t in (r.frame_times_s or []))
     faces = sorted(r.faces, key=lambda f: (f.time_s, f.face_index))
@@ -276,7 +276,7 @@ def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 1
             x0, x1 = s.x(max(t - step / 2, 0)), s.x(min(t + step / 2, t_max))
             bands.append((x0, round(max(x1 - x0, 1.0), 1)))
     people = []
-    if r.persons:  # a line per person; nobody is "other"
+    if len(r.persons) > 1:  # a line per person; nobody is "other"
         others = []
         for q in r.persons:
             mine = {round(f.time_s, 6): f.p_fake for f in faces if f.person == q.id}
