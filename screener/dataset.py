@@ -76,10 +76,17 @@ def crop_name(vid: str, frame_index: int, person: int | None, fmt: str) -> str:
 
 
 def _read_header(path: Path) -> list[str] | None:
-    """A CSV file's first row, None when there is no file or it is empty."""
-    if not path.exists():
+    """A CSV file's first row, None when there is no file, it is empty or it is a symbolic
+    link (never followed: writing to it is refused later, saying so)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
         return None
-    with open(path, encoding="utf-8", newline="") as f:
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None
+        raise
+    with open(fd, encoding="utf-8", newline="") as f:
         return next(csv.reader(f), None)
 
 
