@@ -234,7 +234,7 @@ def _options(sample, engine, detector, keywords) -> ScanOptions:
         if options.engine.workers is None and detector is not None:  # this process reads
             options = replace(options, engine=replace(options.engine, workers=0))
     except OptionsError as e:
-        raise ExtractError(str(e)) from None
+        raise ExtractError(e.template, *e.named) from None
     return options
 
 

@@ -71,8 +71,9 @@ def default_model_path() -> Path:
     for folder in (PACKAGE_MODELS, REPO_MODELS):
         if (folder / DEFAULT_MODEL_NAME).is_file():
             return folder / DEFAULT_MODEL_NAME
-    raise ModelError(f"no default model found ({DEFAULT_MODEL_NAME} in {PACKAGE_MODELS} or "
-                     f"{REPO_MODELS}); pass --model PATH")
+    raise ModelError("no default model found ({0} in {1} or {2}); pass {3}",
+                     (None, DEFAULT_MODEL_NAME), (None, PACKAGE_MODELS), (None, REPO_MODELS),
+                     ("a model path", None))
 
 
 def model_inputs(path: str | Path | None = None) -> list[tuple[str, Path]]:
