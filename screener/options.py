@@ -22,7 +22,7 @@ from .report import FORMATS
 # Faces narrower than this (box width, px) are reported as too small and not scored: MesoNet
 # looks at mesoscopic texture, which a face upscaled 4x from 64 px no longer has.
 MIN_FACE_PX = 64
-MIN_SCORE = 0.6      # the lowest detector confidence kept (screener.faces uses both)
+MIN_SCORE = 0.6      # the lowest detector confidence kept (screener.detect, pipeline)
 RUNTIMES = ("auto", "keras", "lite")  # what runs the network (screener.scoring.Scorer)
 ENGINES = ("local", "ray")            # what computes the results (screener.engines.ENGINES)
 
