@@ -6,7 +6,7 @@ Takes aligned validation crops (../shared: the re-aligned copy made by `training
 raw crops aligned on the fly), shrinks each so that its face is W pixels wide, as a face of
 that width in a video frame would be, and aligns it back up to 256 (the same bilinear warp the
 scan applies), then scores it. The face is about 2 eye distances wide: 158 px in the crop.
-This is the measurement behind `screener.faces.MIN_FACE_PX`.
+This is the measurement behind `screener.options.MIN_FACE_PX`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from screener import scoring  # noqa: E402
-from screener.faces import TEMPLATE  # noqa: E402
+from screener.align import TEMPLATE  # noqa: E402
 from screener.images import read_rgb  # noqa: E402
 
 ALIGNED = Path("/work/data/mesonet-df-aligned/validation")

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from screener import faces, synth, video  # noqa: E402
+from screener import align, detect, synth, video  # noqa: E402
 from screener.images import read_rgb  # noqa: E402
 from screener.options import SampleOptions
 from screener.pipeline import crops_from_video  # noqa: E402
@@ -37,7 +37,7 @@ SHARED = ROOT.parent / "shared"
 SIZES = [32, 48, 64, 80, 96, 128, 192, 256, 384, 512, 768, 1000]
 
 
-def face_sources(n: int, rng: random.Random, det: faces.FaceDetector):
+def face_sources(n: int, rng: random.Random, det: detect.FaceDetector):
     """(image, keypoints, box) of crops whose face the detector finds on the original."""
     val = SHARED / "data/mesonet-df/validation"
     if val.is_dir():
@@ -90,11 +90,11 @@ def recall(det, sources, bgs, per_size, rng, mode):
                 t = time.perf_counter()
                 dets = det.detect(frame, mode)
                 secs += time.perf_counter() - t
-                hit = max(dets, key=lambda d: faces._iou(d.box, truth), default=None)
-                if hit is None or faces._iou(hit.box, truth) < 0.3:
+                hit = max(dets, key=lambda d: detect._iou(d.box, truth), default=None)
+                if hit is None or detect._iou(hit.box, truth) < 0.3:
                     continue
                 found += 1
-                m = faces.similarity(kp0[:4], faces.TEMPLATE * 256)
+                m = align.similarity(kp0[:4], align.TEMPLATE * 256)
                 back = (hit.keypoints[:4] - [x, y]) / s
                 a = back @ m[:, :2].T + m[:, 2]
                 b = kp0[:4] @ m[:, :2].T + m[:, 2]
@@ -153,7 +153,7 @@ def stage_speed(det, tmp: Path):
     kp = det.detect(rgb)[0].keypoints
     t = time.perf_counter()
     for _ in range(200):
-        faces.align(rgb, kp)
+        align.align(rgb, kp)
     out["align_per_s"] = round(200 / (time.perf_counter() - t), 1)
     return out
 
@@ -164,7 +164,7 @@ def main():
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/faces.json")
     args = ap.parse_args()
     rng = random.Random(0)
-    det = faces.FaceDetector()
+    det = detect.FaceDetector()
     sources, source = face_sources(40, rng, det)
     bgs = backgrounds(rng)
     import tempfile

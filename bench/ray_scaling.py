@@ -201,7 +201,7 @@ def main():
                 scoring_delay_per_batch_s=SlowActor.delay_s, batch_size=16)
             print(json.dumps(res["backpressure_slow_scoring"]), flush=True)
         if "stages" not in skip:
-            from screener.faces import FaceDetector
+            from screener.detect import FaceDetector
             st = stages(paths[:6], scorer, FaceDetector())
             n_frames, n_faces = st["frames"], max(st["faces"], 1)
             res["stages_sequential"] = dict(

@@ -210,7 +210,7 @@ def warm_scan(scorer, paths, workers: int, options: SampleOptions = SampleOption
 def naive(paths, scorer, detector) -> float:
     import cv2
 
-    from screener import faces
+    from screener import align
     t = time.perf_counter()
     for p in paths:
         info = video.probe(p)
@@ -225,14 +225,14 @@ def naive(paths, scorer, detector) -> float:
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 found = detector.detect(rgb, "largest")
                 if found:
-                    scorer.predict(faces.align(rgb, found[0].keypoints)[None])
+                    scorer.predict(align.align(rgb, found[0].keypoints)[None])
             i += 1
         cap.release()
     return time.perf_counter() - t
 
 
 def stages(paths, scorer, detector) -> dict:
-    from screener import faces
+    from screener import align
     tot = {"decode_s": 0.0, "detect_s": 0.0, "align_s": 0.0, "infer_s": 0.0}
     n_frames = n_faces = 0
     for p in paths:
@@ -247,7 +247,7 @@ def stages(paths, scorer, detector) -> dict:
             tot["detect_s"] += time.perf_counter() - t
             prev = [x for x in found if x.size_px >= SampleOptions().min_face]
             t = time.perf_counter()
-            crops += [faces.align(f.rgb, x.keypoints) for x in prev]
+            crops += [align.align(f.rgb, x.keypoints) for x in prev]
             tot["align_s"] += time.perf_counter() - t
         if crops:
             t = time.perf_counter()
@@ -347,7 +347,7 @@ def main():
 
     from screener.engines.local import LocalEngine
     from screener.engines.workers import default_workers
-    from screener.faces import FaceDetector
+    from screener.detect import FaceDetector
 
     workers = args.workers or default_workers()
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, "

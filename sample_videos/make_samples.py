@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from screener import synth
-from screener.faces import FaceDetector, similarity
+from screener.align import similarity
+from screener.detect import FaceDetector
 
 HERE = Path(__file__).resolve().parent
 W, H, FPS, N_FRAMES = 480, 360, 25, 75

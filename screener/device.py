@@ -99,7 +99,8 @@ def select_device(device: str = "auto") -> None:
         if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
             return  # jax/torch pick their accelerator themselves
         if not gpus():
-            raise ScreenerError(f"--device gpu: {tensorflow_advice(tensorflow_distributions())}")
+            raise ScreenerError("{0}: {1}", ("device", "gpu"),
+                                (None, tensorflow_advice(tensorflow_distributions())))
     elif device != "auto":
         raise ValueError(f"unknown device {device!r}")
 

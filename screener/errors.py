@@ -1,15 +1,35 @@
 """One error type per kind of failure. The library raises these; only the CLI prints them.
 
 Messages are in neutral words: they name a file by its role ("the report", "the state") and an
-option by its field, never by a command-line flag. The CLI maps each type to one exit code and,
-where an error lists the files it is about (`OutputConflict.named`), words them as its flags.
+option by its field or role ("workers", "the rescan option"), never by a command-line flag. The
+CLI maps each type to one exit code and, where an error names files or options
+(`ScreenerError.named`), words them as its flags (`cli/exits.FLAGS`).
 """
 import os
 import re
 
 
 class ScreenerError(Exception):
-    """Base class: every error screener raises on purpose."""
+    """Base class: every error screener raises on purpose. A message that names files or
+    options is a `template` with {0}, {1} where the items of `named` stand, each a (role,
+    value) pair: a role in neutral words ("the report", "the rescan option"; None: the value
+    alone) and its value (a path, an option's value; None: the role alone). `worded(words)`
+    says each role as `words` names it (the CLI: its flags), str() in the roles' own words."""
+
+    def __init__(self, template: str = "", *named: tuple[str | None, object]):
+        self.template, self.named = template, named
+        super().__init__(*((self.worded() if named else template,) if template or named else ()))
+
+    def worded(self, words: dict[str, str] | None = None) -> str:
+        if not self.named:
+            return str(self)
+        def one(m):
+            role, value = self.named[int(m.group(1))]
+            said = None if role is None else (words or {}).get(role, role)
+            value = None if value is None else (os.fspath(value) if isinstance(
+                value, os.PathLike) else str(value))
+            return " ".join(part for part in (said, value) if part is not None)
+        return re.sub(r"\{(\d)\}", one, self.template)
 
 
 class InputError(ScreenerError):
@@ -50,19 +70,7 @@ class EngineUnavailable(ScreenerError):
 
 class OutputConflict(ScreenerError):
     """An output would overwrite an input or another output (a usage error, found before
-    anything is read or written). `template` says it with {0}, {1} where the files in `named`
-    ((role, path) pairs) stand; `worded(words)` says each role as `words` names it (the CLI:
-    its flags), str() in the roles' own words."""
-
-    def __init__(self, template: str, *named: tuple[str, object]):
-        self.template, self.named = template, named
-        super().__init__(self.worded())
-
-    def worded(self, words: dict[str, str] | None = None) -> str:
-        def one(m):
-            role, path = self.named[int(m.group(1))]
-            return f"{(words or {}).get(role, role)} {os.fspath(path)}"
-        return re.sub(r"\{(\d)\}", one, self.template)
+    anything is read or written); the files it is about are its `named` (role, path) pairs."""
 
 
 class StoreError(ScreenerError):

@@ -234,7 +234,7 @@ def _options(sample, engine, detector, keywords) -> ScanOptions:
         if options.engine.workers is None and detector is not None:  # this process reads
             options = replace(options, engine=replace(options.engine, workers=0))
     except OptionsError as e:
-        raise ExtractError(str(e)) from None
+        raise ExtractError(e.template, *e.named) from None
     return options
 
 
@@ -267,7 +267,7 @@ def make_contact_sheet(out_dir, sheet_path, per_label: int = 24, cols: int = 8,
     y = pad
     if not blocks:
         draw.text((pad, pad), "no crops in manifest.csv", fill=(0, 0, 0))
-    from .faces import TEMPLATE
+    from .align import TEMPLATE
     eyes, mouth = (round(t * thumb_px) for t in TEMPLATE[[0, 3], 1])
     for lab, n_crops, n_videos, picks in blocks:
         draw.text((pad, y + 3), f"{lab}: {n_crops} crops from {n_videos} videos "

@@ -22,7 +22,7 @@ from .report import FORMATS
 # Faces narrower than this (box width, px) are reported as too small and not scored: MesoNet
 # looks at mesoscopic texture, which a face upscaled 4x from 64 px no longer has.
 MIN_FACE_PX = 64
-MIN_SCORE = 0.6      # the lowest detector confidence kept (screener.faces uses both)
+MIN_SCORE = 0.6      # the lowest detector confidence kept (screener.detect, pipeline)
 RUNTIMES = ("auto", "keras", "lite")  # what runs the network (screener.scoring.Scorer)
 ENGINES = ("local", "ray")            # what computes the results (screener.engines.ENGINES)
 
@@ -31,9 +31,11 @@ class OptionsError(ScreenerError, ValueError):
     """An option has a value (or a combination) that cannot work. The message names it."""
 
 
-def _need(ok: bool, message: str) -> None:
+def _need(ok: bool, message: str, *named: tuple[str, object]) -> None:
+    """Raise OptionsError(message) unless ok; `named`: the options the message names, by field
+    (errors.ScreenerError), which the CLI says as its flags."""
     if not ok:
-        raise OptionsError(message)
+        raise OptionsError(message, *named)
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,14 @@ class EngineOptions:
     def __post_init__(self):
         _need(self.name in ENGINES, f"unknown engine {self.name!r}; choose from "
                                     f"{', '.join(ENGINES)}")
-        _need(self.address is None or self.name == "ray", "--address needs --engine ray")
+        _need(self.address is None or self.name == "ray", "{0} needs {1}",
+              ("address", None), ("engine", "ray"))
         _need(self.workers is None or self.workers >= 0, "workers must be 0 or more")
         _need(self.video_timeout_s is None or self.video_timeout_s > 0,
               "the time limit per video must be positive")
         _need(self.video_timeout_s is None or self.name != "local" or self.workers != 0,
-              "--video-timeout needs worker processes (--workers 1 or more)")
+              "{0} needs worker processes ({1} 1 or more)", ("video_timeout_s", None),
+              ("workers", None))
         _need(self.batch_size >= 1, "batch_size must be at least 1")
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-# The face inside the aligned 256x256 crop (screener.faces' template): brow to chin, ear to ear.
+# The face inside the aligned 256x256 crop (screener.align's template): brow to chin, ear to ear.
 _FACE = (slice(40, 232), slice(40, 216))
 _LBP_GRID = (5, 6)
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))

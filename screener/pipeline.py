@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import faces as faces_mod
-from . import people
+from . import align, detect, people
 from .errors import VideoError
 from .options import SampleOptions
 from .sources import readable
@@ -44,7 +43,7 @@ class VideoCrops:
     frames_sampled: int = 0
     frames_with_face: int = 0
     faces_too_small: int = 0
-    faces_cut_off: int = 0   # more than faces.MAX_OUTSIDE of the crop outside the frame
+    faces_cut_off: int = 0   # more than align.MAX_OUTSIDE of the crop outside the frame
     crops: list[FaceCrop] = field(default_factory=list)
     error: str | None = None
     frame_times_s: list[float] = field(default_factory=list)  # every sampled frame's time
@@ -54,8 +53,8 @@ class VideoCrops:
         return self.error is None
 
 
-def find_faces(detector: faces_mod.FaceDetector, rgb: np.ndarray, options: SampleOptions,
-               n: int = 0, prev: list[faces_mod.Face] = ()) -> list[faces_mod.Face]:
+def find_faces(detector: detect.FaceDetector, rgb: np.ndarray, options: SampleOptions,
+               n: int = 0, prev: list[detect.Face] = ()) -> list[detect.Face]:
     """The faces of the `n`-th sampled frame of a video at or above `options.min_score`,
     largest first: the faces `prev` kept from the previous sampled frame, each followed with
     one close-up run, or a search of the whole frame (every `research_every`-th frame, and
@@ -65,7 +64,7 @@ def find_faces(detector: faces_mod.FaceDetector, rgb: np.ndarray, options: Sampl
     if again:
         tracked = [detector.track(rgb, p) for p in prev]
         if all(t is not None for t in tracked) and not any(
-                faces_mod._iou(a.box, b.box) >= 0.3
+                detect._iou(a.box, b.box) >= 0.3
                 for i, a in enumerate(tracked) for b in tracked[i + 1:]):
             found = sorted(tracked, key=lambda f: -f.size_px)
     if found is None:
@@ -74,19 +73,19 @@ def find_faces(detector: faces_mod.FaceDetector, rgb: np.ndarray, options: Sampl
             # The largest face as largest-face mode finds it (a one-person video scores the
             # same either way), then every other face of the full search.
             found = found[:1] + [f for f in detector.detect(rgb, "all")
-                                 if all(faces_mod._iou(f.box, g.box) < 0.3 for g in found[:1])]
+                                 if all(detect._iou(f.box, g.box) < 0.3 for g in found[:1])]
             found.sort(key=lambda f: -f.size_px)
     return [f for f in found if f.score >= options.min_score]
 
 
 def crops_from_video(path, options: SampleOptions = SampleOptions(),
-                     detector: faces_mod.FaceDetector | None = None) -> VideoCrops:
+                     detector: detect.FaceDetector | None = None) -> VideoCrops:
     """Sample a video (a file, or an object: see screener.sources), find and align its faces.
     Bad input ends up in `.error`, never raised."""
     path = str(path)
     result = VideoCrops(path)
     try:
-        detector = detector or faces_mod.default_detector()
+        detector = detector or detect.default_detector()
         # An object in a store is copied to a local file for as long as it is read.
         with readable(path) as local:
             info, frames = open_video(local, options.frames, options.every_s, name=path)
@@ -98,8 +97,8 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
                 found = find_faces(detector, frame.rgb, options, n, prev)
                 big = [f for f in found if f.size_px >= options.min_face]
                 result.faces_too_small += len(found) - len(big)
-                whole = [f for f in big if faces_mod.outside_share(frame.rgb.shape, f.keypoints)
-                         <= faces_mod.MAX_OUTSIDE]
+                whole = [f for f in big if align.outside_share(frame.rgb.shape, f.keypoints)
+                         <= align.MAX_OUTSIDE]
                 result.faces_cut_off += len(big) - len(whole)
                 big = whole
                 if options.largest_face:
@@ -110,7 +109,7 @@ def crops_from_video(path, options: SampleOptions = SampleOptions(),
                 for k, face in enumerate(big):
                     result.crops.append(FaceCrop(
                         frame.index, frame.time_s, tuple(float(v) for v in face.box),
-                        face.keypoints, face.score, faces_mod.align(frame.rgb, face.keypoints),
+                        face.keypoints, face.score, align.align(frame.rgb, face.keypoints),
                         k))
             if not options.largest_face:
                 ids = people.link(result.crops, result.frame_times_s)

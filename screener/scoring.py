@@ -4,12 +4,9 @@ A model is a Keras file plus its model card, a JSON file beside it (`<model>.jso
 what the model is, how it was trained, its threshold and its measured metrics. Model files are
 user input: they load in Keras safe mode, so a file that carries code (a Lambda layer) is refused.
 
-Legacy Keras 2 files (`.h5` / `.hdf5`: the MesoNet authors' weights-only files and full models
-such as the student re-implementation's) are never deserialised: we read their weight arrays
-with h5py, build the same network with `nets.build` and copy the arrays in layer-creation order,
-checking every shape. Their output is 1 = real (Keras ordered the class folders alphabetically:
-df/fake before real), so the last Dense layer is negated once here: sigmoid(-z) = 1 - sigmoid(z),
-and every model this module returns outputs P(fake), 1 is fake.
+Legacy Keras 2 files (`.h5` / `.hdf5`, the published MesoNet weights) are read by `legacy`,
+which turns their 1 = real output into P(fake) once, at load: every model this module returns
+outputs P(fake), 1 is fake.
 """
 from __future__ import annotations
 
@@ -17,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import stat
 import zipfile
 from dataclasses import dataclass, field
@@ -25,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import legacy
 from .device import accelerated, maybe_accelerator
 from .errors import ModelError
 from .options import RUNTIMES
@@ -37,7 +34,6 @@ log = logging.getLogger(__name__)
 PACKAGE_MODELS = Path(__file__).resolve().parent / "trained_models"
 REPO_MODELS = Path(__file__).resolve().parents[1] / "trained_models"
 DEFAULT_MODEL_NAME = "screener-meso.keras"
-LEGACY_SUFFIXES = (".h5", ".hdf5")
 
 
 @dataclass
@@ -71,8 +67,9 @@ def default_model_path() -> Path:
     for folder in (PACKAGE_MODELS, REPO_MODELS):
         if (folder / DEFAULT_MODEL_NAME).is_file():
             return folder / DEFAULT_MODEL_NAME
-    raise ModelError(f"no default model found ({DEFAULT_MODEL_NAME} in {PACKAGE_MODELS} or "
-                     f"{REPO_MODELS}); pass --model PATH")
+    raise ModelError("no default model found ({0} in {1} or {2}); pass {3}",
+                     (None, DEFAULT_MODEL_NAME), (None, PACKAGE_MODELS), (None, REPO_MODELS),
+                     ("a model path", None))
 
 
 def model_inputs(path: str | Path | None = None) -> list[tuple[str, Path]]:
@@ -240,8 +237,8 @@ def load_model(path: str | Path | None = None, threshold: float | None = None, *
                          f"{'a folder' if stat.S_ISDIR(mode) else 'a device, a pipe or a socket'}")
     card = read_card(path)
     model = None
-    if path.suffix.lower() in LEGACY_SUFFIXES:  # its card depends on what is in it: read now
-        model, arch = _load_legacy_h5(path)
+    if path.suffix.lower() in legacy.SUFFIXES:  # its card depends on what is in it: read now
+        model, arch = legacy.load(path)
         card.setdefault("arch", arch)
         card.setdefault("source", "legacy Keras 2 file, output flipped to P(fake) at load")
     elif path.suffix != ".keras":  # said before Keras (and TensorFlow) take seconds to load
@@ -276,75 +273,3 @@ def _load_keras(path: Path):
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # Keras raises many types for bad files; report one
         raise ModelError(f"cannot load model {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-
-
-# Layer types a legacy MesoNet file may contain; anything else (a Lambda layer above all: it
-# carries code) is refused rather than interpreted.
-_LEGACY_SAFE = {"InputLayer", "Conv2D", "ReLU", "Activation", "BatchNormalization",
-                "MaxPooling2D", "Flatten", "Dropout", "Dense", "LeakyReLU", "Concatenate"}
-
-
-def _legacy_layers(path: Path):
-    """(layer class names or None, {layer name: [arrays]}, [layer names in file order])."""
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            classes = None
-            if "model_config" in f.attrs:
-                raw = f.attrs["model_config"]
-                cfg = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-                classes = [lay["class_name"] for lay in cfg.get("config", {}).get("layers", [])]
-            group = f["model_weights"] if "model_weights" in f else f
-            names = [n.decode() if isinstance(n, bytes) else str(n)
-                     for n in group.attrs.get("layer_names", [])]
-            weights = {}
-            for name in names:
-                g = group[name]
-                wnames = [w.decode() if isinstance(w, bytes) else str(w)
-                          for w in g.attrs.get("weight_names", [])]
-                if wnames:
-                    weights[name] = [np.asarray(g[w]) for w in wnames]
-    except (OSError, KeyError, ValueError) as e:
-        raise ModelError(f"cannot read legacy model {path}: {e}") from e
-    return classes, weights, names
-
-
-def _creation_order(names, prefix):
-    """Keras 2 numbers layers by creation (conv2d_1, conv2d_2, ...); the file lists them in
-    graph order, which for MesoInception differs. Creation order is the order of `nets.build`."""
-    picked = [n for n in names if re.fullmatch(rf"{prefix}_\d+", n)]
-    return sorted(picked, key=lambda n: int(n.rsplit("_", 1)[1]))
-
-
-def _load_legacy_h5(path: Path):
-    """Build our network and fill it with a legacy file's weights; returns (model, arch)."""
-    from . import nets
-    classes, weights, names = _legacy_layers(path)
-    if classes is not None:
-        bad = sorted(set(classes) - _LEGACY_SAFE)
-        if bad:
-            raise ModelError(f"refusing {path}: it contains layers that are not plain MesoNet "
-                             f"({', '.join(bad)}); a Lambda layer would run code from the file")
-    convs = _creation_order([n for n in names if n in weights], "conv2d")
-    bns = _creation_order([n for n in names if n in weights], "batch_normalization")
-    denses = _creation_order([n for n in names if n in weights], "dense")
-    arch = {4: "meso4", 16: "mesoinception4"}.get(len(convs))
-    if arch is None or len(denses) != 2 or len(bns) not in (0, 4):
-        raise ModelError(f"{path}: not a MesoNet file ({len(convs)} conv, {len(bns)} batchnorm, "
-                         f"{len(denses)} dense layers)")
-    model = nets.build(arch, batchnorm=bool(bns), name=path.stem)
-    ours = nets.weight_layers(model)
-    theirs = convs + bns + denses
-    if len(ours) != len(theirs):
-        raise ModelError(f"{path}: {len(theirs)} weight layers, our {arch} has {len(ours)}")
-    for layer, name in zip(ours, theirs):
-        arrays = weights[name]
-        if name == denses[-1]:
-            arrays = [-a for a in arrays]  # 1 = real -> 1 = fake, once, here
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        if [a.shape for a in arrays] != expected:
-            raise ModelError(f"{path}: layer {name} has shapes {[a.shape for a in arrays]}, "
-                             f"our {layer.name} expects {expected}")
-        layer.set_weights(arrays)
-    log.info("loaded legacy %s weights from %s (output flipped to P(fake))", arch, path)
-    return model, arch

@@ -35,7 +35,7 @@ def scorer(tiny_model):
 
 @pytest.fixture(scope="session")
 def detector():
-    from screener.faces import FaceDetector
+    from screener.detect import FaceDetector
     d = FaceDetector()
     yield d
     d.close()

@@ -307,6 +307,23 @@ def test_video_timeout_needs_workers(face_video, tiny_model):
     assert r.exit_code == 2 and "--video-timeout needs worker processes" in r.stderr
 
 
+def test_the_library_names_options_neutrally_and_the_cli_says_them_as_flags(tmp_path):
+    from screener.cli.exits import worded
+    from screener.errors import StateError
+    from screener.options import EngineOptions, OptionsError
+    from screener.state.schema import unusable
+    with pytest.raises(OptionsError) as info:
+        EngineOptions(address="head:6379")
+    assert (str(info.value), worded(info.value)) == ("address needs engine ray",
+                                                     "--address needs --engine ray")
+    e = unusable(tmp_path / "{0}.sqlite", "its schema 0 is too old")  # braces in a path stay
+    assert isinstance(e, StateError) and "--" not in str(e)
+    assert worded(e) == (f"the scan state {tmp_path}/{{0}}.sqlite cannot be used: its schema 0 "
+                         f"is too old. Rerun with --rescan to set it aside (renamed to "
+                         f"{tmp_path}/{{0}}.sqlite.unusable) and rescan every file, or pass "
+                         "--state with another file")
+
+
 def test_help_texts():
     """Every exit code on a line of its own, 141 included; extract's defaults are the code's."""
     from screener.options import MIN_FACE_PX, MIN_SCORE

@@ -58,7 +58,7 @@ def test_a_gpu_tensorflow_cannot_use_runs_the_model_on_the_cpu_and_says_why(
 
 
 def test_device_gpu_without_one_fails_with_the_fix(gpu_file):
-    with pytest.raises(ScreenerError, match=r"--device gpu: TensorFlow \(tensorflow\) sees no "
+    with pytest.raises(ScreenerError, match=r"^device gpu: TensorFlow \(tensorflow\) sees no "
                                             r"GPU.*pip install 'screener\[gpu\]'"):
         device.select_device("gpu")
 

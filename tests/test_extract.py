@@ -394,7 +394,7 @@ def _frontal(row) -> bool:
 def test_framing_matches_mesonet_df(tmp_path, detector):
     """Crops of real videos are framed like the dataset the models learn from: eye distance and
     eye height, measured by the same detector on both, as fractions of the side (medians)."""
-    from screener.faces import resize_to_model
+    from screener.align import resize_to_model
     videos = SHARED / "data" / "videos-dev"
     out = tmp_path / "ds"
     s = extract([], out, labels_csv=videos / "labels.csv", frames=8, detector=detector,

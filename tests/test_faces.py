@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from screener import faces, synth
+from screener import align, detect, synth
 from screener.synth import Placement
 
 
 @pytest.fixture(scope="module")
 def detector():
-    d = faces.FaceDetector()
+    d = detect.FaceDetector()
     yield d
     d.close()
 
@@ -20,7 +20,7 @@ def frame_with(width, height, *placements, seed=0):
     return f
 
 
-def keypoint_error(found: faces.Face, placement: Placement) -> float:
+def keypoint_error(found: detect.Face, placement: Placement) -> float:
     _, truth = synth.face_truth(placement)
     return float(np.linalg.norm(found.keypoints[:4] - truth, axis=1).max())
 
@@ -68,7 +68,7 @@ def test_similarity_recovers_a_known_transform():
     a = np.deg2rad(17)
     m = 1.7 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
     dst = src @ m.T + [12, -5]
-    got = faces.similarity(src, dst)
+    got = align.similarity(src, dst)
     np.testing.assert_allclose(got[:, :2], m, atol=1e-9)
     np.testing.assert_allclose(got[:, 2], [12, -5], atol=1e-9)
 
@@ -81,20 +81,20 @@ def test_known_keypoints_land_on_template(scale, angle_deg):
     import cv2
     a = np.deg2rad(angle_deg)
     rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    pts = (faces.TEMPLATE * 256 - 128) @ rot.T + [900, 700]
+    pts = (align.TEMPLATE * 256 - 128) @ rot.T + [900, 700]
     frame = np.full((1400, 1800, 3), 40, np.uint8)
     for k, (x, y) in enumerate(pts):
         cv2.circle(frame, (int(round(x)), int(round(y))), max(2, int(4 * scale)),
                    [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)][k], -1, cv2.LINE_AA)
     kp = np.zeros((6, 2))
     kp[:4] = pts
-    crop = faces.align(frame, kp)
+    crop = align.align(frame, kp)
     for k, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]):
         mask = np.all(np.abs(crop.astype(int) - colour) < 90, axis=2)
         ys, xs = np.nonzero(mask)
         assert len(xs), f"marker {k} missing"
         centre = np.array([xs.mean(), ys.mean()])
-        assert np.linalg.norm(centre - faces.TEMPLATE[k] * 256) < 1.5
+        assert np.linalg.norm(centre - align.TEMPLATE[k] * 256) < 1.5
 
 
 @pytest.mark.parametrize("face_px", [64, 150, 400])
@@ -107,30 +107,30 @@ def test_detected_face_aligns_near_template(detector, face_px):
     frame = frame_with(w, w, p)
     found = detector.detect(frame)
     assert found
-    crop = faces.align(frame, found[0].keypoints)
+    crop = align.align(frame, found[0].keypoints)
     again = detector.detect(crop, "crop")
     assert again
-    err = np.linalg.norm(again[0].keypoints[:4] - faces.TEMPLATE * 256, axis=1)
+    err = np.linalg.norm(again[0].keypoints[:4] - align.TEMPLATE * 256, axis=1)
     assert err.max() < 14, err
 
 
 def test_align_image_and_fallback(detector):
-    face = faces.align_image(synth.portrait("hopper"), detector)
+    face = align.align_image(synth.portrait("hopper"), detector)
     assert face is not None and face.crop.shape == (256, 256, 3)
-    assert faces.align_image(synth.background(200, 200), detector) is None
-    assert faces.resize_to_model(synth.background(100, 140)).shape == (256, 256, 3)
+    assert align.align_image(synth.background(200, 200), detector) is None
+    assert align.resize_to_model(synth.background(100, 140)).shape == (256, 256, 3)
 
 
 def test_tiles_cover_the_frame():
-    ts = faces.tiles(3840, 2160)
+    ts = detect.tiles(3840, 2160)
     cover = np.zeros((2160, 3840), bool)
     for x, y, w, h in ts:
         cover[y:y + h, x:x + w] = True
     assert cover.all()
-    assert faces.tiles(800, 600) == [(0, 0, 800, 600)]
+    assert detect.tiles(800, 600) == [(0, 0, 800, 600)]
 
 
-class CountingDetector(faces.FaceDetector):
+class CountingDetector(detect.FaceDetector):
     """The real detector, counting its model runs."""
     runs = 0
 
@@ -150,7 +150,7 @@ def test_track_follows_a_face_with_one_run(width, height, face_px):
         det.runs = 0
         found = det.track(frame_with(width, height, moved), prev)
         assert det.runs == 1
-        assert found is not None and found.score >= faces.SURE_SCORE
+        assert found is not None and found.score >= detect.SURE_SCORE
         assert keypoint_error(found, moved) < 0.1 * face_px
         # The whole-frame cascade on the same frame is no more accurate, and costs more runs.
         det.runs = 0
@@ -173,7 +173,7 @@ def test_track_gives_up_when_the_face_is_gone_or_elsewhere(detector):
 def _source_outside(frame_shape, kp, size=256):
     """Which crop pixels map outside the frame (their centres), by the alignment's transform."""
     import cv2
-    inv = cv2.invertAffineTransform(faces.to_template(kp, size))
+    inv = cv2.invertAffineTransform(align.to_template(kp, size))
     ys, xs = np.mgrid[0:size, 0:size] + 0.5
     sx = inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2]
     sy = inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
@@ -191,12 +191,12 @@ def test_face_at_the_frame_edge_is_padded_black_never_mirrored(face_px):
     _, kp4 = synth.face_truth(p)
     kp = np.zeros((6, 2))
     kp[:4] = kp4
-    crop = faces.align(frame, kp)
+    crop = align.align(frame, kp)
     outside, far_outside = _source_outside(frame.shape, kp)
     assert far_outside.mean() > 0.3
     assert crop[far_outside].max() == 0           # black, not image content
     assert crop[~outside].reshape(-1, 3).mean(0).min() > 30  # the face itself is there
-    assert faces.outside_share(frame.shape, kp) == pytest.approx(outside.mean(), abs=0.02)
+    assert align.outside_share(frame.shape, kp) == pytest.approx(outside.mean(), abs=0.02)
 
 
 def test_face_inside_the_frame_has_nothing_outside():
@@ -204,7 +204,7 @@ def test_face_inside_the_frame_has_nothing_outside():
     _, kp4 = synth.face_truth(p)
     kp = np.zeros((6, 2))
     kp[:4] = kp4
-    assert faces.outside_share((480, 640, 3), kp) == 0.0
+    assert align.outside_share((480, 640, 3), kp) == 0.0
 
 
 def test_align_image_cuts_from_the_image_not_its_detection_border(detector):
@@ -212,7 +212,7 @@ def test_align_image_cuts_from_the_image_not_its_detection_border(detector):
     what lies beyond the image is black."""
     img = synth.portrait("hopper")
     tight = img[img.shape[0] // 5: -img.shape[0] // 5, img.shape[1] // 5: -img.shape[1] // 5].copy()
-    face = faces.align_image(tight, detector)
+    face = align.align_image(tight, detector)
     assert face is not None
     outside, far_outside = _source_outside(tight.shape, face.keypoints)
     assert far_outside.any() and face.crop[far_outside].max() == 0

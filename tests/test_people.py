@@ -68,14 +68,14 @@ def test_faces_are_linked_into_the_right_people_in_every_frame(tmp_path, scene):
 
 
 def test_descriptor_tells_people_apart_and_is_stable():
-    from screener import faces
-    det = faces.default_detector()
+    from screener import align, detect
+    det = detect.default_detector()
     d = {}
     for name in ("collins", "hopper", "hopper_grey"):
         img = synth.photo(name)
         face = det.detect(img, "largest")[0]
-        d[name] = people.describe(faces.align(img, face.keypoints))
-        small = faces.align(np.ascontiguousarray(img[::2, ::2]), face.keypoints / 2)
+        d[name] = people.describe(align.align(img, face.keypoints))
+        small = align.align(np.ascontiguousarray(img[::2, ::2]), face.keypoints / 2)
         assert float(d[name] @ people.describe(small)) > people.LinkOptions().near_alike
     o = people.LinkOptions()
     for a, b in (("collins", "hopper"), ("hopper", "hopper_grey"), ("collins", "hopper_grey")):

@@ -44,8 +44,8 @@ def test_faces_below_min_face_are_counted_not_cropped(two_faces):
 @pytest.mark.parametrize("shift, cut_off", [(-10, True), (10, False)])
 def test_face_cut_off_by_the_frame_edge_is_counted_not_scored(tmp_path, shift, cut_off):
     """A face in the frame's corner: with 0.4 of its crop outside the frame (beyond
-    faces.MAX_OUTSIDE) it is counted and not cropped; with 0.2 it is cropped as usual."""
-    from screener import faces
+    align.MAX_OUTSIDE) it is counted and not cropped; with 0.2 it is cropped as usual."""
+    from screener import align
     from screener.verdict import aggregate
     p = Placement("collins", -72 + shift, -72 + shift, 120)
     clip = synth.face_clip(tmp_path / "corner.mp4", 640, 360, 6, faces=[p])
@@ -57,7 +57,7 @@ def test_face_cut_off_by_the_frame_edge_is_counted_not_scored(tmp_path, shift, c
         assert v.status == "no_face" and "3 faces cut off by the frame edge" in v.error
     else:
         assert len(r.crops) == 3 and r.faces_cut_off == 0
-        assert all(faces.outside_share((360, 640), c.keypoints) <= faces.MAX_OUTSIDE
+        assert all(align.outside_share((360, 640), c.keypoints) <= align.MAX_OUTSIDE
                    for c in r.crops)
 
 

@@ -2,19 +2,19 @@
 import numpy as np
 import pytest
 
-from screener import faces, synth
+from screener import align, detect, synth
 from training import sbi
 
 
 @pytest.fixture(scope="module")
 def face():
     """An aligned crop of a bundled photo and its keypoints in crop pixels."""
-    det = faces.FaceDetector()
+    det = detect.FaceDetector()
     try:
-        found = faces.align_image(synth.portrait("hopper"), det)
+        found = align.align_image(synth.portrait("hopper"), det)
     finally:
         det.close()
-    m = faces.to_template(found.keypoints)
+    m = align.to_template(found.keypoints)
     return found.crop, (found.keypoints @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 

@@ -251,7 +251,7 @@ def test_corrupt_state_is_an_error_with_a_way_out(tmp_path, content):
     (tmp_path / "s.sqlite").write_bytes(content)
     with pytest.raises(StateError) as info:
         run(tmp_path, paths)
-    assert "--rescan" in str(info.value) and "--state" in str(info.value)
+    assert "the rescan option" in str(info.value) and "the state option" in str(info.value)
     assert (tmp_path / "r.csv").read_bytes() == before  # never a silent empty report
     e, s = run(tmp_path, paths, rescan=True)
     assert e.calls == paths and (tmp_path / "s.sqlite.unusable").read_bytes() == content
@@ -566,7 +566,7 @@ def test_a_state_of_another_shape_is_unusable_before_anything_is_read_and_rescan
     engine = FakeEngine()
     with pytest.raises(StateError, match=words) as info:
         run(tmp_path, paths, engine)
-    assert "--rescan" in str(info.value) and engine.calls == []
+    assert "the rescan option" in str(info.value) and engine.calls == []
     assert (tmp_path / "r.csv").read_bytes() == before
     e, s = run(tmp_path, paths, rescan=True)
     assert e.calls == paths and (tmp_path / "s.sqlite.unusable").is_file()
@@ -599,7 +599,7 @@ def test_another_applications_database_is_refused_untouched(tmp_path, rescan):
     before = db.read_bytes()
     with pytest.raises(StateError, match="not a screener scan state") as info:
         st.ScanState(db, reset_unusable=rescan)
-    assert "--rescan" not in str(info.value)
+    assert "rescan" not in str(info.value)
     assert sorted(os.listdir(tmp_path)) == ["foreign.db"]
     assert db.read_bytes() == before
 

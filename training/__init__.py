@@ -1,7 +1,7 @@
 """Training and evaluation of the MesoNet models that screener ships.
 
-Builds on `screener` (the same network definitions in `screener.nets`, the same face aligner in
-`screener.faces`); `screener` never imports this package. Labels: 1 is fake.
+Builds on `screener` (the same network definitions in `screener.nets`, the same face detector and
+aligner in `screener.detect` and `screener.align`); `screener` never imports this package. Labels: 1 is fake.
 
 - `align`    re-align an image dataset with the scan's face aligner (`python -m training.align`)
 - `data`     list, split (holdout by video) and stream labelled image folders

@@ -3,16 +3,16 @@
     python -m training.align SRC DST [--no-face resize|skip|copy] [--workers N]
 
 Every image under SRC is read, its largest face is aligned to the 256x256 template by exactly
-the code the scan uses (`screener.faces.align_image`), and the crop is written losslessly (PNG)
+the code the scan uses (`screener.align.align_image`), and the crop is written losslessly (PNG)
 to DST under the same relative path. The dataset's classes are framed differently (real crops
 are tighter), so training on re-aligned crops keeps the model from learning framing.
 
 Images where no face is found are handled by --no-face: `resize` (default) writes the image
-resized to 256 with `screener.faces.resize_to_model`, `skip` leaves it out, `copy` is like
+resized to 256 with `screener.align.resize_to_model`, `skip` leaves it out, `copy` is like
 resize but also lists it. All are counted per folder and listed in DST/align_report.json.
 
 DST/faces.csv has a row per image written: its path under DST, the outcome, the share of the
-crop that lay outside the source image (filled black; see `screener.faces.MAX_OUTSIDE`) and the
+crop that lay outside the source image (filled black; see `screener.align.MAX_OUTSIDE`) and the
 face's six keypoints in crop pixels (training masks its pseudo-fakes with them). A run resumes:
 an image with a row is not done again. The CSV tables at SRC's top (e.g. metadata.csv) are
 copied to DST.
@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from screener.errors import ImageError
-from screener.faces import align_image, outside_share, resize_to_model, to_template
+from screener.align import align_image, outside_share, resize_to_model, to_template
 from screener.files import atomic_write
 from screener.images import IMAGE_EXTENSIONS, read_rgb, write_png
 

@@ -8,7 +8,7 @@ and logged once as a warning.
 
 Resizing: `nearest` is what Keras' flow_from_directory did when the published weights were
 trained (so it reproduces their figures on the raw crops); `area` is the scan's own resize
-(`screener.faces.resize_to_model`). Aligned crops are already 256x256 and are not resized.
+(`screener.align.resize_to_model`). Aligned crops are already 256x256 and are not resized.
 """
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def resize(rgb: np.ndarray, mode: str) -> np.ndarray:
     if mode == "nearest":
         return np.asarray(Image.fromarray(rgb).resize((INPUT_SIZE, INPUT_SIZE), Image.NEAREST))
     if mode == "area":
-        from screener.faces import resize_to_model  # the scan's resize: same pixels at scan time
+        from screener.align import resize_to_model  # the scan's resize: same pixels at scan time
         return resize_to_model(rgb)
     raise ValueError(f"unknown resize mode {mode!r}; choose from {', '.join(RESIZE_MODES)}")
 

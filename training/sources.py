@@ -145,7 +145,7 @@ def keypoints(src: Source) -> dict[Path, np.ndarray]:
             if r.get("keypoints"):
                 out[src.root / r["file"]] = np.array(json.loads(r["keypoints"]), np.float32)
     elif (src.root / "manifest.csv").is_file():
-        from screener.faces import to_template
+        from screener.align import to_template
         for r in _read_table(src.root / "manifest.csv"):
             kp = np.array(json.loads(r["keypoints"]), np.float64)
             m = to_template(kp)

@@ -2,7 +2,8 @@
 
 The library raises one error type per kind of failure in neutral words; `exit_code` maps each
 type to one exit code, the same for every command (README "Exit codes"), and `failed` says it in
-one line, naming the files an error is about as the command line's flags (`FLAGS`).
+one line, naming the files and options an error is about as the command line's flags
+(`FLAGS`).
 """
 from __future__ import annotations
 
@@ -84,16 +85,21 @@ def exit_code(e: BaseException) -> int:
     raise e  # not ours: a bug (_Commands)
 
 
-# The files the library names by role, as the command line names them (OutputConflict).
+# The files and options the library names by role or field (ScreenerError.named), as the
+# command line names them.
 FLAGS = {"the report": "--out", "the frames CSV": "--frames-out", "the visual report": "--html",
          "the log file": "--log-file", "the state": "--state", "the dataset folder": "--out",
-         "the contact sheet": "--contact-sheet"}
+         "the contact sheet": "--contact-sheet",
+         "the rescan option": "--rescan", "the state option": "--state",
+         "a state path": "--state PATH", "a state file": "--state FILE",
+         "a model path": "--model PATH", "address": "--address", "engine": "--engine",
+         "workers": "--workers", "video_timeout_s": "--video-timeout", "device": "--device"}
 
 
 def worded(e: Exception, words: dict[str, str] = FLAGS) -> str:
-    """The library's message, with the files it names by role said as their flags."""
-    from ..errors import OutputConflict
-    return e.worded(words) if isinstance(e, OutputConflict) else str(e)
+    """The library's message, with the files and options it names said as their flags."""
+    from ..errors import ScreenerError
+    return e.worded(words) if isinstance(e, ScreenerError) else str(e)
 
 
 def failed(e: Exception, path=None, words: dict[str, str] = FLAGS) -> int:

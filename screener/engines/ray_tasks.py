@@ -48,7 +48,7 @@ def video_crops(path: str, options: pipeline.SampleOptions, clock=None, token: i
             cv2.setNumThreads(1)  # Ray runs one task per CPU; OpenCV's pool would oversubscribe
             from .. import video as video_mod
             video_mod.set_decode_threads(1)  # and so would FFmpeg's (video.set_decode_threads)
-            from ..faces import FaceDetector
+            from ..detect import FaceDetector
             _detector = FaceDetector(min_score=options.min_score)
         video = pipeline.crops_from_video(path, options, _detector)
     except Exception as e:  # crops_from_video reports bad videos itself; this is a bug

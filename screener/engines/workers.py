@@ -32,7 +32,7 @@ def _init(options: pipeline.SampleOptions, decode_threads: int | None = None,
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own pool would oversubscribe
     from .. import video
     video.set_decode_threads(decode_threads)  # and FFmpeg's (see video.set_decode_threads)
-    from ..faces import FaceDetector
+    from ..detect import FaceDetector
     _options = options
     _detector = FaceDetector(min_score=options.min_score)
 
@@ -95,7 +95,7 @@ class VideoReader:
     def detector(self):
         # One detector for the whole run: its model load is paid once, not per video.
         if self._detector is None:
-            from ..faces import FaceDetector
+            from ..detect import FaceDetector
             self._detector = FaceDetector(min_score=self.options.min_score)
         return self._detector
 

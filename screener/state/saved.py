@@ -121,7 +121,7 @@ def read_saved(state_path: str | os.PathLike) -> SavedScan:
             check_schema(path, conn, tables, meta)
             rows = conn.execute("SELECT key, result FROM files").fetchall()
     except sqlite3.DatabaseError as e:
-        raise StateError(unusable(path, f"it is not a readable SQLite database ({e})")) from e
+        raise unusable(path, f"it is not a readable SQLite database ({e})") from e
     results, damaged = [], 0
     for key, text in rows:
         try:

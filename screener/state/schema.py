@@ -1,7 +1,7 @@
 """What a scan state holds, and how a file is recognised as one: its tables (`SCHEMA`), its
 rows (`result_to_json`, `result_from_json`), and `check_schema`, which tells a screener state
 from another application's database (`NotAState`: never written, never set aside) and from a
-damaged one (`StateError`: --rescan sets it aside). `store.ScanState` writes states;
+damaged one (`StateError`: a rescan sets it aside). `store.ScanState` writes states;
 `saved.read_saved` reads them for `screener report`.
 """
 from __future__ import annotations
@@ -111,6 +111,11 @@ class NotAState(StateError):
     """The file is another application's SQLite database: never written, never set aside."""
 
 
+# The options an error about the state names, in neutral words (the CLI's --rescan, --state).
+RESCAN, STATE = ("the rescan option", None), ("the state option", None)
+STATE_PATH, STATE_FILE = ("a state path", None), ("a state file", None)
+
+
 # The tables and columns a state has (the media table is added when it is not there).
 def _columns() -> dict[str, list[str]]:
     with closing(sqlite3.connect(":memory:")) as conn:
@@ -134,28 +139,28 @@ def tables_and_meta(conn) -> tuple[set[str], dict]:
 
 
 def check_schema(path, conn, tables: set[str], meta: dict) -> None:
-    """Raise NotAState for another application's database, StateError (unusable: --rescan sets
+    """Raise NotAState for another application's database, StateError (unusable: a rescan sets
     it aside) for a screener state of another schema or with a table or column missing."""
     if meta.get("app") != APP:
-        raise NotAState(f"the scan state {path} cannot be used: it is an SQLite database but "
-                        f"not a screener scan state (tables: {', '.join(sorted(tables))}); it "
-                        "is left as it is: pass --state with another file")
+        raise NotAState("the scan state {0} cannot be used: it is an SQLite database but not a "
+                        "screener scan state (tables: {1}); it is left as it is: pass {2} with "
+                        "another file", (None, path), (None, ", ".join(sorted(tables))), STATE)
     try:
         version = schema_version(meta)
     except (TypeError, ValueError):
-        raise StateError(unusable(path, f"its schema version {meta.get('schema_version')!r} "
-                                         "is not a number")) from None
+        raise unusable(path, f"its schema version {meta.get('schema_version')!r} "
+                             "is not a number") from None
     if version > SCHEMA_VERSION:
-        raise StateError(unusable(path, f"it was written by a newer screener (schema "
-                                         f"{version}, this one reads {SCHEMA_VERSION})"))
+        raise unusable(path, f"it was written by a newer screener (schema {version}, this "
+                             f"one reads {SCHEMA_VERSION})")
     if version < OLDEST_SCHEMA:
-        raise StateError(unusable(path, f"its schema {version} is too old"))
+        raise unusable(path, f"its schema {version} is too old")
     for table, columns in _COLUMNS.items():
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         lacking = [c for c in columns if c not in have]
         if lacking:
-            raise StateError(unusable(path, f"its table {table} is missing" if not have else
-                                             f"its table {table} lacks {', '.join(lacking)}"))
+            raise unusable(path, f"its table {table} is missing" if not have else
+                           f"its table {table} lacks {', '.join(lacking)}")
 
 
 def schema_version(meta: dict) -> int:
@@ -196,7 +201,8 @@ def read_only_uri(path) -> str:
     return f"file:{quote(os.fsencode(os.path.abspath(path)))}?mode=ro"
 
 
-def unusable(path: Path, why: str) -> str:
-    return (f"the scan state {path} cannot be used: {why}. Rerun with --rescan to set it aside "
-            f"(renamed to {path}.unusable) and rescan every file, or pass --state with another "
-            "file")
+def unusable(path: Path, why: str) -> StateError:
+    """The error of a state that cannot be used, and the two ways out."""
+    return StateError("the scan state {0} cannot be used: {1}. Rerun with {2} to set it aside "
+                      "(renamed to {0}.unusable) and rescan every file, or pass {3} with another "
+                      "file", (None, path), (None, why), RESCAN, STATE)

@@ -7,7 +7,7 @@ model identity, sampling options and result (row, faces, frame times), the repor
 apart (table `media`, so planning never reads them), and the last run's record (`LAST_RUN`).
 
 `failure` says what a failed use of the file means: a full disk is an OSError (ENOSPC), damage
-an unusable state (StateError: --rescan sets it aside), anything else that stops it being
+an unusable state (StateError: a rescan sets it aside), anything else that stops it being
 written a StateError that says so.
 """
 from __future__ import annotations
@@ -26,9 +26,10 @@ from ..errors import StateError, StateLocked
 from ..files import FileLock, LockHeld, fit_name
 from ..verdict import VideoResult
 from .plan import FileStat, Plan, Stored
-from .schema import (APP, HEAT_SCHEMA, MEDIA_SCHEMA, SCHEMA, SCHEMA_VERSION, NotAState,
-                     check_schema, migrate, read_only_uri, result_from_json, result_to_json,
-                     schema_version, tables_and_meta, unusable)
+from .schema import (APP, HEAT_SCHEMA, MEDIA_SCHEMA, SCHEMA, SCHEMA_VERSION, STATE,
+                     STATE_FILE, STATE_PATH, NotAState, check_schema, migrate, read_only_uri,
+                     result_from_json, result_to_json, schema_version, tables_and_meta,
+                     unusable)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class ScanState:
     """The state database of one report, locked for as long as it is open.
 
     Raises StateLocked when another process holds it, StateError when the file is not a usable
-    screener state. With `reset_unusable=True` (the CLI's --rescan) an unusable file is renamed
+    screener state. With `reset_unusable=True` (the rescan option) an unusable file is renamed
     aside (`<state>.unusable`, never deleted) and a fresh state is started.
     """
 
@@ -117,19 +118,20 @@ class ScanState:
                 raise _disk_full(lp) from e
             if e.filename is None:  # made, but flock itself failed
                 raise StateError(f"cannot lock {lp}: {e.strerror or e}") from e
-            raise StateError(f"cannot use the lock file {lp}: {e.strerror or e}; "
-                             "pass --state PATH in a folder you can write") from e
+            raise StateError("cannot use the lock file {0}: {1}; pass {2} in a folder you can "
+                             "write", (None, lp), (None, e.strerror or e), STATE_PATH) from e
 
     def _open(self) -> None:
         if self.path.is_dir():
-            raise StateError(f"state path {self.path} is a folder; pass --state FILE")
+            raise StateError("state path {0} is a folder; pass {1}", (None, self.path),
+                             STATE_FILE)
         _refuse_links(self.path)  # again, under the lock
         self._side_files_writable()
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=5)
         except sqlite3.Error as e:
-            raise StateError(f"cannot open the state {self.path}: {e}; "
-                             "pass --state PATH in a folder you can write") from e
+            raise StateError("cannot open the state {0}: {1}; pass {2} in a folder you can "
+                             "write", (None, self.path), (None, e), STATE_PATH) from e
         try:
             self._check(conn)
             # A state this run cannot write (read-only file or mount) fails here, before any
@@ -148,7 +150,7 @@ class ScanState:
         """Recognise the file as a screener state, whole, before anything is written to it."""
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
         if ok != "ok":
-            raise StateError(unusable(self.path, f"SQLite reports damage ({ok})"))
+            raise unusable(self.path, f"SQLite reports damage ({ok})")
         tables, meta = tables_and_meta(conn)
         if tables:
             check_schema(self.path, conn, tables, meta)
@@ -315,21 +317,22 @@ def _refuse_links(path: Path) -> None:
     follow it and write to whatever it names."""
     for p in (path, *(Path(f"{path}{s}") for s in ("-wal", "-shm", "-journal"))):
         if p.is_symlink():
-            raise StateError(f"cannot use the scan state {path}: {p} is a symbolic link, which "
-                             "screener does not follow; pass --state with the file itself")
+            raise StateError("cannot use the scan state {0}: {1} is a symbolic link, which "
+                             "screener does not follow; pass {2} with the file itself",
+                             (None, path), (None, p), STATE)
 
 
 def _refuse_special(path: Path) -> None:
     """A state that exists and is neither a regular file nor a folder (/dev/null, a pipe) is
-    refused before anything is made beside it: SQLite would open it, --rescan would rename the
+    refused before anything is made beside it: SQLite would open it, a rescan would rename the
     system's /dev/null aside and put a regular file in its place."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise StateError(f"cannot use the scan state {path}: it is not a regular file; "
-                         "pass --state with a file")
+        raise StateError("cannot use the scan state {0}: it is not a regular file; pass {1} "
+                         "with a file", (None, path), STATE)
 
 
 def _refuse_foreign(path: Path) -> None:
@@ -365,20 +368,20 @@ def _no_room(path) -> bool:
 def failure(path: Path, e: Exception) -> Exception:
     """What a failed use of the state file means, as the error to raise: a full disk is an
     OSError (ENOSPC, naming the file: like any output that cannot be written); damage is an
-    unusable state (StateError, --rescan sets it aside); anything else that stops it being
+    unusable state (StateError, a rescan sets it aside); anything else that stops it being
     written (read-only, permissions, I/O errors) is a StateError that says so."""
     if isinstance(e, OSError):
         if e.errno == errno.ENOSPC:
             return _disk_full(e.filename or path)
-        return StateError(f"cannot write the scan state {path}: {e.strerror or e}; pass "
-                          "--state with a file in a folder you can write")
+        return StateError("cannot write the scan state {0}: {1}; pass {2} with a file in a "
+                          "folder you can write", (None, path), (None, e.strerror or e), STATE)
     code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
     if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _no_room(path)):
         return _disk_full(path)
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return StateError(unusable(path, f"it is not a readable SQLite database ({e})"))
+        return unusable(path, f"it is not a readable SQLite database ({e})")
     if code == sqlite3.SQLITE_READONLY and not os.access(path, os.W_OK):
-        return StateError(f"cannot write the scan state {path}: it is read-only; make it "
-                          f"writable (chmod u+w {path}), or pass --state with another file")
-    return StateError(f"cannot write the scan state {path}: {e}; pass --state with a file "
-                      "in a folder you can write")
+        return StateError("cannot write the scan state {0}: it is read-only; make it writable "
+                          "(chmod u+w {0}), or pass {1} with another file", (None, path), STATE)
+    return StateError("cannot write the scan state {0}: {1}; pass {2} with a file in a folder "
+                      "you can write", (None, path), (None, e), STATE)

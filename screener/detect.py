@@ -1,7 +1,7 @@
-"""Find faces with mediapipe BlazeFace and align each to the 256x256 crop the model sees.
+"""Find faces with mediapipe BlazeFace: a box, six keypoints and a score per face.
 
-One face pipeline for everything: scan, extract and training.align all call `FaceDetector` and
-`align`, so a model is always trained on crops framed exactly as the scan frames them.
+One face pipeline for everything: scan, extract and training.align all call `FaceDetector`, then
+`align.align`, so a model is always trained on crops framed exactly as the scan frames them.
 
 Detection combines the two BlazeFace models mediapipe 0.10.21 shipped (vendored in
 `screener/models/`, Apache-2.0; nothing is downloaded):
@@ -9,12 +9,6 @@ Detection combines the two BlazeFace models mediapipe 0.10.21 shipped (vendored 
 - full-range (192 px input) on the whole frame: faces down to ~5% of the frame width;
 - full-range on overlapping tiles when the frame is large: small faces in 1080p and 4K.
 Overlapping detections are merged by IoU.
-
-Alignment: a least-squares similarity transform (rotation, uniform scale, translation) from the
-eyes, nose tip and mouth centre to `TEMPLATE`, which reproduces the MesoNet dataset's framing
-(measured once on 400 crops per class of mesonet-df/train, a script not kept: eyes 0.31 of the
-width apart at 0.35 of the height; the real class is framed tighter than the fake one, and the
-template sits between them so both classes end up framed alike).
 """
 from __future__ import annotations
 
@@ -36,13 +30,9 @@ MODELS = Path(__file__).parent / "models"
 SHORT_RANGE = MODELS / "face_detection_short_range.tflite"
 FULL_RANGE = MODELS / "face_detection_full_range_sparse.tflite"
 
-CROP_PX = 256
 # BlazeFace keypoints, in mediapipe's order, as seen in the image: 0 the eye on the image's
 # left (the subject's right eye), 1 the other eye, 2 nose tip, 3 mouth centre, 4 and 5 ears.
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")
-ALIGN_KEYPOINTS = (0, 1, 2, 3)
-# Where those four keypoints land in the crop, as fractions of its side.
-TEMPLATE = np.array([[0.346, 0.352], [0.654, 0.352], [0.500, 0.515], [0.500, 0.683]])
 
 # MIN_FACE_PX (the smallest face scored) and MIN_SCORE (the lowest detector score kept) are
 # defined with the options they are the defaults of.
@@ -57,11 +47,6 @@ CANDIDATE_SCORE = 0.25
 # Short-range detections below this are often small faces with loose boxes: look further.
 SURE_SCORE = 0.75
 REFINE_KEEP_SCORE = 0.8
-# A face near the frame edge has part of its crop outside the frame. That part is filled with
-# black, never with mirrored image content (a mirrored half-face is a second set of eyes and
-# mouth). Above this share of the crop outside the frame the face is cut off: it is counted,
-# like a face too small, and not scored (see docs for the measurement behind the value).
-MAX_OUTSIDE = 0.3
 
 
 @dataclass
@@ -295,81 +280,6 @@ def merge(faces: list[Face], iou: float = 0.3) -> list[Face]:
     return sorted(kept, key=lambda f: -f.size_px)
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform (2x3) taking points `src` to `dst` (Umeyama 1991)."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
-    s, d = src - ms, dst - md
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    rot = u @ sign @ vt
-    scale = np.trace(np.diag(sig) @ sign) / s.var(0).sum()
-    m = np.empty((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = md - scale * rot @ ms
-    return m
-
-
-def to_template(keypoints: np.ndarray, size: int = CROP_PX) -> np.ndarray:
-    """The similarity transform (2x3) taking a face's frame pixels to its crop's pixels."""
-    return similarity(np.asarray(keypoints, np.float64)[list(ALIGN_KEYPOINTS)], TEMPLATE * size)
-
-
-def outside_share(frame_shape: tuple, keypoints: np.ndarray, size: int = CROP_PX,
-                  grid: int = 32) -> float:
-    """The share of the face's crop that lies outside the frame (0: all inside), measured on
-    a grid x grid sample of the crop's pixel centres."""
-    inv = cv2.invertAffineTransform(to_template(keypoints, size))
-    c = (np.arange(grid) + 0.5) * size / grid
-    xs, ys = np.meshgrid(c, c)
-    pts = np.stack([xs.ravel(), ys.ravel(), np.ones(grid * grid)], 1) @ inv.T
-    h, w = frame_shape[:2]
-    inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
-    return float(1 - inside.mean())
-
-
-def align(rgb: np.ndarray, keypoints: np.ndarray, size: int = CROP_PX) -> np.ndarray:
-    """Warp the face with these keypoints onto the template: a (size, size, 3) uint8 crop.
-    What falls outside the frame is black (see MAX_OUTSIDE)."""
-    dst = TEMPLATE * size
-    src = np.asarray(keypoints, np.float64)[list(ALIGN_KEYPOINTS)]
-    m = similarity(src, dst)
-    scale = float(np.hypot(m[0, 0], m[0, 1]))
-    image = rgb
-    # Shrinking more than 2x with a bilinear warp aliases (it samples, it does not average):
-    # cut out the face's region and shrink it with INTER_AREA first, then warp the rest.
-    if scale < 0.5:
-        inv = cv2.invertAffineTransform(m)
-        corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]]) @ inv.T
-        x0, y0 = np.floor(corners.min(0)).astype(int) - 2
-        x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
-        H, W = rgb.shape[:2]
-        x0c, y0c, x1c, y1c = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
-        if x1c > x0c and y1c > y0c:
-            region = rgb[y0c:y1c, x0c:x1c]
-            f = 2 * scale  # shrink to twice the final size, the warp does the last 2x
-            region = cv2.resize(region, (max(1, round(region.shape[1] * f)),
-                                         max(1, round(region.shape[0] * f))),
-                                 interpolation=cv2.INTER_AREA)
-            fx = region.shape[1] / (x1c - x0c)
-            fy = region.shape[0] / (y1c - y0c)
-            src = (src - [x0c, y0c]) * [fx, fy]
-            m = similarity(src, dst)
-            image = region
-    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-
-
-def resize_to_model(rgb: np.ndarray, size: int = CROP_PX) -> np.ndarray:
-    """The one resize for images that are not aligned (a crop with no detected face)."""
-    if rgb.shape[:2] == (size, size):
-        return rgb
-    interp = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (size, size), interpolation=interp)
-
 
 _local = threading.local()
 
@@ -380,27 +290,3 @@ def default_detector() -> FaceDetector:
     if det is None:
         det = _local.detector = FaceDetector()
     return det
-
-
-def align_image(rgb: np.ndarray, detector: FaceDetector | None = None,
-                border: float = 0.25) -> Face | None:
-    """The largest face of a still image (a dataset crop or a photo), aligned: a Face whose
-    keypoints are in `rgb`'s pixels and whose `crop` is set; None if no face is found.
-
-    A tight face crop can defeat the detector (it was trained on faces with context), so when
-    nothing is found the image is searched again with a mirrored border of `border` of its
-    size. The border only helps detection: the crop is cut from the image itself.
-    """
-    detector = detector or default_detector()
-    faces = detector.detect(rgb, "crop") or detector.detect(rgb, "largest")
-    if not faces and border:
-        h, w = rgb.shape[:2]
-        py, px = int(h * border), int(w * border)
-        padded = cv2.copyMakeBorder(rgb, py, py, px, px, cv2.BORDER_REFLECT_101)
-        faces = [Face((f.box[0] - px, f.box[1] - py, f.box[2], f.box[3]), f.keypoints - [px, py],
-                      f.score) for f in detector.detect(padded, "largest")]
-    if not faces:
-        return None
-    face = faces[0]
-    face.crop = align(rgb, face.keypoints)
-    return face
