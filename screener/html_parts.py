@@ -6,7 +6,6 @@ model card is text here; the template escapes it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -179,25 +178,6 @@ def detail(i: int, r: VideoResult, m: VideoMedia | None, heat: dict | None, why_
                         exact=m.key_crop.jpeg[:4] == b"RIFF")  # lossless WebP: the very pixels scored
     card["explained"] = 1
     return card
-
-
-# Part of every heat-map key: bump it when heat()'s output changes, so kept maps are redone.
-HEAT_VERSION = 1
-
-
-def heat_key(model_sha256: str, face_bytes: bytes) -> str:
-    return f"{HEAT_VERSION}:{model_sha256}:{hashlib.sha256(face_bytes).hexdigest()}"
-
-
-def sha_of_model(model, meta: dict) -> str | None:
-    """SHA-256 of the model the heat maps come from; None when it cannot be named (a model
-    object in hand), and then nothing is cached."""
-    if model is None:
-        return (meta.get("model") or {}).get("sha256") or None
-    if isinstance(model, (str, os.PathLike)) and Path(model).is_file():
-        from .scoring import file_sha256
-        return file_sha256(Path(model))
-    return None
 
 
 def heat(crop: np.ndarray, e) -> dict:

@@ -8,7 +8,7 @@
   timeline of P(fake) over the sampled frames (inline SVG: threshold line, gaps where no face
   was found), the k most and k least fake faces
   (the thumbnails `media` kept during the scan), and for the most fake face a Grad-CAM heat map
-  and the feature maps of each conv block (`explain`, computed here with the model).
+  and the feature maps of each conv block (computed where the model is: `heatmaps`).
 
 Safety: file names are user input. The page is built with jinja2 with autoescaping on, every
 image is a data: URI, and a Content-Security-Policy meta tag allows only the page's own script
@@ -28,13 +28,10 @@ import heapq
 import logging
 import os
 from importlib import resources
-from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
-
 from . import html_parts as parts
-from .media import VideoMedia, decode_jpeg
+from .media import VideoMedia
 from .files import atomic_write
 from .report import plural, safe_text
 from .verdict import FAKE, LOW_EVIDENCE_FACES, LOW_EVIDENCE_SHARE, OK, VideoResult
@@ -100,21 +97,17 @@ def detail_indices(results: list[VideoResult], details: int | None = None) -> li
 
 def write_html(path, results: Iterable[VideoResult], *, meta: dict | None = None,
                media: dict[int, VideoMedia] | Callable[[list[int]], dict[int, VideoMedia]]
-               | None = None, model=None, details: int | None = None,
+               | None = None, explain=None, details: int | None = None,
                elapsed_s: float | None = None, finished_at: float | None = None,
-               complete: bool = True, source: str = "", heat_cache=None,
-               model_sha: str | None = None) -> dict:
+               complete: bool = True, source: str = "") -> dict:
     """Write the report to `path` atomically. `media`: thumbnails by result index (or a function
-    of the detail indices returning them); by default each result's own `.media`. `model`: a
-    Keras model (or a model file) to explain the most fake faces; None: from meta's model path
-    when that file is there with the same SHA-256, else no heat maps. `heat_cache`: a
-    `state.HeatCache` that keeps heat maps between pages, under `model_sha` (the SHA-256 of the
-    model file; found by itself for a file or meta's model). Returns figures (bytes, details,
-    explained)."""
+    of the detail indices returning them); by default each result's own `.media`. `explain`:
+    the heat maps of the detailed videos' key crops, computed where the model is
+    (`heatmaps.explainer`); None: no heat maps. Returns figures (bytes, details, explained)."""
     results = list(results)
-    html, stats = render(results, meta=meta, media=media, model=model, details=details,
+    html, stats = render(results, meta=meta, media=media, explain=explain, details=details,
                          elapsed_s=elapsed_s, finished_at=finished_at, complete=complete,
-                         source=source, heat_cache=heat_cache, model_sha=model_sha)
+                         source=source)
     data = html.encode("utf-8", "backslashreplace")  # a stray surrogate never loses the page
     with atomic_write(path, "wb", encoding=None, newline=None) as f:
         f.write(data)
@@ -122,9 +115,9 @@ def write_html(path, results: Iterable[VideoResult], *, meta: dict | None = None
     return stats
 
 
-def render(results: list[VideoResult], *, meta=None, media=None, model=None,
+def render(results: list[VideoResult], *, meta=None, media=None, explain=None,
            details: int | None = None, elapsed_s=None, finished_at=None, complete=True,
-           source: str = "", heat_cache=None, model_sha: str | None = None) -> tuple[str, dict]:
+           source: str = "") -> tuple[str, dict]:
     meta = meta or {}
     picked = detail_indices(results, details)
     if media is None:
@@ -133,24 +126,7 @@ def render(results: list[VideoResult], *, meta=None, media=None, model=None,
         got = media(picked)
     else:
         got = media
-    with_crop = [i for i in picked if got.get(i) is not None and got[i].key_crop is not None]
-    sha = (model_sha or parts.sha_of_model(model, meta)) if heat_cache is not None else None
-    keys = {i: parts.heat_key(sha, got[i].key_crop.jpeg) for i in with_crop} if sha else {}
-    cached = heat_cache.get(keys.values()) if keys else {}
-    heats = {i: cached[k] for i, k in keys.items() if k in cached}
-    todo, why_not = [i for i in with_crop if i not in heats], ""
-    if todo:  # only what the cache lacks loads the model (and TensorFlow)
-        explainer, why_not = _explainer(model, meta)
-        if explainer is not None:
-            try:
-                crops = np.stack([decode_jpeg(got[i].key_crop.jpeg) for i in todo])
-                for i, c, e in zip(todo, crops, explainer.explain_many(crops)):
-                    heats[i] = parts.heat(c, e)
-            except Exception as exc:  # the heat maps are lost, not the report
-                log.warning("no heat maps: %s", exc)
-                why_not = f"no heat maps: {exc}"
-    if keys:
-        heat_cache.keep({keys[i]: heats[i] for i in keys if i in heats})
+    heats, why_not = explain({i: got.get(i) for i in picked}) if explain else ({}, "")
     cards, explained = [], 0
     for i in picked:
         card = parts.detail(i, results[i], got.get(i), heats.get(i), why_not)
@@ -208,32 +184,6 @@ def _csp(css: str, js: str) -> str:
             "base-uri 'none'; form-action 'none'")
 
 
-def _explainer(model, meta: dict):
-    """(Explainer or None, why not): from a Keras model, a model file, or meta's model path."""
-    try:
-        from .explain import Explainer, ExplainUnavailable
-        if model is None:
-            m = meta.get("model") or {}
-            path = m.get("path")
-            if not path or not Path(path).is_file():
-                return None, ("heat maps need the model: pass --model (the scan's model file "
-                              f"{path or '(unknown)'} is not there)")
-            from .scoring import file_sha256
-            if m.get("sha256") and file_sha256(Path(path)) != m["sha256"]:
-                return None, (f"heat maps need the scan's model: {path} has changed since the "
-                              "scan; pass --model")
-            model = path
-        if isinstance(model, (str, os.PathLike)):
-            from .scoring import load_model
-            model = load_model(model).model
-        return Explainer(model), ""
-    except ExplainUnavailable as e:
-        return None, f"no heat maps: {e}"
-    except Exception as e:  # a model that cannot load costs the heat maps, not the report
-        log.warning("no heat maps: %s", e)
-        return None, f"no heat maps: {e}"
-
-
 # --- rebuilding from saved results ----------------------------------------------------------
 
 def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | None = None,
@@ -257,11 +207,13 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
             return {i: VideoMedia.from_bytes(blobs[keys[i]]) for i in indices if keys[i] in blobs}
         run = saved.last_run
         _not_an_input(html_path, [os.fsdecode(k) for k in keys], run.get("meta"), model)
-        return write_html(html_path, results, meta=run.get("meta") or {}, media=media,
-                          model=model, details=details, elapsed_s=run.get("elapsed_s"),
+        from .heatmaps import explainer
+        meta = run.get("meta") or {}
+        return write_html(html_path, results, meta=meta, media=media,
+                          explain=explainer(model, meta, state_mod.HeatCache(state), model_sha),
+                          details=details, elapsed_s=run.get("elapsed_s"),
                           finished_at=run.get("finished_at"), complete=run.get("complete", True),
-                          source=f"state {safe_text(os.fspath(state))}",
-                          heat_cache=state_mod.HeatCache(state), model_sha=model_sha)
+                          source=f"state {safe_text(os.fspath(state))}")
     if report is None:
         raise ValueError("give a state file or a report file")
     from .report import read_report
@@ -270,7 +222,7 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
     if "model" not in meta:  # a CSV report: its rows name the model, nothing carries its card
         meta["model"] = parts.card_by_name(results, model)
     # A report holds no per-frame scores or faces: no detail cards, the page says so.
-    return write_html(html_path, results, meta=meta, model=model, details=0,
+    return write_html(html_path, results, meta=meta, details=0,
                       elapsed_s=extra.get("elapsed_s"), finished_at=os.path.getmtime(report),
                       complete=extra.get("complete", True),
                       source=f"report {safe_text(os.fspath(report))} (rows only)")

@@ -106,10 +106,12 @@ class StreamSink:
         return self.writer.summary
 
     def write_html(self, path, *, details: int | None = None, model=None) -> dict:
+        from .heatmaps import explainer
         from .html_report import write_html
         c = self.collector
-        return write_html(path, c.results, meta=self.meta, media=c.media(), model=model,
-                          details=c.details, elapsed_s=self.elapsed_s, complete=self.complete)
+        return write_html(path, c.results, meta=self.meta, media=c.media(),
+                          explain=explainer(model, self.meta), details=c.details,
+                          elapsed_s=self.elapsed_s, complete=self.complete)
 
     def close(self, *exc) -> None:
         self._files.__exit__(*(exc or (None, None, None)))  # an error discards them

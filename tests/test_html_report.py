@@ -187,7 +187,7 @@ def test_a_page_from_a_csv_report_shows_the_card_of_the_model_its_rows_name(scan
 
 def test_an_unchanged_rebuild_takes_heat_maps_from_the_state_without_the_model(scanned, tmp_path):
     from screener import state as state_mod
-    from screener.html_parts import heat_key
+    from screener.heatmaps import heat_key
     from screener.media import VideoMedia
     from screener.scoring import file_sha256
     state = Path(f"{scanned['out']}.state.sqlite")

@@ -20,21 +20,17 @@ hard bound on the object store are each a few lines with tasks and actors (docs/
 - Faults: tasks run with Ray's retries off and the driver retries a video whose worker or node
   died (`max_retries` times, then the local engine's error row), so a video that kills its
   worker every time ends as a row, never a loop (Ray would retry OOM kills without end).
-- A time limit per video (`video_timeout_s`): each task tells a small `Clock` actor when it
-  starts; the driver asks the clock every second which running videos are past the limit,
-  cancels those tasks (force: the worker process is killed, as a decoder stuck in native code
-  allows nothing else) and gives each an error row, never a retry. Time waiting in Ray's queue
-  does not count, and the clock is the actor's own, so nodes' clocks need not agree. The driver
-  keeps the start times it was told, so a clock restarted with its node (which forgets) cannot
-  lift the limit: videos it had not reported yet are timed from the restart, until it does.
+- A time limit per video (`video_timeout_s`): every second the driver asks which running
+  videos are past it (engines/ray_deadlines.py), cancels those tasks (force: the worker process
+  is killed, as a decoder stuck in native code allows nothing else) and gives each an error
+  row, never a retry.
+- Joining or starting Ray and placing the scoring actors: engines/ray_cluster.py.
 - The driver keeps the state and the report (screener.state); workers only compute.
 """
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,12 +40,14 @@ import numpy as np
 import ray
 
 from .. import pipeline
-from ..errors import EngineUnavailable, ModelError
+from ..errors import ModelError
 from ..logs import worker_level
 from ..options import EngineOptions, SampleOptions
 from ..verdict import VideoResult
 from .base import Engine, log_result
-from .ray_tasks import CROP_BYTES, Clock, ScoringActor, check_reachable, video_crops
+from . import ray_cluster
+from .ray_deadlines import Deadlines
+from .ray_tasks import CROP_BYTES, Clock, ScoringActor, video_crops
 from .workers import crashed, timed_out
 
 log = logging.getLogger(__name__)
@@ -131,13 +129,8 @@ class RayEngine(Engine):
         self.actor_cpus = actor_cpus
         self.video_timeout_s = self.options.video_timeout_s
         self._clock = None
+        self._deadlines: Deadlines | None = None
         self._tokens = 0
-        # Start times of running videos by the driver's clock, as the Clock reported them: kept
-        # here so a restarted Clock (which forgets) cannot lift the limit. `_guessed`: videos
-        # running when the Clock restarted, timed from then until it reports their start.
-        self._started: dict[int, float] = {}
-        self._guessed: set[int] = set()
-        self._clock_instance: str | None = None
         self.stats = RayStats()
         self._log_level = worker_level()
         self._started_ray = False
@@ -148,72 +141,23 @@ class RayEngine(Engine):
 
     def _connect(self) -> None:
         if not ray.is_initialized():
-            address = self.address or os.environ.get("RAY_ADDRESS") or None
-            # A private Ray for one scan: its advice on securing a shared cluster is noise.
-            auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
-            if address:
-                check_reachable(address)
-            level = auth.level
-            if address is None:
-                auth.setLevel(logging.ERROR)
-            # ray.init makes SIGTERM exit at once; the caller's handler (the CLI turns SIGTERM
-            # into Ctrl-C so state and report are left consistent) is put back below.
-            sigterm = signal.getsignal(signal.SIGTERM)
-            try:
-                # Worker logs stay in the session's log folder: the report may be on stdout.
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                where = f"join the Ray cluster at {address}" if address else "start Ray"
-                raise EngineUnavailable(f"cannot {where}: {str(e).splitlines()[0]}") from e
-            finally:
-                auth.setLevel(level)
-                if sigterm is not None and threading.current_thread() is threading.main_thread():
-                    signal.signal(signal.SIGTERM, sigterm)
-            self._started_ray = True
+            self._started_ray = ray_cluster.join(self.address)
         if self._task is None:
             self._task = ray.remote(num_cpus=1, max_retries=0, num_returns=2)(video_crops)
         if self.video_timeout_s is not None and self._clock is None:
             # Calls wait out a restart instead of failing: a task's start() is never lost.
             self._clock = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(Clock).remote()
+            self._deadlines = Deadlines(self._clock, self.video_timeout_s)
         if not self._pool:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-            gpus = int(ray.cluster_resources().get("GPU", 0))
-            cls = ray.remote(self.actor_class)
-            common = dict(max_restarts=3, max_task_retries=3, num_cpus=self.actor_cpus,
-                          num_gpus=1 if gpus else 0)
-            if gpus:
-                placements = [{}] * (self.actors or gpus)
-            else:
-                # On CPUs the model costs more per face than decoding and detection per frame
-                # (README "Running on a Ray cluster"): one actor per node, so scoring grows with
-                # the cluster. Soft affinity: a restarted actor may land on another node.
-                alive = [n["NodeID"] for n in ray.nodes()
-                         if n["Alive"] and n["Resources"].get("CPU", 0) > 0] or [None]
-                nodes = [alive[i % len(alive)] for i in range(self.actors or len(alive))]
-                placements = [{} if node is None else dict(
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True))
-                    for node in nodes]
-            card = self.scorer.card
-            args = (card.path, card.threshold, card.sha256, self.batch_size,
-                    getattr(self.scorer, "runtime_choice", "auto"))
-            self._pool = [cls.options(**common, **where).remote(*args) for where in placements]
-            self.stats.actors, self.stats.gpus_per_actor = len(self._pool), 1 if gpus else 0
-            try:  # a bad model file fails here, before any video is read
-                ray.get([a.node.remote() for a in self._pool])
-            except ray.exceptions.RayActorError as e:
-                raise ModelError(f"the scoring actors could not load the model: {e}") from e
+            self._pool, gpus = ray_cluster.scoring_actors(
+                self.actor_class, self.scorer.card, getattr(self.scorer, "runtime_choice", "auto"),
+                self.batch_size, self.actors, self.actor_cpus)
+            self.stats.actors, self.stats.gpus_per_actor = len(self._pool), gpus
 
     def close(self) -> None:
-        for actor in self._pool + ([self._clock] if self._clock is not None else []):
-            try:
-                ray.kill(actor)
-            except Exception:  # Ray already shut down: the actor is gone with it
-                pass
-        self._pool, self._clock = [], None
-        if self._started_ray:
-            ray.shutdown()
-            self._started_ray = False
+        ray_cluster.leave(self._pool + ([self._clock] if self._clock is not None else []),
+                          self._started_ray)
+        self._pool, self._clock, self._started_ray = [], None, False
 
     # -- one run -----------------------------------------------------------------------
 
@@ -231,28 +175,7 @@ class RayEngine(Engine):
         running = {v.token: v for v in flight if v.video is None}
         if not running:
             return
-        try:
-            instance, elapsed = ray.get(self._clock.elapsed.remote(list(running), every), timeout=10)
-        except ray.exceptions.RayError as e:  # restarting (its node was lost): judge on what we have
-            log.info("time-limit clock unavailable: %s", e)
-            instance, elapsed = self._clock_instance, {}
-        now = time.monotonic()
-        if self._clock_instance not in (None, instance):  # restarted: it knows none of these
-            log.warning("the time-limit clock was restarted; running videos are timed from now")
-            for t in running:
-                if t not in self._started:
-                    self._started[t] = now
-                    self._guessed.add(t)
-        self._clock_instance = instance
-        for t, e in elapsed.items():
-            if t not in self._started or t in self._guessed:
-                self._started[t] = now - e
-                self._guessed.discard(t)
-        if every:
-            self._started = {t: t0 for t, t0 in self._started.items() if t in running}
-            self._guessed &= set(self._started)
-        for token in [t for t in running
-                      if t in self._started and now - self._started[t] > self.video_timeout_s]:
+        for token in self._deadlines.overdue(list(running), every):
             v = running[token]
             try:
                 ray.cancel(v.meta_ref, force=True)

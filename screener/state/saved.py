@@ -42,7 +42,7 @@ class SavedScan:
 class HeatCache:
     """The HTML report's rendered heat maps, kept in the state beside the thumbnails, so the
     page of an unchanged cron rerun (or `screener report`) needs no model and no TensorFlow.
-    Keys name the model's SHA-256 and the face's bytes (`html_report.heat_key`); only the keys of
+    Keys name the model's SHA-256 and the face's bytes (`heatmaps.heat_key`); only the keys of
     the latest page are kept. Best effort, without the scan's lock (SQLite serialises the
     writes): a state that cannot be written costs recomputing the maps, never the page."""
 
