@@ -32,9 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import S3Server  # noqa: E402 - the tests' local S3 server (moto)
+from bench.s3server import S3Server  # noqa: E402 - a local S3 server (moto)
 from screener import scratch, synth  # noqa: E402
 
 
