@@ -157,7 +157,6 @@ class FaceDetector:
             self._full = make(FULL_RANGE, min(min_score, CANDIDATE_SCORE)) if full_range else None
         self.tile_from_px = tile_from_px
         self.tile_px = tile_px
-        self._warmed = False
         # Close before interpreter teardown: mediapipe's own __del__ fails once modules are gone.
         self._finalizer = weakref.finalize(self, _close_all, self._short, self._full)
         _open_detectors.add(self)
@@ -169,11 +168,11 @@ class FaceDetector:
         mp = _mediapipe()[0]
         h, w = rgb.shape[:2]
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        if not self._warmed:  # LiteRT warns once per process about input alignment; harmless
-            with silenced(2):
-                detections = detector.detect(image).detections
-            self._warmed = detector is self._full or self._full is None
-        else:
+        # LiteRT inside mediapipe warns, once per process, the first time the model's input
+        # tensor happens to be misaligned ("Reallocating memory and copying data"; harmless):
+        # that is any call, not the first (malloc decides), so every call runs with fd 2 off.
+        # Only this thread runs here: a worker process, or the main one with no workers.
+        with silenced(2):
             detections = detector.detect(image).detections
         faces = []
         for d in detections:
