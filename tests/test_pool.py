@@ -119,7 +119,12 @@ def test_a_worker_killed_mid_scan_costs_nothing(forty, tiny_model, tmp_path, sig
     err = finish(p)
     assert p.returncode == 0, err[-3000:]
     assert "Traceback" not in err
-    assert f"the worker process on it ended (killed by {sig.name}); trying it again" in err
+    # The worker is killed on a video (read again, alone: said on stderr) unless it happened to
+    # be between two videos, which costs nothing at all (seen once in a few dozen runs on a
+    # loaded machine); either way every row is scored. The retry itself is also tested
+    # deterministically below (a video that kills its worker).
+    retried = f"the worker process on it ended (killed by {sig.name}); trying it again" in err
+    assert retried or "ended (" not in err, err[-3000:]
     rows = report_rows(out)
     assert [Path(r["path"]).name for r in rows] == [f"v{i:02d}.mp4" for i in range(n)]
     assert all(r["status"] in ("ok", "no_face") for r in rows), [r["error"] for r in rows]
