@@ -191,6 +191,10 @@ class FaceDetector:
             when only the largest face matters: a face the short-range model finds is at least
             ~20% of the frame wide, and a larger one would have been found by it too. Most
             frames with a face cost one short-range run.
+        mode "people": every face "all" finds, with the largest exactly as "largest" finds it
+            (a full-range duplicate never replaces it): a one-person video scores the same
+            with faces linked into people as with the largest face only. One search: each
+            model runs once for both.
         mode "whole": short-range and full-range, no tiles.
         mode "crop" (or small=False): short-range only, for an image that is a face crop.
         """
@@ -198,21 +202,32 @@ class FaceDetector:
             raise ValueError(f"expected an RGB uint8 image, got {rgb.dtype} {rgb.shape}")
         if not small:
             mode = "crop"
-        if mode not in ("all", "largest", "whole", "crop"):
+        if mode not in ("all", "largest", "people", "whole", "crop"):
             raise ValueError(f"unknown detection mode {mode!r}")
         found = [self._sharpen(rgb, f) for f in self._run(self._short, rgb)]
         sure = any(f.score >= SURE_SCORE for f in found)
         if self._full is None or mode == "crop" or (mode == "largest" and sure):
             return merge(found)
-        found += self._confirm(rgb, self._run(self._full, rgb), found)
+        short = found
+        found = short + self._confirm(rgb, self._run(self._full, rgb), short)
         h, w = rgb.shape[:2]
-        if (mode == "all" or (mode == "largest" and not found)) and \
+        first = None  # people: the faces "largest" would return
+        if mode == "people" and found:
+            first = merge(short if sure else found)
+        if (mode in ("all", "people") or (mode == "largest" and not found)) and \
                 self.tile_from_px and max(w, h) >= self.tile_from_px:
             tiny: list[Face] = []
             for x, y, tw, th in tiles(w, h, self.tile_px):
                 tiny += self._run(self._full, rgb[y:y + th, x:x + tw], x, y)
             found += self._confirm(rgb, tiny, found)
-        return merge(found)
+        if mode != "people":
+            return merge(found)
+        everything = merge(found)
+        if first is None:  # nothing before the tiles: "largest" searches them, as "all" did
+            first = everything
+        return sorted(first[:1] + [f for f in everything
+                                   if all(_iou(f.box, g.box) < 0.3 for g in first[:1])],
+                      key=lambda f: -f.size_px)
 
     def track(self, rgb: np.ndarray, prev: Face) -> Face | None:
         """The face seen at `prev` in an earlier frame of the same video, found again in this

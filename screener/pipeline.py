@@ -68,13 +68,7 @@ def find_faces(detector: detect.FaceDetector, rgb: np.ndarray, options: SampleOp
                 for i, a in enumerate(tracked) for b in tracked[i + 1:]):
             found = sorted(tracked, key=lambda f: -f.size_px)
     if found is None:
-        found = detector.detect(rgb, "largest")
-        if not options.largest_face:
-            # The largest face as largest-face mode finds it (a one-person video scores the
-            # same either way), then every other face of the full search.
-            found = found[:1] + [f for f in detector.detect(rgb, "all")
-                                 if all(detect._iou(f.box, g.box) < 0.3 for g in found[:1])]
-            found.sort(key=lambda f: -f.size_px)
+        found = detector.detect(rgb, "largest" if options.largest_face else "people")
     return [f for f in found if f.score >= options.min_score]
 
 
