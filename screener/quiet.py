@@ -33,6 +33,18 @@ def configure() -> None:
     quiet_tensorflow_import()
 
 
+_NULL: int | None = None  # a descriptor of /dev/null (a forked child inherits it)
+
+
+def _null() -> int:
+    """/dev/null, opened once: detectors are silenced on every call (screener.detect), so
+    opening it each time would be work on the hot path."""
+    global _NULL
+    if _NULL is None:
+        _NULL = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    return _NULL
+
+
 @contextlib.contextmanager
 def silenced(*fds: int):
     """File descriptors (2: stderr, 1: stdout) to /dev/null for a moment: C++ logging bypasses
@@ -47,9 +59,8 @@ def silenced(*fds: int):
         yield
         return
     try:
-        with open(os.devnull, "w") as null:
-            for fd in fds:
-                os.dup2(null.fileno(), fd)
+        for fd in fds:
+            os.dup2(_null(), fd)
         with (contextlib.redirect_stdout(io.StringIO()) if 1 in fds else contextlib.nullcontext()):
             yield
     finally:
