@@ -1,55 +1,41 @@
-"""A contact sheet per video, one row per person: how the people count of a scan is checked.
+"""A contact sheet of a scan's people: how the people count of a video is checked by eye.
 
-    python bench/people_sheet.py VIDEO... [--out DIR]
+    python bench/people_sheet.py VIDEO... [--out people.png]
 
-Each video is read as the scan reads it (`screener.pipeline.crops_from_video`, default
-sampling: every face, linked into people) and drawn as one PNG: a row per person, labelled with
-its id and face count, up to 12 of its faces spread over the video. Every row should be one
-person and every person one row. Prints the people found and their face counts.
+The videos are extracted as the scan reads them (`screener.extract`, default sampling: every
+face, linked into people) into a temporary dataset, and `extract.make_contact_sheet(by="person")`
+draws a block per person of each video. Every block should be one person and every person one
+block. Prints the people found per video and their face counts.
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import sys
+import tempfile
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
-
-from screener.options import SampleOptions
-from screener.pipeline import crops_from_video
-
-TILE, PER_ROW, LABEL = 96, 12, 80
-
-
-def sheet(video) -> Image.Image:
-    ids = sorted({c.person for c in video.crops})
-    img = Image.new("RGB", (LABEL + PER_ROW * TILE, TILE * max(1, len(ids))), "white")
-    draw = ImageDraw.Draw(img)
-    for row, who in enumerate(ids):
-        mine = [c for c in video.crops if c.person == who]
-        draw.text((4, row * TILE + 40), f"p{who} n={len(mine)}", fill="black")
-        for k, i in enumerate(np.linspace(0, len(mine) - 1, min(PER_ROW, len(mine)))):
-            face = Image.fromarray(mine[int(i)].crop).resize((TILE, TILE))
-            img.paste(face, (LABEL + k * TILE, row * TILE))
-    return img
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from screener import extract  # noqa: E402
+from screener.extract import make_contact_sheet  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("videos", nargs="+")
-    ap.add_argument("--out", type=Path, default=Path("people_sheets"))
+    ap.add_argument("--out", type=Path, default=Path("people.png"))
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in args.videos:
-        video = crops_from_video(path, SampleOptions())
-        if video.error:
-            print(f"{path}: {video.error}")
-            continue
-        out = args.out / f"{Path(path).stem}.png"
-        sheet(video).save(out)
-        ids = sorted({c.person for c in video.crops})
-        counts = {w: sum(c.person == w for c in video.crops) for w in ids}
-        print(f"{path}: {video.frames_sampled} frames, people (id: faces) {counts} -> {out}")
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = Path(tmp) / "ds"
+        extract(args.videos, ds, label="unlabeled")
+        with open(ds / "manifest.csv", encoding="utf-8", newline="") as f:
+            faces = Counter((r["source_path"], r["person"]) for r in csv.DictReader(f))
+        make_contact_sheet(ds, args.out, by="person")
+    for video in args.videos:
+        people = {p: n for (v, p), n in sorted(faces.items()) if v == video}
+        print(f"{video}: people (id: faces) {people}")
+    print(f"-> {args.out}")
 
 
 if __name__ == "__main__":

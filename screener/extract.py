@@ -239,16 +239,19 @@ def _options(sample, engine, detector, keywords) -> ScanOptions:
 
 
 def make_contact_sheet(out_dir, sheet_path, per_label: int = 24, cols: int = 8,
-                       thumb_px: int = 96) -> Path:
+                       thumb_px: int = 96, by: str = "label") -> Path:
     """A PNG grid of sample crops per label, to check at a glance that they are faces framed
     as training expects. Samples are spread over videos (round robin), so one long video does
-    not fill the sheet. Ticks on the tiles' edges mark the template's eye and mouth heights."""
+    not fill the sheet. Ticks on the tiles' edges mark the template's eye and mouth heights.
+    by="person": a block per person of each video instead, to check that faces were linked
+    into the right people (each block one person, each person one block)."""
     from PIL import Image, ImageDraw
 
     out_dir = Path(out_dir)
     by_label: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for r in _read_csv(out_dir / "manifest.csv"):
-        by_label[r["label"]][r["video_id"]].append(r["crop_file"])
+        key = r["label"] if by == "label" else f"{r['video_id']} person {r['person'] or '-'}"
+        by_label[key][r["video_id"]].append(r["crop_file"])
     pad, head = 4, 18
     blocks = []
     for lab in sorted(by_label):
@@ -270,8 +273,9 @@ def make_contact_sheet(out_dir, sheet_path, per_label: int = 24, cols: int = 8,
     from .align import TEMPLATE
     eyes, mouth = (round(t * thumb_px) for t in TEMPLATE[[0, 3], 1])
     for lab, n_crops, n_videos, picks in blocks:
-        draw.text((pad, y + 3), f"{lab}: {n_crops} crops from {n_videos} videos "
-                                f"(showing {len(picks)})", fill=(0, 0, 0))
+        draw.text((pad, y + 3), f"{lab}: {plural(n_crops, 'crop')} from "
+                                f"{plural(n_videos, 'video')} (showing {len(picks)})",
+                  fill=(0, 0, 0))
         y += head
         for i, rel in enumerate(picks):
             x0, y0 = pad + (i % cols) * (thumb_px + pad), y + (i // cols) * (thumb_px + pad)

@@ -178,6 +178,17 @@ def test_jpg_and_contact_sheet(tmp_path, clips, detector):
     assert sheet.shape[1] > 400 and sheet.std() > 10
 
 
+def test_a_contact_sheet_per_person(tmp_path, detector):
+    """by="person": a block (a title row and a row of tiles) per person of each video."""
+    from screener.extract import make_contact_sheet
+    clip = Path(__file__).resolve().parents[1] / "sample_videos" / "two_people.mp4"
+    extract([clip], tmp_path / "ds", label="real", frames=2, detector=detector)
+    block = 18 + 96 + 4  # title, one row of tiles, padding
+    by_label = read_rgb(make_contact_sheet(tmp_path / "ds", tmp_path / "l.png"))
+    by_person = read_rgb(make_contact_sheet(tmp_path / "ds", tmp_path / "p.png", by="person"))
+    assert by_label.shape[0] == block + 4 and by_person.shape[0] == 2 * block + 4
+
+
 # --- worker processes -------------------------------------------------------------------------
 
 @pytest.mark.slow
