@@ -76,16 +76,12 @@ def crop_name(vid: str, frame_index: int, person: int | None, fmt: str) -> str:
 
 
 def _read_header(path: Path) -> list[str] | None:
-    """A CSV file's first row, None when there is no file, it is empty or it is a symbolic
-    link (never followed: writing to it is refused later, saying so)."""
+    """A record file's first row, None when there is none (or it is empty); opened as the
+    records are written (`open_own`: a link, a pipe or a device is refused, saying so)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_own(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return None
-        raise
     with open(fd, encoding="utf-8", newline="") as f:
         return next(csv.reader(f), None)
 
