@@ -257,10 +257,11 @@ def timeline(r: VideoResult, threshold: float, width: int = 640, height: int = 1
             bands.append((x0, round(max(x1 - x0, 1.0), 1)))
     people = []
     if len(r.persons) > 1:  # a line per person; nobody is "other"
-        others = []
+        others, by_person = [], {}
+        for f in faces:
+            by_person.setdefault(f.person, {})[round(f.time_s, 6)] = f.p_fake
         for q in r.persons:
-            mine = {round(f.time_s, 6): f.p_fake for f in faces if f.person == q.id}
-            path, pts = _line(s, sampled, mine)
+            path, pts = _line(s, sampled, by_person.get(q.id, {}))
             people.append(dict(id=q.id, path=path, dots=pts, decides=q.id == r.fake_person,
                                cls=f"p{(q.id - 1) % PERSON_COLOURS}"))
         paths, dots = "", []
