@@ -23,7 +23,7 @@ import numpy as np
 
 from . import legacy
 from .device import accelerated, maybe_accelerator
-from .errors import ModelError
+from .errors import ModelError, ScreenerError
 from .options import RUNTIMES
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,12 @@ def default_model_path() -> Path:
 
 
 def model_inputs(path: str | Path | None = None) -> list[tuple[str, Path]]:
-    """The files a model is read from, named (outputs.check_outputs): the model file (default:
-    the shipped one) and its card."""
+    """The files a model is read from, named (outputs.check_outputs): the model file (a path or
+    a shipped model's name, shipped.resolve_model; default: the shipped one) and its card."""
+    from .shipped import resolve_model
     try:
-        path = Path(path) if path is not None else default_model_path()
-    except ModelError:  # loading it says so
+        path = resolve_model(path)
+    except ScreenerError:  # loading it says so
         return []
     return [("the model file", path), ("the model card", path.with_suffix(".json"))]
 
@@ -221,11 +222,13 @@ CPU_BATCH = 32
 
 def load_model(path: str | Path | None = None, threshold: float | None = None, *,
                runtime: str = "auto", cpu_twin: bool = True) -> Scorer:
-    """A model file (default: the shipped model) with its card, as a Scorer; `runtime` and
-    `cpu_twin` as Scorer says. A missing file, or a legacy file that does not load, raises
-    ModelError at once; a bad .keras file raises it when its network is first needed
-    (`Scorer.load_now`, `Scorer.model`, or the first `predict`)."""
-    path = Path(path) if path is not None else default_model_path()
+    """A model file or a shipped model's name (`shipped.resolve_model`; default: the shipped
+    default model) with its card, as a Scorer; `runtime` and `cpu_twin` as Scorer says. A
+    missing file, or a legacy file that does not load, raises ModelError at once, a name that
+    no shipped model has UnknownModel; a bad .keras file raises ModelError when its network is
+    first needed (`Scorer.load_now`, `Scorer.model`, or the first `predict`)."""
+    from .shipped import resolve_model
+    path = resolve_model(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
