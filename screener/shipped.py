@@ -1,7 +1,10 @@
 """The models that ship with screener, and a model named by the user: a file or a shipped name.
 
-Every `<stem>.keras` in the models folder (`scoring.PACKAGE_MODELS`, else the checkout's
-`scoring.REPO_MODELS`) with its card `<stem>.json` beside it is a shipped model, named by its
+A model is a Keras file plus its card, `<model>.json` beside it (`read_card`; screener.scoring
+loads the model).
+
+Every `<stem>.keras` in the models folder (`PACKAGE_MODELS`, else the checkout's
+`REPO_MODELS`) with its card `<stem>.json` beside it is a shipped model, named by its
 file stem; its card's "name" is an alias. `resolve_model` turns what the user gave (a path or a
 name) into the model file. A name is user input: it is looked up in the listing and never made
 into a path, so `../x` or `/etc/x` resolves only when it is a file given as a path.
@@ -13,6 +16,7 @@ measured).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -20,11 +24,55 @@ from pathlib import Path
 
 from . import legacy
 from .errors import ModelError, UnknownModel
-from .scoring import DEFAULT_MODEL_NAME, PACKAGE_MODELS, REPO_MODELS, read_card
 
 log = logging.getLogger(__name__)
 
+# The default model and its card: trained_models/ of the checkout, which every build installs
+# as the package's trained_models/ (setup.py). The checkout's copy serves editable installs and
+# a checkout run without installing.
+PACKAGE_MODELS = Path(__file__).resolve().parent / "trained_models"
+REPO_MODELS = Path(__file__).resolve().parents[1] / "trained_models"
+DEFAULT_MODEL_NAME = "screener-meso.keras"
+
 MODEL_SUFFIXES = (".keras", *legacy.SUFFIXES)  # a value ending so names a file, never a model
+
+
+def default_model_path() -> Path:
+    """The shipped default model: the installed package's copy, else the checkout's."""
+    for folder in (PACKAGE_MODELS, REPO_MODELS):
+        if (folder / DEFAULT_MODEL_NAME).is_file():
+            return folder / DEFAULT_MODEL_NAME
+    raise ModelError("no default model found ({0} in {1} or {2}); pass {3}",
+                     (None, DEFAULT_MODEL_NAME), (None, PACKAGE_MODELS), (None, REPO_MODELS),
+                     ("a model path", None))
+
+
+def read_card(model_path: Path) -> dict:
+    card_path = model_path.with_suffix(".json")
+    if not card_path.is_file():
+        return {}
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model card {card_path} is unreadable: {e}") from e
+    _check_card(card, card_path)
+    return card
+
+
+def _check_card(card, card_path: Path) -> None:
+    """A card is user input: its fields must be what the scan takes them for. A threshold
+    outside 0-1 (or NaN) would make every verdict FAKE, or every one REAL."""
+    if not isinstance(card, dict):
+        raise ModelError(f"model card {card_path} is not a JSON object")
+    wrong = [f"{key} {card[key]!r} is not {what}" for key, kind, what in (
+        ("name", str, "a text"), ("arch", str, "a text"), ("metrics", dict, "an object"),
+        ("limits", list, "a list")) if key in card and not isinstance(card[key], kind)]
+    if "threshold" in card:
+        t = card["threshold"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+            wrong.append(f"threshold {t!r} is not a number from 0 to 1")
+    if wrong:
+        raise ModelError(f"model card {card_path}: {'; '.join(wrong)}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +153,6 @@ def resolve_model(value: str | os.PathLike | None = None,
     .hdf5) and UnknownModel for anything else, naming the shipped models."""
     if value is None:
         if folder is None:
-            from .scoring import default_model_path
             return default_model_path()
         value = Path(DEFAULT_MODEL_NAME).stem
     text = os.fspath(value)
