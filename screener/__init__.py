@@ -13,7 +13,7 @@ from . import quiet as _quiet
 _quiet.configure()
 
 from .errors import (ImageError, ModelError, OutputConflict, ScreenerError,  # noqa: F401,E402
-                     StateError, StateLocked, VideoError)
+                     StateError, StateLocked, UnknownModel, VideoError)
 from .options import (EngineOptions, OptionsError, ReportOptions, SampleOptions,  # noqa: F401,E402
                       ScanOptions, StateOptions)
 

@@ -28,15 +28,16 @@ def iter_scan(paths: Iterable[str | os.PathLike] | str | os.PathLike,
 
     paths: files, folders (recursive) and glob patterns, or with `discover=False` the exact
         list of files (as `discover.find_videos` returned it).
-    options / keywords: a ScanOptions, and keywords that change it: the model file (`model`,
-        default the shipped one), `threshold`, `runtime`, sampling (`frames`, `every_s`,
-        `largest_face`, `min_face`, `min_score`, or `sample=SampleOptions(...)`) and the engine
+    options / keywords: a ScanOptions, and keywords that change it: the model (`model`, a
+        model file or a shipped model's name, screener.shipped; default the shipped
+        default), `threshold`, `runtime`, sampling (`frames`, `every_s`, `largest_face`,
+        `min_face`, `min_score`, or `sample=SampleOptions(...)`) and the engine
         (`engine="local"|"ray"` or an EngineOptions, `workers`, `address`,
         `video_timeout_s`, `batch_size`); see screener.options.
     scorer: an already loaded model (`scoring.load_model`) instead of `model`.
-    Raises discover.InputError (nothing to scan), OptionsError and ModelError before any
-    video is read; a video that cannot be read is a result with status "error", never an
-    exception.
+    Raises discover.InputError (nothing to scan), OptionsError, UnknownModel (a model name
+    nothing ships) and ModelError before any video is read; a video that cannot be read is
+    a result with status "error", never an exception.
     """
     from .engines import make_engine
     options = from_keywords(options=options, **keywords)

@@ -56,6 +56,11 @@ class ModelError(ScreenerError):
     """A model file cannot be loaded (missing, corrupt, unsafe or of an unknown kind)."""
 
 
+class UnknownModel(ScreenerError, ValueError):
+    """A model named by a name that is neither a file nor a shipped model's (the message names
+    the shipped ones): a usage error, not a model that failed to load."""
+
+
 class StateError(ScreenerError):
     """The incremental-scan state database is unusable (corrupt, or from another version)."""
 

@@ -104,7 +104,7 @@ class EngineOptions:
 
 @dataclass(frozen=True)
 class ScanOptions:
-    model: str | None = None         # a model file (default: the shipped model)
+    model: str | None = None         # a model file or a shipped model's name (default: the shipped one)
     threshold: float | None = None   # FAKE at or above (default: the model card's)
     runtime: str = "auto"            # auto | keras | lite (screener.scoring)
     sample: SampleOptions = field(default_factory=SampleOptions)

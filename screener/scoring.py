@@ -11,7 +11,6 @@ outputs P(fake), 1 is fake.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import stat
@@ -23,17 +22,15 @@ import numpy as np
 
 from . import legacy
 from .device import accelerated, maybe_accelerator
-from .errors import ModelError
+from .errors import ModelError, ScreenerError
 from .options import RUNTIMES
+# The shipped models, and a model named by the user (a file, or a shipped model's name); the
+# default model, its folder and the card reader live there and are used here as before.
+from .shipped import (DEFAULT_MODEL_NAME, PACKAGE_MODELS, REPO_MODELS,  # noqa: F401
+                      default_model_path, read_card, resolve_model)
 
 log = logging.getLogger(__name__)
 
-# The default model and its card: trained_models/ of the checkout, which every build installs
-# as the package's trained_models/ (setup.py). The checkout's copy serves editable installs and
-# a checkout run without installing.
-PACKAGE_MODELS = Path(__file__).resolve().parent / "trained_models"
-REPO_MODELS = Path(__file__).resolve().parents[1] / "trained_models"
-DEFAULT_MODEL_NAME = "screener-meso.keras"
 
 
 @dataclass
@@ -62,52 +59,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def default_model_path() -> Path:
-    """The shipped default model: the installed package's copy, else the checkout's."""
-    for folder in (PACKAGE_MODELS, REPO_MODELS):
-        if (folder / DEFAULT_MODEL_NAME).is_file():
-            return folder / DEFAULT_MODEL_NAME
-    raise ModelError("no default model found ({0} in {1} or {2}); pass {3}",
-                     (None, DEFAULT_MODEL_NAME), (None, PACKAGE_MODELS), (None, REPO_MODELS),
-                     ("a model path", None))
-
-
 def model_inputs(path: str | Path | None = None) -> list[tuple[str, Path]]:
-    """The files a model is read from, named (outputs.check_outputs): the model file (default:
-    the shipped one) and its card."""
+    """The files a model is read from, named (outputs.check_outputs): the model file (a path or
+    a shipped model's name, shipped.resolve_model; default: the shipped one) and its card."""
     try:
-        path = Path(path) if path is not None else default_model_path()
-    except ModelError:  # loading it says so
+        path = resolve_model(path)
+    except ScreenerError:  # loading it says so
         return []
     return [("the model file", path), ("the model card", path.with_suffix(".json"))]
-
-
-def read_card(model_path: Path) -> dict:
-    card_path = model_path.with_suffix(".json")
-    if not card_path.is_file():
-        return {}
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as e:
-        raise ModelError(f"model card {card_path} is unreadable: {e}") from e
-    _check_card(card, card_path)
-    return card
-
-
-def _check_card(card, card_path: Path) -> None:
-    """A card is user input: its fields must be what the scan takes them for. A threshold
-    outside 0-1 (or NaN) would make every verdict FAKE, or every one REAL."""
-    if not isinstance(card, dict):
-        raise ModelError(f"model card {card_path} is not a JSON object")
-    wrong = [f"{key} {card[key]!r} is not {what}" for key, kind, what in (
-        ("name", str, "a text"), ("arch", str, "a text"), ("metrics", dict, "an object"),
-        ("limits", list, "a list")) if key in card and not isinstance(card[key], kind)]
-    if "threshold" in card:
-        t = card["threshold"]
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
-            wrong.append(f"threshold {t!r} is not a number from 0 to 1")
-    if wrong:
-        raise ModelError(f"model card {card_path}: {'; '.join(wrong)}")
 
 
 class Scorer:
@@ -221,11 +180,12 @@ CPU_BATCH = 32
 
 def load_model(path: str | Path | None = None, threshold: float | None = None, *,
                runtime: str = "auto", cpu_twin: bool = True) -> Scorer:
-    """A model file (default: the shipped model) with its card, as a Scorer; `runtime` and
-    `cpu_twin` as Scorer says. A missing file, or a legacy file that does not load, raises
-    ModelError at once; a bad .keras file raises it when its network is first needed
-    (`Scorer.load_now`, `Scorer.model`, or the first `predict`)."""
-    path = Path(path) if path is not None else default_model_path()
+    """A model file or a shipped model's name (`shipped.resolve_model`; default: the shipped
+    default model) with its card, as a Scorer; `runtime` and `cpu_twin` as Scorer says. A
+    missing file, or a legacy file that does not load, raises ModelError at once, a name that
+    no shipped model has UnknownModel; a bad .keras file raises ModelError when its network is
+    first needed (`Scorer.load_now`, `Scorer.model`, or the first `predict`)."""
+    path = resolve_model(path)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:

@@ -178,13 +178,13 @@ def test_every_help_fits_80_columns_uncut():
     """`screener --help` lists each command's whole description and no help line runs past
     80 columns; scan's exit codes name the missing extras as README does (issue 28)."""
     texts = {}
-    for command in ([], ["scan"], ["report"], ["extract"]):
+    for command in ([], ["scan"], ["report"], ["extract"], ["models"]):
         r = CliRunner().invoke(main, [*command, "--help"], terminal_width=80)
         assert r.exit_code == 0, r.output
         texts[" ".join(command)] = r.output
         assert [ln for ln in r.output.splitlines() if len(ln) > 80] == [], command
     commands = texts[""].split("Commands:")[1]
-    assert "..." not in commands and len(commands.strip().splitlines()) == 3
+    assert "..." not in commands and len(commands.strip().splitlines()) == 4
     assert "the ray or s3 extra missing" in " ".join(texts["scan"].split())
 
 

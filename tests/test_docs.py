@@ -16,7 +16,7 @@ def test_the_cli_reference_is_not_stale():
     make = runpy.run_path(str(ROOT / "docs" / "make_cli_reference.py"))
     assert make["main"](["--check"]) == 0, "run: python docs/make_cli_reference.py"
     text = (ROOT / "docs" / "cli.md").read_text()
-    for command in ("scan", "report", "extract"):
+    for command in ("scan", "report", "extract", "models"):
         assert f"## screener {command}" in text
 
 

@@ -247,7 +247,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.benchmark", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True,
-                    help="a model file (repeat to compare: .keras, or published .h5)")
+                    help="a model file (repeat to compare: .keras, or published .h5) or a "
+                         "shipped model's name (`screener models`)")
     ap.add_argument("--shared", type=Path, default=Path("../shared"),
                     help="the read-only data folder (default ../shared)")
     ap.add_argument("--work", type=Path, default=Path("runs/data"),

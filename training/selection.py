@@ -138,7 +138,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.selection", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True,
-                    help="a model file (repeat); NAME=PATH names its row")
+                    help="a model file or a shipped model's name (repeat); NAME=PATH names "
+                         "its row (default: the file's folder, a shipped model's name)")
     ap.add_argument("--shared", type=Path, default=Path("../shared"))
     ap.add_argument("--fetched", type=Path, default=Path("data/fetched"),
                     help="training.prepare's output, aligned (dfdc-aligned, ffpp-aligned)")
@@ -148,7 +149,8 @@ def main(argv=None) -> int:
     sets = carves(a.shared, a.fetched, a.work)
     rows = {}
     for spec in a.model:
-        name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).parent.name, "", spec)
+        name, _, path = spec.rpartition("=") if "=" in spec else (
+            Path(spec).parent.name or spec, "", spec)  # a shipped name has no folder
         fig = figures(path, sets)
         rows[name] = {"path": path, **fig, "score": score(fig), "faces_per_s": faces_per_second(path)}
         print(f"{name}: score {rows[name]['score']:.4f} "

@@ -1,10 +1,10 @@
 """The `screener` command: options, progress, messages and exit codes. Nothing else.
 
 It builds the options objects once from its flags (screener.options checks them), calls the
-library (`run.scan`, `extract.extract`, `html_report.rebuild`) and maps what the library
-raises to one line and an exit code (`exits.exit_code`; the codes are listed in `screener scan
---help` and README "Exit codes"). The options `scan` and `extract` share are in `shared`;
-signals become interrupts in `exits.Interrupts`.
+library (`run.scan`, `extract.extract`, `html_report.rebuild`, `shipped.shipped_models`) and
+maps what the library raises to one line and an exit code (`exits.exit_code`; the codes are
+listed in `screener scan --help` and README "Exit codes"). The options `scan` and `extract`
+share are in `shared`; signals become interrupts in `exits.Interrupts`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..logs import (SUMMARY_LOGGER, LogFile, keep_traceback, printable, result_l
                    setup_logging)
 from ..options import MIN_FACE_PX, MIN_SCORE, OptionsError
 from ..report import plural
-from .exits import (EXIT_BUG, EXIT_FAKE, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT,
+from .exits import (EXIT_BUG, EXIT_FAKE, EXIT_INTERRUPTED, EXIT_MODEL, EXIT_OK, EXIT_OUTPUT,
                     EXIT_USAGE, FLAGS, Interrupts, LogFileFailed, error, exit_code, failed,
                     log_file_failed, reader_gone, worded)
 from .shared import TALK, WORKERS, largest, sampling, video_timeout
@@ -75,9 +75,10 @@ def _started() -> float:
            "faces are counted as too small.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Face crops per model call.")
-@click.option("--model", type=click.Path(dir_okay=False), default=None,
-              help="Model file: a screener .keras model or published MesoNet weights "
-                   "(default: the shipped model).")
+@click.option("--model", metavar="NAME|FILE", default=None,
+              help="A shipped model's name (`screener models` lists them) or a model file: a "
+                   "screener .keras model or published MesoNet weights (default: the shipped "
+                   "default model).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="FAKE when fake_score >= this (default: the model card's threshold).")
 @click.option("--fail-on-fake", is_flag=True, help="Exit with status 1 when any video is FAKE.")
@@ -156,6 +157,7 @@ def scan(paths, out, fmt, frames_out, frames, every_s, largest_face, all_faces, 
             rescan=rescan, settle_s=settle_s, keep_missing=keep_missing, allow_empty=allow_empty)
     except OptionsError as e:
         raise click.UsageError(worded(e)) from None
+    options = _resolved(options)
     st = None if no_state else st.where(report)  # a stream (/dev/null, a pipe) keeps no state
     if allow_empty and st is None:
         raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
@@ -171,6 +173,22 @@ def scan(paths, out, fmt, frames_out, frames, every_s, largest_face, all_faces, 
         sys.exit(exit_code(ModelError()))
     code = _scan(paths, options, report, st, state is not None, fail_on_fake, quiet, log_file)
     sys.exit(log_file_failed(code))
+
+
+def _resolved(options):
+    """The options with --model as the file it names (a path, or a shipped model's name),
+    before anything is read: a name no shipped model has is one line and exit 2, a missing
+    model file one line and exit 3."""
+    if options.model is None:
+        return options
+    import dataclasses
+
+    from ..errors import ScreenerError
+    from ..shipped import resolve_model
+    try:
+        return dataclasses.replace(options, model=os.fspath(resolve_model(options.model)))
+    except ScreenerError as e:
+        sys.exit(failed(e))
 
 
 def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, quiet: bool,
@@ -246,8 +264,9 @@ def _said_html(path, figures: dict) -> None:
               type=click.Path(exists=True, dir_okay=False),
               help="Rebuild from a JSON or CSV report; its state (REPORT.state.sqlite) is used "
                    "when it is there, else the page has rows only.")
-@click.option("--model", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Model for heat maps and a CSV report's card (default: the scan's if unchanged).")
+@click.option("--model", metavar="NAME|FILE", default=None,
+              help="Model for heat maps and a CSV report's card, a shipped model's name or a "
+                   "model file (default: the scan's if unchanged).")
 @click.option("--details", type=click.IntRange(min=0), default=None, metavar="N",
               help="Videos shown in detail: the N highest scores  [default: every FAKE one "
                    "and the top of the table, 100 to 500]")
@@ -265,6 +284,8 @@ def report(html, state, from_report, model, details, quiet, verbose):
     from ..html_report import rebuild
     from ..outputs import check_outputs
     from ..state import default_state_path
+    if model is not None:
+        model = _resolved_model(model)
     try:
         check_outputs([("the visual report", html)], [
             ("the state", state), ("the report", from_report), ("the model file", model),
@@ -275,6 +296,63 @@ def report(html, state, from_report, model, details, quiet, verbose):
     if not quiet:
         _said_html(html, figures)
     sys.exit(EXIT_OK)
+
+
+def _resolved_model(model: str) -> str:
+    from ..errors import ScreenerError
+    from ..shipped import resolve_model
+    try:
+        return os.fspath(resolve_model(model))
+    except ScreenerError as e:
+        sys.exit(failed(e))
+
+
+@main.command(short_help="List the models that ship with screener.")
+@click.option("--json", "as_json", is_flag=True, help="Print them as a JSON list.")
+def models(as_json):
+    """List the models that ship with screener: the name --model takes, the default, the
+    card's name, architecture and file size, its headline figures ("summary") and how fast it
+    scores faces ("cost")."""
+    from ..shipped import shipped_models
+    found = shipped_models()
+    if as_json:
+        import json
+        click.echo(json.dumps([m.as_dict() for m in found], indent=2))
+        sys.exit(EXIT_OK)
+    if not found:
+        error("no shipped model found")
+        sys.exit(EXIT_MODEL)
+    for i, m in enumerate(found):
+        click.echo(("\n" if i else "") + "\n".join(_model_lines(m)))
+    sys.exit(EXIT_OK)
+
+
+def _model_lines(m) -> list[str]:
+    """One shipped model as a block: its name, then label: value lines."""
+    rows = [("card name", m.card_name or "(none)"), ("arch", str(m.card.get("arch", "unknown"))),
+            ("file", f"{m.path} ({_size(m.size)})")]
+    if "threshold" in m.card:
+        rows.append(("threshold", f"{m.card['threshold']:g}"))
+    rows += [(str(k), f"{v:.3f}" if isinstance(v, float) else str(v))
+             for k, v in m.summary.items()] or [("figures", "none in its card")]
+    rows.append(("cost", _cost(m.cost)))
+    width = max(len(label) for label, _ in rows) + 1
+    head = m.name + ("  (default)" if m.default else "")
+    return [printable(head)] + [printable(f"  {label + ':':<{width}} {value}")
+                                for label, value in rows]
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def _cost(cost: dict) -> str:
+    if not cost:
+        return "not measured"
+    fps = cost.get("faces_per_s")
+    said = f"{fps:g} faces/s" if isinstance(fps, (int, float)) else "faces/s unknown"
+    where = ", ".join(str(cost[k]) for k in ("runtime", "machine") if cost.get(k))
+    return said + (f" ({where})" if where else "")
 
 
 @main.command(short_help="Extract aligned face crops into a training set (resumable).")
