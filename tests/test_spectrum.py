@@ -48,7 +48,9 @@ def test_the_branch_learns_the_spectrum_and_keeps_the_base_mesonet(tmp_path, mon
     assert report["fusion"]["spectrum_weight"] > abs(report["fusion"]["meso_weight"])
     assert report["head_images"] + report["fusion_images"] == sum(report["images"].values())
 
-    fused = load_model(run / "model.keras", runtime="keras")  # safe mode
+    fused = load_model(run / "model.keras", runtime="keras")  # safe mode, with its card
+    assert fused.card.name == "run" and fused.card.threshold == 0.5
+    assert fused.card.extra["frequency_branch"]["fusion"] == report["fusion"]
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, (3, 256, 256, 3)).astype(np.uint8)
     # The MesoNet part is the base's, weight for weight: its logit is the base's.

@@ -145,9 +145,19 @@ def main(argv=None) -> int:
                     help="training.prepare's output, aligned (dfdc-aligned, ffpp-aligned)")
     ap.add_argument("--work", type=Path, default=Path("data"), help="aligned copies (benchmark's)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--previous", type=Path, action="append", default=[],
+                    help="an earlier run's selection.json: its rows join this one's (the same "
+                         "carves: the same --shared, --fetched and --work)")
     a = ap.parse_args(argv)
     sets = carves(a.shared, a.fetched, a.work)
     rows = {}
+    for earlier in a.previous:
+        old = json.loads(earlier.read_text())["rows"]
+        for name, r in old.items():
+            # Rows of other carves would be compared with these as if alike.
+            if any(r.get(k, {}).get("n") != len(v) for k, v in sets.items()):
+                raise SystemExit(f"error: {earlier}: row {name} was scored on other carves")
+        rows.update(old)
     for spec in a.model:
         name, _, path = spec.rpartition("=") if "=" in spec else (
             Path(spec).parent.name or spec, "", spec)  # a shipped name has no folder

@@ -153,6 +153,28 @@ def auc_by_source(src, y, p) -> dict:
     return {s: round(float(roc_auc_score(y[src == s], p[src == s])), 4) for s in np.unique(src)}
 
 
+def card(base, report: dict, a) -> dict:
+    """The fused model's card: the base's, with what the branch added (the scan reads name
+    and threshold; benchmark figures are the base's until training.benchmark is run again)."""
+    from screener.shipped import read_card
+    old = read_card(Path(base.card.path))
+    keep = ("arch", "threshold", "threshold_choice", "labels", "options", "data", "training",
+            "command", "training_sources", "evaluation_only", "limits")
+    out = {k: old[k] for k in keep if k in old}
+    out.update({
+        "name": a.name or a.run.name,
+        "threshold": old.get("threshold", 0.5),
+        "labels": "output is P(fake); 1 = fake, 0 = real",
+        "start_point": f"the MesoNet of {a.base} ({old.get('name', 'no card')}), unchanged",
+        "frequency_branch": report,
+        "frequency_command": "python -m training.spectrum " + " ".join(
+            [f"--base {a.base}"] + [f"--source {s}" for s in a.source]
+            + [f"--limit {a.limit}", f"--cache {a.cache}", f"--run {a.run}", f"--seed {a.seed}"]),
+        "base_card": {k: old[k] for k in ("name", "command", "selection") if k in old},
+    })
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.spectrum", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,11 +187,14 @@ def main(argv=None) -> int:
     ap.add_argument("--run", type=Path, required=True, help="output folder")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--name", default=None, help="the model's name in its card (default: the "
+                    "run folder's)")
     a = ap.parse_args(argv)
 
     from screener.scoring import load_model
     from .sources import Source, splits
-    base = load_model(a.base).model
+    loaded = load_model(a.base)
+    base = loaded.model
     fused, feats = feature_model(base)
     rng = np.random.default_rng(a.seed)
     parts = []
@@ -216,6 +241,7 @@ def main(argv=None) -> int:
     a.run.mkdir(parents=True, exist_ok=True)
     fused.save(a.run / "model.keras")
     (a.run / "spectrum.json").write_text(json.dumps(report, indent=1))
+    (a.run / "model.json").write_text(json.dumps(card(loaded, report, a), indent=2) + "\n")
     print(json.dumps(report["fusion_part_auc"], indent=1))
     print(json.dumps(report["fusion"]))
     return 0
