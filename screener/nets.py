@@ -64,6 +64,21 @@ def dct_matrix(n: int = INPUT_SIZE) -> np.ndarray:
     return d.astype(np.float32)
 
 
+@keras.saving.register_keras_serializable(package="screener")
+class DCTKernel(keras.initializers.Initializer):
+    """D^T as a Dense kernel. A Constant initializer would write the 256x256 matrix into the
+    saved model's config as JSON text (2.9 MB); this one writes its size."""
+
+    def __init__(self, n: int = INPUT_SIZE):
+        self.n = int(n)
+
+    def __call__(self, shape, dtype=None):
+        return keras.ops.convert_to_tensor(dct_matrix(self.n).T, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {"n": self.n}
+
+
 def srm_kernels() -> np.ndarray:
     """(5, 5, 1, 3): three SRM high-pass filters of the grey image (KV 5x5, 3x3 edge,
     second-order horizontal), scaled so a typical residual of a [0, 1] image is of order 0.1."""
@@ -175,7 +190,7 @@ def build(arch: str = "meso4", activation: str | None = None, batchnorm: bool = 
 def spectrum_features(grey):
     """(N, SPECTRUM_GRID**2) log power of the grey crop's 2-D DCT, pooled. Every weight here
     is fixed."""
-    d = keras.initializers.Constant(dct_matrix().T)
+    d = DCTKernel(INPUT_SIZE)
     g = layers.Reshape((INPUT_SIZE, INPUT_SIZE), name="spectrum_flat")(grey)
     rows = layers.Dense(INPUT_SIZE, use_bias=False, trainable=False, kernel_initializer=d,
                         name="spectrum_dct_rows")(g)  # G @ D^T

@@ -148,3 +148,10 @@ def test_a_model_without_figures_is_listed_sensibly(tmp_path):
     said = {ln.split(":", 1)[0].strip(): ln.split(":", 1)[1].strip() for ln in lines[1:]}
     assert said["figures"] == "none in its card" and said["cost"] == "not measured"
     assert said["card name"] == "(none)" and said["arch"] == "unknown"
+
+
+def test_every_shipped_model_stays_small_and_carries_its_figures():
+    # The bound for the default MesoNet; the wheel carries every shipped model.
+    for m in shipped_models():
+        assert m.size < 2_000_000, m.name
+        assert m.summary and m.cost.get("faces_per_s"), m.name

@@ -170,3 +170,15 @@ def test_every_option_saves_loads_safely_converts_and_explains(tmp_path):
     e = Explainer(keras.models.load_model(path, safe_mode=True)).explain_many(x)
     np.testing.assert_allclose([v.p_fake for v in e], want, atol=1e-5)
     assert all(v.heat.shape == (256, 256) for v in e)
+
+
+def test_a_saved_frequency_branch_holds_its_dct_as_weights_not_as_config_text(tmp_path):
+    import zipfile
+    m = nets.build(spectrum=True)
+    m.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        config = z.getinfo("config.json").file_size
+    # A Constant initializer would write both 256x256 matrices into config.json as text (~2.9 MB).
+    assert config < 100_000
+    got = m.get_layer("spectrum_dct_rows").get_weights()[0]
+    np.testing.assert_array_equal(got, nets.dct_matrix().T)

@@ -83,9 +83,11 @@ def finish(card: dict, name: str, bench: dict | None, bench_key: str | None,
                      | {"score": _r(v["score"])} for k, v in selection["rows"].items()}}
     if cost is not None:
         m = cost["models"][cost_key]
-        card["cost"] = {"faces_per_s": m["faces_per_s"], "ms_per_face": m["ms_per_face"],
+        card["cost"] = {"faces_per_s": round(m["faces_per_s"]), "ms_per_face": m["ms_per_face"],
                         "runtime": cost["runtime"], "machine": cost["machine"],
                         "measured_by": "python bench/model_cost.py"}
+    if not sources:  # the card's own record stands
+        return card
     commits = (prepare or {}).get("commits", {})
     card["training_sources"] = [
         {"name": s, **SOURCES.get(s, {"data": s}),
@@ -105,7 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cost", type=Path, help="bench/model_cost.py's model_cost.json")
     ap.add_argument("--cost-key", help="the model's key there")
     ap.add_argument("--prepare", type=Path, help="training.prepare's prepare.json (commits)")
-    ap.add_argument("--sources", default="df,dfdc,ffpp,sbi", help="what it trained on")
+    ap.add_argument("--sources", default="df,dfdc,ffpp,sbi",
+                    help="what it trained on, comma-separated ('': keep the card's own record)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
 
@@ -114,7 +117,7 @@ def main(argv=None) -> int:
     bench = load(a.benchmark)
     key = a.benchmark_key or (next(iter(bench["models"])) if bench else None)
     card = finish(load(a.card), a.name, bench, key, load(a.selection), a.row, load(a.cost),
-                  a.cost_key, load(a.prepare), a.sources.split(","))
+                  a.cost_key, load(a.prepare), [s for s in a.sources.split(",") if s])
     a.out.write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps({k: card.get(k) for k in ("name", "summary", "cost")}, indent=1))
     return 0
