@@ -52,7 +52,9 @@ def test_screener_models_shows_the_default_and_its_figures():
     for label, value in CARD["summary"].items():
         assert any(ln.strip().startswith(f"{label}:") and ln.endswith(f"{value:.3f}")
                    for ln in lines), label
-    assert any(ln.strip().startswith("cost:") and "faces/s" in ln for ln in lines)
+    cost = CARD["cost"]
+    assert any(ln.strip().startswith("cost:") and f"{cost['faces_per_s']:g} faces/s" in ln
+               and f"{cost['ms_per_face']:g} ms a face" in ln for ln in lines)
 
 
 def test_screener_models_json():

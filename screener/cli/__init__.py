@@ -351,6 +351,9 @@ def _cost(cost: dict) -> str:
         return "not measured"
     fps = cost.get("faces_per_s")
     said = f"{fps:g} faces/s" if isinstance(fps, (int, float)) else "faces/s unknown"
+    ms = cost.get("ms_per_face")
+    if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+        said += f", {ms:g} ms a face"
     where = ", ".join(str(cost[k]) for k in ("runtime", "machine") if cost.get(k))
     return said + (f" ({where})" if where else "")
 
