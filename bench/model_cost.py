@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,29 +32,14 @@ def main(argv=None) -> int:
     from screener.scoring import load_model
     if not lite.available():
         raise SystemExit("error: LiteRT is not installed here")
-    nets = {}
-    for m in a.models:
-        scorer = load_model(m)
-        nets[m] = lite.LiteNet(lite.convert(scorer.model), threads=1)
-    x = np.concatenate([lite.check_crops(8)] * -(-a.faces // 8))[:a.faces]
-    for net in nets.values():
-        net.predict_on_batch(x[:32])
-    rounds = []
-    for _ in range(a.rounds):
-        r = {}
-        for m, net in nets.items():
-            t = time.perf_counter()
-            for i in range(0, len(x), 64):  # the scan's scoring batches
-                net.predict_on_batch(x[i:i + 64])
-            r[m] = len(x) / (time.perf_counter() - t)
-        rounds.append(r)
-    first = a.models[0]
+    nets = [lite.LiteNet(lite.convert(load_model(m).model), threads=1) for m in a.models]
+    fps = lite.faces_per_second(nets, a.faces, a.rounds)  # (rounds, models)
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "runtime": "LiteRT, 1 thread",
            "faces": a.faces, "rounds": a.rounds, "models": {}}
-    for m in a.models:
-        fps = float(np.median([r[m] for r in rounds]))
-        res["models"][m] = {"faces_per_s": round(fps, 1), "ms_per_face": round(1000 / fps, 2),
-                            "speed_vs_first": round(float(np.median([r[m] / r[first] for r in rounds])), 3)}
+    for k, m in enumerate(a.models):
+        med = float(np.median(fps[:, k]))
+        res["models"][m] = {"faces_per_s": round(med, 1), "ms_per_face": round(1000 / med, 2),
+                            "speed_vs_first": round(float(np.median(fps[:, k] / fps[:, 0])), 3)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))

@@ -190,9 +190,14 @@ def rebuild(html_path, *, state=None, report=None, model=None, model_sha: str | 
             details: int | None = None) -> dict:
     """Write the report from a state file (rows, per-frame scores and thumbnails) or, without
     one, from a JSON or CSV report (rows only: no timeline or thumbnails). A report's default
-    state (`<report>.state.sqlite`) is used when it exists. Raises StateError, ValueError, and
-    OutputConflict when `html_path` is a video of the scan, its model or its card."""
+    state (`<report>.state.sqlite`) is used when it exists. `model` (for heat maps and a CSV
+    report's card) is a model file, a shipped model's name or a loaded model. Raises StateError, ValueError,
+    UnknownModel and ModelError (the model), and OutputConflict when `html_path` is a video of
+    the scan, its model or its card."""
     from . import state as state_mod
+    from .shipped import resolve_model
+    if isinstance(model, (str, os.PathLike)):  # a model file or a shipped model's name
+        model = resolve_model(model)
     if state is None and report is not None:
         beside = state_mod.default_state_path(report)
         if beside.is_file():

@@ -127,6 +127,25 @@ def check_crops(n: int = 8) -> np.ndarray:
     return np.concatenate([smooth, flat]).astype(np.uint8)
 
 
+def faces_per_second(nets: list[LiteNet], faces: int = 256, rounds: int = 3,
+                     batch: int = 64) -> np.ndarray:
+    """(rounds, len(nets)) faces per second, each net scoring the same crops in batches of
+    `batch` (a scan's scoring stage on a CPU), after a warm-up; the nets take turns within each
+    round, so a drift of the machine's speed falls on all of them alike."""
+    import time
+    x = np.concatenate([check_crops(8)] * -(-faces // 8))[:faces]
+    for net in nets:
+        net.predict_on_batch(x[:batch])
+    out = np.zeros((rounds, len(nets)))
+    for r in range(rounds):
+        for k, net in enumerate(nets):
+            t = time.perf_counter()
+            for i in range(0, faces, batch):
+                net.predict_on_batch(x[i:i + batch])
+            out[r, k] = faces / (time.perf_counter() - t)
+    return out
+
+
 def disagreement(net, lite: LiteNet) -> float:
     x = check_crops()
     want = np.asarray(net.predict_on_batch(x), np.float32).reshape(-1)

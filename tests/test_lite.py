@@ -138,3 +138,11 @@ def test_a_conversion_that_disagrees_is_refused(crops, inception, tmp_path, monk
     assert s.runtime.startswith("keras")
     assert np.abs(p - keras_scores(inception, crops)).max() < 1e-6
     assert not lite.cached_path(s.card.sha256).exists()
+
+
+def test_faces_per_second_times_every_net_in_every_round():
+    from screener import nets
+    small = lite.LiteNet(lite.convert(nets.build("meso4")), threads=1)
+    fused = lite.LiteNet(lite.convert(nets.build("meso4", spectrum=True)), threads=1)
+    fps = lite.faces_per_second([small, fused], faces=16, rounds=2, batch=8)
+    assert fps.shape == (2, 2) and np.all(fps > 0)

@@ -28,8 +28,8 @@ SOURCES = {
              "copy": "github.com/i-Shreyansh/DeepFake-Detection (faces_224/, metadata.csv)",
              "terms": "the Deepfake Detection Challenge's research terms (non-commercial); the "
                       "copy's repository is Apache-2.0; not redistributed"},
-    "ffpp": {"data": "FaceForensics++ c23 face crops, train split only (image/train/; never "
-                     "image/test/, where every FF++ test crop comes from)",
+    "ffpp": {"data": "FaceForensics++ c23 face crops of its train split (image/train/) only; its "
+                     "test split is for evaluation only",
              "copy": "github.com/tranthuhoai3786/FaceForensics (image/train/)",
              "terms": "the FaceForensics++ terms of use (research, non-commercial); not "
                       "redistributed"},

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -103,8 +102,8 @@ def prepare_dfdc(src: Path, out: Path, excluded: set[str]) -> dict:
 
 
 def _select(group: str, share: float) -> bool:
-    h = int.from_bytes(hashlib.sha1(group.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
-    return h < share
+    from .sources import hash_share
+    return hash_share(group) < share
 
 
 def prepare_ffpp(src: Path, out: Path, select: float, duplicate: float,

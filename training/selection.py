@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,18 +65,10 @@ def faces_per_second(model_path: str, n: int = 64, rounds: int = 3) -> float | N
     """The model under LiteRT on one thread, best of `rounds` over n crops (None without LiteRT)."""
     from screener import lite
     from screener.scoring import load_model
-    scorer = load_model(model_path)
-    net = lite.LiteNet(lite.convert(scorer.model), threads=1) if lite.available() else None
-    if net is None:
+    if not lite.available():
         return None
-    x = lite.check_crops(n)
-    net.predict_on_batch(x[:8])
-    best = 0.0
-    for _ in range(rounds):
-        t = time.perf_counter()
-        net.predict_on_batch(x)
-        best = max(best, n / (time.perf_counter() - t))
-    return best
+    net = lite.LiteNet(lite.convert(load_model(model_path).model), threads=1)
+    return float(lite.faces_per_second([net], n, rounds).max())
 
 
 def figures(model_path: str, sets: dict[str, list[Sample]]) -> dict:

@@ -73,9 +73,15 @@ class Source:
                            "dataset's manifest.csv)")
 
 
+def hash_share(name: str) -> float:
+    """A number in [0, 1) fixed by `name`: the same split on every machine and run, without a
+    file to share."""
+    return int.from_bytes(hashlib.sha1(name.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+
+
 def split_of(group: str) -> str:
     """`test`, `select` or `train` for a group name, the same in every run."""
-    h = int.from_bytes(hashlib.sha1(group.encode("utf-8")).digest()[:8], "big") / 2.0 ** 64
+    h = hash_share(group)
     return "test" if h < TEST_SHARE else "select" if h < TEST_SHARE + SELECT_SHARE else "train"
 
 

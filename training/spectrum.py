@@ -31,7 +31,7 @@ import numpy as np
 from .data import Sample
 
 FIT_SHARE = 0.8
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def scan_augment():
@@ -71,14 +71,17 @@ def _width(model) -> int:
     return int(model.get_layer("dense16").units // 16)
 
 
-def cache_source(name: str, samples: list[Sample], feats, path: Path, seed: int) -> dict:
+def cache_source(name: str, samples: list[Sample], feats, path: Path, seed: int,
+                 base_sha256: str) -> dict:
     """Features, MesoNet logits, labels and groups of `samples` (augmented once), cached in
-    path (an .npz without pickles); reused when it holds the same images."""
+    path (an .npz without pickles); reused when it was made from the same images, seed and
+    base model (the logits are the base's)."""
     from .data import BatchStream
-    files = np.array([str(s.path) for s in samples])
+    asked = np.array([str(s.path) for s in samples])
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
-            if int(z["version"]) == CACHE_VERSION and np.array_equal(z["files"], files):
+            if (int(z["version"]) == CACHE_VERSION and int(z["seed"]) == seed
+                    and str(z["base"]) == base_sha256 and np.array_equal(z["asked"], asked)):
                 return {k: z[k] for k in z.files}
     stream = BatchStream(samples, batch_size=64, resize_mode="area", augment=scan_augment(),
                          seed=seed)
@@ -88,13 +91,12 @@ def cache_source(name: str, samples: list[Sample], feats, path: Path, seed: int)
         a, b = feats.predict_on_batch(x)
         f.append(np.asarray(a, np.float32))
         m.append(np.asarray(b, np.float32)[:, 0])
-    kept = stream.kept
-    out = {"version": np.array(CACHE_VERSION), "files": np.array([str(s.path) for s in kept]),
+    kept = stream.kept  # unreadable images are dropped
+    out = {"version": np.array(CACHE_VERSION), "seed": np.array(seed), "base": np.array(base_sha256),
+           "asked": asked, "files": np.array([str(s.path) for s in kept]),
            "features": np.concatenate(f), "meso": np.concatenate(m),
            "y": np.array([s.label for s in kept], np.int8),
            "groups": np.array([s.group for s in kept])}
-    if len(kept) != len(samples):  # unreadable images dropped: cache what was read, keyed as asked
-        out["files"] = files[:0]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **out)
@@ -105,10 +107,8 @@ def cache_source(name: str, samples: list[Sample], feats, path: Path, seed: int)
 
 def fit_part(groups: np.ndarray, seed: int) -> np.ndarray:
     """True for the images whose group falls in the head's share (hash of the group name)."""
-    import hashlib
-    def h(g: str) -> float:
-        return int.from_bytes(hashlib.sha1(f"{seed}:{g}".encode()).digest()[:8], "big") / 2.0 ** 64
-    by = {g: h(g) < FIT_SHARE for g in np.unique(groups)}
+    from .sources import hash_share
+    by = {g: hash_share(f"{seed}:{g}") < FIT_SHARE for g in np.unique(groups)}
     return np.array([by[g] for g in groups])
 
 
@@ -207,7 +207,8 @@ def main(argv=None) -> int:
             if len(of) > a.limit:
                 of = [of[i] for i in sorted(rng.choice(len(of), a.limit, replace=False))]
             picked += of
-        c = cache_source(source.name, picked, feats, a.cache / f"{source.name}.npz", a.seed)
+        c = cache_source(source.name, picked, feats, a.cache / f"{source.name}.npz", a.seed,
+                         loaded.card.sha256)
         parts.append((source.name, c))
     src = np.concatenate([np.full(len(c["y"]), n) for n, c in parts])
     x = np.concatenate([c["features"] for _, c in parts])

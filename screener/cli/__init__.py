@@ -157,7 +157,6 @@ def scan(paths, out, fmt, frames_out, frames, every_s, largest_face, all_faces, 
             rescan=rescan, settle_s=settle_s, keep_missing=keep_missing, allow_empty=allow_empty)
     except OptionsError as e:
         raise click.UsageError(worded(e)) from None
-    options = _resolved(options)
     st = None if no_state else st.where(report)  # a stream (/dev/null, a pipe) keeps no state
     if allow_empty and st is None:
         raise click.UsageError("--allow-empty needs a state (--out FILE or --state FILE)")
@@ -173,22 +172,6 @@ def scan(paths, out, fmt, frames_out, frames, every_s, largest_face, all_faces, 
         sys.exit(exit_code(ModelError()))
     code = _scan(paths, options, report, st, state is not None, fail_on_fake, quiet, log_file)
     sys.exit(log_file_failed(code))
-
-
-def _resolved(options):
-    """The options with --model as the file it names (a path, or a shipped model's name),
-    before anything is read: a name no shipped model has is one line and exit 2, a missing
-    model file one line and exit 3."""
-    if options.model is None:
-        return options
-    import dataclasses
-
-    from ..errors import ScreenerError
-    from ..shipped import resolve_model
-    try:
-        return dataclasses.replace(options, model=os.fspath(resolve_model(options.model)))
-    except ScreenerError as e:
-        sys.exit(failed(e))
 
 
 def _scan(paths, options, report, st, state_named: bool, fail_on_fake: bool, quiet: bool,
@@ -284,11 +267,9 @@ def report(html, state, from_report, model, details, quiet, verbose):
     from ..html_report import rebuild
     from ..outputs import check_outputs
     from ..state import default_state_path
-    if model is not None:
-        model = _resolved_model(model)
-    try:
+    try:  # rebuild checks the model (a file or a shipped name) and its card itself
         check_outputs([("the visual report", html)], [
-            ("the state", state), ("the report", from_report), ("the model file", model),
+            ("the state", state), ("the report", from_report),
             ("the report's state", from_report and default_state_path(from_report))])
         figures = rebuild(html, state=state, report=from_report, model=model, details=details)
     except (ScreenerError, OSError) as e:  # an output that is an input, a report that is not
@@ -296,15 +277,6 @@ def report(html, state, from_report, model, details, quiet, verbose):
     if not quiet:
         _said_html(html, figures)
     sys.exit(EXIT_OK)
-
-
-def _resolved_model(model: str) -> str:
-    from ..errors import ScreenerError
-    from ..shipped import resolve_model
-    try:
-        return os.fspath(resolve_model(model))
-    except ScreenerError as e:
-        sys.exit(failed(e))
 
 
 @main.command(short_help="List the models that ship with screener.")
